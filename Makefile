@@ -1,0 +1,34 @@
+# sml: every target does the set-up it needs, so `make run` and `make test` work on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+export SML_DATA_DIR ?= $(CURDIR)/.sml-data
+
+.PHONY: install stack-up stack-down stack-status run test stress bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,bench]'
+	@touch $(STAMP)
+
+stack-up:
+	$(PYTHON) devstack/stack.py up
+
+stack-down:
+	$(PYTHON) devstack/stack.py down $(if $(RESET),--reset)
+
+stack-status:
+	$(PYTHON) devstack/stack.py status
+
+run: install stack-up
+	$(PY) devstack/run.py
+
+test: install stack-up
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache

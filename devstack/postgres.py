@@ -1,0 +1,150 @@
+"""PostgreSQL from Debian's packages, as a cluster owned by the stack (own data dir, port 55432).
+
+Installed with apt-get when absent (without Debian's default cluster); run as the `postgres` user
+because the server refuses to run as root.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+from pathlib import Path
+
+from common import StackError, port_open, say, stack_dir, wait_until
+
+NAME = "postgres"
+PORT = 55432
+DATABASE = "sml"
+ROLE = "sml"
+PASSWORD = "sml"  # local development cluster only; production URLs come from SML_METRICS_DB_URL
+
+
+def _bindir() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
+    return Path(found[-1]).parent if found else None
+
+
+def _install() -> Path:
+    if os.geteuid() != 0:
+        raise StackError(NAME, "PostgreSQL is not installed and this is not root: apt-get install postgresql")
+    say(NAME, "installing PostgreSQL from Debian packages")
+    conf = Path("/etc/postgresql-common/createcluster.conf")
+    if not conf.exists():
+        conf.parent.mkdir(parents=True, exist_ok=True)
+        conf.write_text("create_main_cluster = false\n")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "postgresql"]):
+        result = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if result.returncode != 0:
+            raise StackError(NAME, f"{' '.join(cmd)} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+    bindir = _bindir()
+    if bindir is None:
+        raise StackError(NAME, "apt-get installed postgresql but no initdb was found")
+    return bindir
+
+
+def _owner() -> str | None:
+    """The account the server runs as: `postgres` when we are root, else ourselves."""
+    return "postgres" if os.geteuid() == 0 else None
+
+
+def _run(cmd: list[str], check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    owner = _owner()
+    full = ["runuser", "-u", owner, "--", *cmd] if owner else cmd
+    result = subprocess.run(full, capture_output=True, text=True, timeout=timeout, cwd="/")
+    if check and result.returncode != 0:
+        raise StackError(NAME, f"{' '.join(cmd)} failed:\n{result.stdout}{result.stderr}", _logfile())
+    return result
+
+
+def _home() -> Path:
+    return stack_dir(NAME)
+
+
+def _datadir() -> Path:
+    return _home() / "data"
+
+
+def _logfile() -> Path:
+    return _home() / "run" / "postgres.log"
+
+
+def _prepare_dirs() -> None:
+    run = _home() / "run"
+    run.mkdir(parents=True, exist_ok=True)
+    owner = _owner()
+    if owner:
+        account = pwd.getpwnam(owner)
+        for path in (_home(), run):
+            os.chown(path, account.pw_uid, account.pw_gid)
+        probe = subprocess.run(["runuser", "-u", owner, "--", "test", "-w", str(run)])
+        if probe.returncode != 0:
+            raise StackError(
+                NAME, f"user {owner} cannot reach {run}: a parent folder is not traversable; "
+                "set SML_DATA_DIR to a folder outside /root"
+            )
+
+
+def _psql(bindir: Path, sql: str, database: str = "postgres") -> str:
+    result = _run(
+        [str(bindir / "psql"), "-h", str(_home() / "run"), "-p", str(PORT), "-U", "postgres",
+         "-d", database, "-tAc", sql]
+    )
+    return result.stdout.strip()
+
+
+def up() -> None:
+    bindir = _bindir() or _install()
+    _prepare_dirs()
+    if not (_datadir() / "PG_VERSION").exists():
+        say(NAME, f"initialising a cluster in {_datadir()}")
+        _run([str(bindir / "initdb"), "-D", str(_datadir()), "-U", "postgres", "-E", "UTF8",
+              "--auth-local=trust", "--auth-host=scram-sha-256"])
+    if not _server_running(bindir):
+        if port_open(PORT):
+            raise StackError(NAME, f"port {PORT} is taken by a process this stack did not start")
+        say(NAME, f"starting on 127.0.0.1:{PORT}")
+        options = f"-p {PORT} -k {_home() / 'run'} -c listen_addresses=127.0.0.1"
+        result = _run([str(bindir / "pg_ctl"), "-D", str(_datadir()), "-l", str(_logfile()),
+                       "-o", options, "-w", "-t", "60", "start"], check=False)
+        if result.returncode != 0:
+            raise StackError(NAME, f"pg_ctl start failed: {result.stdout}{result.stderr}", _logfile())
+    if not wait_until(lambda: port_open(PORT), 30):
+        raise StackError(NAME, f"the server does not answer on 127.0.0.1:{PORT}", _logfile())
+    if _psql(bindir, f"SELECT 1 FROM pg_roles WHERE rolname = '{ROLE}'") != "1":
+        _psql(bindir, f"CREATE ROLE {ROLE} LOGIN PASSWORD '{PASSWORD}'")
+    if _psql(bindir, f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'") != "1":
+        _psql(bindir, f"CREATE DATABASE {DATABASE} OWNER {ROLE}")
+    say(NAME, f"up: postgresql+psycopg://{ROLE}:***@127.0.0.1:{PORT}/{DATABASE}")
+
+
+def _server_running(bindir: Path) -> bool:
+    if not (_datadir() / "PG_VERSION").exists():
+        return False
+    return _run([str(bindir / "pg_ctl"), "-D", str(_datadir()), "status"], check=False).returncode == 0
+
+
+def down() -> None:
+    bindir = _bindir()
+    if bindir is None or not _server_running(bindir):
+        return
+    say(NAME, "stopping")
+    _run([str(bindir / "pg_ctl"), "-D", str(_datadir()), "-m", "fast", "-w", "-t", "60", "stop"])
+
+
+def status() -> tuple[bool, str]:
+    bindir = _bindir()
+    if bindir is None:
+        return False, "not installed (make stack-up installs it)"
+    if not _server_running(bindir):
+        return False, "stopped"
+    if not port_open(PORT):
+        return False, f"server running but 127.0.0.1:{PORT} does not answer"
+    return True, f"127.0.0.1:{PORT}, database {DATABASE}, role {ROLE}, {bindir.parent.name}"
+
+
+def reset() -> None:
+    """Remove the cluster's files (the server must be down)."""
+    shutil.rmtree(_home(), ignore_errors=True)

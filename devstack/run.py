@@ -1,0 +1,69 @@
+"""`make run`: the simulator at a modest rate plus `dagster dev` (webserver and daemon), on the
+running local stack. Ctrl-C (or SIGTERM) stops both.
+
+Runs with the project's venv; DAGSTER_HOME is persistent under SML_DATA_DIR.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def _dagster_home(data_dir: Path) -> Path:
+    home = Path(os.environ.get("DAGSTER_HOME", data_dir / "dagster-home"))
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    return home
+
+
+def main() -> int:
+    data_dir = Path(os.environ.get("SML_DATA_DIR", REPO_ROOT / ".sml-data")).resolve()
+    env = {**os.environ, "SML_DATA_DIR": str(data_dir), "DAGSTER_HOME": str(_dagster_home(data_dir))}
+    env.setdefault("JAVA_HOME", "/usr/lib/jvm/java-17-openjdk-amd64")
+    port = env.get("SML_DAGSTER_PORT", "3000")
+    logs = data_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    simulator_args = env.get("SML_RUN_SIMULATOR_ARGS", "--log-rate 20 --metrics-interval 5").split()
+    children: list[subprocess.Popen[bytes]] = []
+    with open(logs / "simulator.log", "ab") as simulator_log:
+        children.append(subprocess.Popen(
+            [sys.executable, "-m", "simulator", *simulator_args],
+            cwd=REPO_ROOT, env=env, stdout=simulator_log, stderr=subprocess.STDOUT, start_new_session=True,
+        ))
+    print(f"simulator: sending to the stack's Kafka (log: {logs / 'simulator.log'})", flush=True)
+    children.append(subprocess.Popen(
+        [str(BIN / "dagster"), "dev", "-w", str(REPO_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", port],
+        cwd=REPO_ROOT, env=env, start_new_session=True,
+    ))
+    print(f"Dagster UI: http://127.0.0.1:{port}  (Ctrl-C stops the simulator and Dagster; "
+          "`make stack-down` stops the services)", flush=True)
+
+    def stop(*_: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, lambda *_: stop())
+    try:
+        children[-1].wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop()
+        for child in children:
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

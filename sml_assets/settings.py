@@ -1,0 +1,40 @@
+"""The contract's environment variables (DESIGN.md section 5) and their defaults, in one place."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dagster import EnvVar
+
+DEFAULTS: dict[str, str] = {
+    "SML_KAFKA_BOOTSTRAP_SERVERS": "localhost:9092",
+    "SML_METRICS_TOPIC": "test-topic4",
+    "SML_LOGS_TOPIC": "test-topic3",
+    "SML_METRICS_TABLE": "server_matric",
+    "SML_SPARK_MASTER": "local[2]",
+    "SML_HDFS_URL": "http://localhost:9870",
+    "SML_HDFS_USER": "root",
+    "SML_DATA_DIR": "./.sml-data",
+}
+
+
+def setting(name: str) -> str | EnvVar:
+    """An `EnvVar` when the variable is set (the UI then shows its source), else the default.
+
+    `EnvVar` alone would fail on an unset variable; sml must run with embedded defaults.
+    """
+    if name in os.environ:
+        return EnvVar(name)
+    if name == "SML_METRICS_DB_URL":
+        return default_db_url()
+    return DEFAULTS[name]
+
+
+def data_dir() -> Path:
+    """SML_DATA_DIR, absolute, resolved at call time (not import time)."""
+    return Path(os.environ.get("SML_DATA_DIR", DEFAULTS["SML_DATA_DIR"])).resolve()
+
+
+def default_db_url() -> str:
+    """SQLite file under the data dir: works with no database server at all."""
+    return f"sqlite:///{data_dir() / 'sml.db'}"

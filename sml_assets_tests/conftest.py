@@ -1,0 +1,87 @@
+"""Fixtures shared by the suite: the real local stack (started once, reused if running) and
+per-test isolation (own topic, own table, own HDFS path, own data dir)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+KAFKA_BOOTSTRAP = os.environ.get("SML_TEST_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+POSTGRES_URL = os.environ.get(
+    "SML_TEST_POSTGRES_URL", "postgresql+psycopg://sml:sml@127.0.0.1:55432/sml"
+)
+HDFS_URL = os.environ.get("SML_TEST_HDFS_URL", "http://127.0.0.1:9870")
+HDFS_USER = "root"
+
+
+def stack_data_dir() -> Path:
+    raw = Path(os.environ.get("SML_DATA_DIR", ".sml-data"))
+    return raw if raw.is_absolute() else REPO_ROOT / raw
+
+
+@pytest.fixture(scope="session")
+def stack() -> None:
+    """Bring the local stack up once per session (a no-op when it already runs)."""
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "devstack" / "stack.py"), "up"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=1800,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"local stack did not come up:\n{result.stdout}\n{result.stderr}")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(stack: None) -> str:
+    return KAFKA_BOOTSTRAP
+
+
+@pytest.fixture(scope="session")
+def postgres_url(stack: None) -> str:
+    return POSTGRES_URL
+
+
+@pytest.fixture(scope="session")
+def hdfs_url(stack: None) -> str:
+    return HDFS_URL
+
+
+@pytest.fixture(scope="session")
+def spark_jars_dir(stack: None) -> Path:
+    return stack_data_dir() / "jars" / "spark-kafka"
+
+
+@pytest.fixture
+def unique_name(request: pytest.FixtureRequest) -> str:
+    """A short name unique to this test, usable as topic, table or path component."""
+    stem = "".join(c if c.isalnum() else "_" for c in request.node.name)[:40].strip("_").lower()
+    return f"t_{stem}_{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def new_topic(kafka_bootstrap: str, unique_name: str) -> Iterator[Callable[..., str]]:
+    """Create topics of its own for a test (deleted afterwards): new_topic(partitions=1)."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    created: list[str] = []
+
+    def make(partitions: int = 1, suffix: str = "") -> str:
+        name = f"{unique_name}{suffix}-{len(created)}"
+        futures = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+        futures[name].result(timeout=30)
+        created.append(name)
+        return name
+
+    yield make
+    if created:
+        for future in admin.delete_topics(created, operation_timeout=30).values():
+            try:
+                future.result(timeout=30)
+            except Exception:
+                pass

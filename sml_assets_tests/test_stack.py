@@ -1,0 +1,117 @@
+"""The local stack answers for real: Kafka, WebHDFS, PostgreSQL, Spark's Kafka source, Definitions."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from sml_assets_tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.integration
+
+
+def test_kafka_round_trips_a_message(kafka_bootstrap: str, new_topic) -> None:
+    from confluent_kafka import Consumer, Producer
+
+    topic = new_topic(partitions=2)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    payload = f"id: 1, cpu: 1.0, mem: 2.0, disk: 3.0, probe: {uuid.uuid4()}".encode()
+    producer.produce(topic, payload, key=b"1")
+    assert producer.flush(30) == 0
+    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": topic,
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    received = None
+    deadline = time.monotonic() + 30
+    try:
+        while received is None and time.monotonic() < deadline:
+            message = consumer.poll(1.0)
+            if message is not None and message.error() is None:
+                received = message.value()
+    finally:
+        consumer.close()
+    assert received == payload
+
+
+def test_webhdfs_creates_renames_and_reads_a_file(hdfs_url: str, unique_name: str) -> None:
+    from hdfs import InsecureClient
+
+    client = InsecureClient(hdfs_url, user="root")
+    base = f"/tmp/sml-tests/{unique_name}"
+    client.makedirs(base)
+    client.write(f"{base}/a.csv", data=b"x,y\n1,2\n", overwrite=True)
+    client.rename(f"{base}/a.csv", f"{base}/b.csv")
+    with client.read(f"{base}/b.csv") as reader:
+        assert reader.read() == b"x,y\n1,2\n"
+    assert client.status(f"{base}/a.csv", strict=False) is None
+    client.delete(base, recursive=True)
+
+
+def test_postgres_accepts_sqlalchemy_connections(postgres_url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(postgres_url)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT current_database(), 40 + 2")).one() == ("sml", 42)
+    engine.dispose()
+
+
+def test_spark_kafka_source_reads_produced_messages(
+    kafka_bootstrap: str, new_topic, spark_jars_dir: Path, tmp_path: Path
+) -> None:
+    from confluent_kafka import Producer
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("JAVA_HOME", "/usr/lib/jvm/java-17-openjdk-amd64")
+    topic = new_topic(partitions=2)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    lines = [f"line {i}" for i in range(50)]
+    for i, line in enumerate(lines):
+        producer.produce(topic, line.encode(), key=str(i).encode())
+    assert producer.flush(30) == 0
+
+    jars = ",".join(str(p) for p in sorted(spark_jars_dir.glob("*.jar")))
+    spark = (SparkSession.builder.master("local[2]").config("spark.jars", jars)
+             .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "2")
+             .getOrCreate())
+    stream = (spark.readStream.format("kafka").option("kafka.bootstrap.servers", kafka_bootstrap)
+              .option("subscribe", topic).option("startingOffsets", "earliest").load()
+              .selectExpr("CAST(value AS STRING) AS value"))
+    query = (stream.writeStream.format("memory").queryName(topic.replace("-", "_"))
+             .option("checkpointLocation", str(tmp_path / "checkpoint"))
+             .trigger(availableNow=True).start())
+    query.awaitTermination(300)
+    rows = spark.sql(f"SELECT value FROM {topic.replace('-', '_')}").collect()
+    assert sorted(r.value for r in rows) == sorted(lines)
+
+
+def test_definitions_load() -> None:
+    from sml_assets.definitions import defs
+
+    repository = defs.get_repository_def()
+    assert {"kafka", "metrics_db", "spark", "hdfs", "storage"} <= set(repository.get_top_level_resources())
+
+
+def test_stack_status_reports_stopped_services_as_stopped(tmp_path: Path) -> None:
+    """A data dir where nothing was started: every service is DOWN and the exit code says so."""
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "devstack" / "stack.py"), "status", "kafka", "hdfs", "postgres"],
+        env={**os.environ, "SML_DATA_DIR": str(tmp_path)}, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 3, result.stdout + result.stderr
+    lines = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()}
+    assert lines == {"kafka": "DOWN", "hdfs": "DOWN", "postgres": "DOWN"}
+
+
+def test_stack_status_reports_running_services_as_up(stack: None) -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "devstack" / "stack.py"), "status"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert all(line.split()[1] == "up" for line in result.stdout.splitlines())
