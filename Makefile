@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 export SML_DATA_DIR ?= $(CURDIR)/.sml-data
 
-.PHONY: install stack-up stack-down stack-status run test stress bench clean
+.PHONY: install browser stack-up stack-down stack-status run test stress bench clean
 
 install: $(STAMP)
 
@@ -14,6 +14,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,bench]'
 	@touch $(STAMP)
+
+# Debian's Chromium for the browser test (Playwright drives it; it never downloads a browser).
+browser:
+	@command -v chromium >/dev/null || { \
+	  test "$$(id -u)" = 0 || { echo "install Debian's chromium (apt-get install chromium) for the browser test" >&2; exit 1; }; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
 stack-up:
 	$(PYTHON) devstack/stack.py up
@@ -27,7 +33,7 @@ stack-status:
 run: install stack-up
 	$(PY) devstack/run.py
 
-test: install stack-up
+test: install browser stack-up
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:

@@ -6,6 +6,7 @@ because the server refuses to run as root.
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import pwd
 import shutil
@@ -60,7 +61,20 @@ def _run(cmd: list[str], check: bool = True, timeout: float = 120) -> subprocess
 
 
 def _home() -> Path:
-    return stack_dir(NAME)
+    """The cluster's folder: under the data dir, unless the `postgres` account cannot reach it
+    (a checkout below /root, say); then a folder of its own in that account's home."""
+    preferred = stack_dir(NAME)
+    owner = _owner()
+    if owner is None or _reachable(owner, preferred.parent):
+        return preferred
+    digest = hashlib.sha1(str(preferred).encode()).hexdigest()[:10]
+    fallback = Path(pwd.getpwnam(owner).pw_dir) / f"sml-stack-{digest}"
+    fallback.mkdir(parents=True, exist_ok=True)
+    return fallback
+
+
+def _reachable(owner: str, path: Path) -> bool:
+    return subprocess.run(["runuser", "-u", owner, "--", "test", "-x", str(path)]).returncode == 0
 
 
 def _datadir() -> Path:
@@ -79,12 +93,8 @@ def _prepare_dirs() -> None:
         account = pwd.getpwnam(owner)
         for path in (_home(), run):
             os.chown(path, account.pw_uid, account.pw_gid)
-        probe = subprocess.run(["runuser", "-u", owner, "--", "test", "-w", str(run)])
-        if probe.returncode != 0:
-            raise StackError(
-                NAME, f"user {owner} cannot reach {run}: a parent folder is not traversable; "
-                "set SML_DATA_DIR to a folder outside /root"
-            )
+        if not _reachable(owner, run):
+            raise StackError(NAME, f"user {owner} cannot reach {run}: a parent folder is not traversable")
 
 
 def _psql(bindir: Path, sql: str, database: str = "postgres") -> str:
@@ -148,3 +158,4 @@ def status() -> tuple[bool, str]:
 def reset() -> None:
     """Remove the cluster's files (the server must be down)."""
     shutil.rmtree(_home(), ignore_errors=True)
+    shutil.rmtree(stack_dir(NAME), ignore_errors=True)
