@@ -1,0 +1,304 @@
+"""The Spark Structured Streaming query behind `log_summary`: where the watermark is set.
+
+Two queries read the logs topic from the same checkpoint folder, each with `availableNow`, so a
+materialization processes what arrived since the last one and stops:
+
+- `windows`: parse -> 10-minute watermark -> 5-minute tumbling windows -> counts, output mode
+  `update`, handed to `on_batch` (which merges them idempotently, see `sml_assets.windows`);
+- `rejects`: the lines that did not parse, with a reason, appended to a parquet folder by Spark's
+  exactly-once file sink.
+
+Parsing uses Spark SQL functions only (no Python UDFs) and mirrors `sml_assets.parsing.parse_log_line`.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from sml_assets.windows import (
+    CATEGORIES,
+    WINDOW,
+    WATERMARK_DELAY,
+    BatchUpdate,
+    Counts,
+    WindowUpdate,
+    from_epoch_seconds,
+)
+
+HEAD_PATTERN = r"^(\S+) (\S+) (\S+) \[([^\]]*)\] (.*)$"
+RFC1123_PATTERN = r"^([A-Z][a-z]{2}), (\d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT)$"
+REST_PATTERN = r"^([^ ]*) ([^ ]*) ([^ ]*) ([^ ]*)$"
+# Spark 3+ parsers reject 'E' (day of week), so the weekday is split off by the regex above,
+# the rest parsed with this pattern, and the weekday checked by formatting the parsed time.
+SPARK_DATE_FORMAT = "dd MMM yyyy HH:mm:ss zzz"
+OBSERVATION = "log_lines"
+MARKER_FILE = "sml-checkpoint-id"
+
+
+@dataclass(frozen=True)
+class StreamPaths:
+    """Folders of one summary: both queries' checkpoints (under one root) and the rejects."""
+
+    checkpoint_root: Path
+    rejects_dir: Path
+
+    @property
+    def windows_checkpoint(self) -> Path:
+        return self.checkpoint_root / "windows"
+
+    @property
+    def rejects_checkpoint(self) -> Path:
+        return self.checkpoint_root / "rejects"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Identity of the checkpoint a run resumes from; `fresh` when Spark starts from scratch,
+    `discarded` when an existing checkpoint did not belong to the stored summary."""
+
+    checkpoint_id: str
+    fresh: bool
+    discarded: bool = False
+
+
+@dataclass(frozen=True)
+class StreamRun:
+    """What one availableNow run did, from Spark's own progress reports."""
+
+    checkpoint_id: str
+    batches: int
+    input_rows: int
+    parsed_rows: int
+    rejected_rows: int
+    late_rows_dropped: int
+    """Spark's `numRowsDroppedByWatermark`: counted after partial aggregation, so late events of
+    one window in one batch count once; `MergeResult.counted` gives the exact event count."""
+    duration_s: float
+    end_offsets: dict[str, dict[str, int]]
+
+
+def open_checkpoint(paths: StreamPaths, expected_id: str | None) -> Checkpoint:
+    """Resume the checkpoint whose id the stored summary recorded, else start a fresh one.
+
+    Fresh means: replay the topic from earliest with an empty state. That happens on the first
+    run, when the checkpoint was deleted (the merge then keeps the stored counts, see
+    `sml_assets.windows.merge_batch`), and when the summary was deleted but the checkpoint was
+    not (resuming would only emit the windows touched from now on). Spark's file sink skips batch
+    ids it already logged, so the rejects folder starts empty with a fresh checkpoint.
+    """
+    marker = paths.checkpoint_root / MARKER_FILE
+    committed = paths.windows_checkpoint / "commits"
+    has_commits = committed.is_dir() and any(committed.iterdir())
+    if has_commits and marker.is_file() and marker.read_text().strip() == expected_id:
+        return Checkpoint(checkpoint_id=expected_id, fresh=False)
+    if paths.checkpoint_root.exists():
+        shutil.rmtree(paths.checkpoint_root)
+    discarded = has_commits
+    if paths.rejects_dir.exists():
+        shutil.rmtree(paths.rejects_dir)
+    paths.checkpoint_root.mkdir(parents=True)
+    paths.rejects_dir.mkdir(parents=True)
+    checkpoint_id = uuid.uuid4().hex
+    marker.write_text(checkpoint_id + "\n")
+    return Checkpoint(checkpoint_id=checkpoint_id, fresh=True, discarded=discarded)
+
+
+def kafka_lines(spark: SparkSession, bootstrap_servers: str, topic: str) -> DataFrame:
+    """The logs topic as a stream, from the earliest offset on a fresh checkpoint."""
+    return (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", bootstrap_servers)
+        .option("subscribe", topic)
+        .option("startingOffsets", "earliest")
+        .load()
+        .select(
+            F.col("partition").alias("kafka_partition"),
+            F.col("offset").alias("kafka_offset"),
+            F.col("timestamp").alias("kafka_timestamp"),
+            F.col("value"),
+        )
+    )
+
+
+def parse_lines(raw: DataFrame) -> DataFrame:
+    """Add `event_time`, `method`, `success` and `reject_reason` (null when the line is valid).
+
+    The checks and their order follow `parse_log_line`; the first failing one names the reason.
+    """
+    text = F.col("value").cast("string")
+    line = F.regexp_replace(text, r"^\s+|\s+$", "")
+    date_text = F.regexp_extract(line, HEAD_PATTERN, 4)
+    weekday = F.regexp_extract(date_text, RFC1123_PATTERN, 1)
+    event_time = F.try_to_timestamp(
+        F.regexp_extract(date_text, RFC1123_PATTERN, 2), F.lit(SPARK_DATE_FORMAT)
+    )
+    rest = F.regexp_extract(line, HEAD_PATTERN, 5)
+    method, status, size = (F.regexp_extract(rest, REST_PATTERN, i) for i in (1, 3, 4))
+    reason = (
+        F.when(F.col("value").isNull(), F.lit("empty message (no value)"))
+        .when(~F.is_valid_utf8(text), F.lit("not UTF-8"))
+        .when(line == "", F.lit("empty message"))
+        .when(~line.rlike(HEAD_PATTERN), F.lit("not an access-log line"))
+        .when(~date_text.rlike(RFC1123_PATTERN), F.lit("date is not RFC 1123"))
+        .when(event_time.isNull(), F.lit("date is not a valid time"))
+        .when(F.date_format(event_time, "EEE") != weekday, F.lit("date has the wrong weekday"))
+        .when(~rest.rlike(REST_PATTERN), F.lit("expected 'METHOD path status size' after the date"))
+        .when(~method.isin("GET", "POST"), F.lit("method is not GET or POST"))
+        .when(
+            ~status.rlike(r"^[0-9]{3}$") | ~status.cast("int").between(100, 599),
+            F.lit("status is not a 3-digit HTTP status"),
+        )
+        .when(~size.rlike(r"^[0-9]+$"), F.lit("size is not a whole number of bytes"))
+    )
+    status_code = F.when(status.rlike(r"^[0-9]{3}$"), status.cast("int"))
+    return raw.select(
+        "*",
+        line.alias("line"),
+        event_time.alias("event_time"),
+        method.alias("method"),
+        status_code.between(200, 299).alias("success"),
+        reason.alias("reject_reason"),
+    )
+
+
+def window_counts(parsed: DataFrame) -> DataFrame:
+    """Counts per 5-minute window with a 10-minute watermark, plus the newest event per window."""
+    valid = parsed.where(F.col("reject_reason").isNull())
+    category = F.concat(F.col("method"), F.when(F.col("success"), "_success").otherwise("_failure"))
+    return (
+        valid.withWatermark("event_time", _interval(WATERMARK_DELAY))
+        .groupBy(F.window("event_time", _interval(WINDOW)).alias("window"))
+        .agg(
+            *(F.count(F.when(category == name, 1)).alias(name) for name in CATEGORIES),
+            F.max("event_time").alias("max_event_time"),
+        )
+    )
+
+
+def observe_lines(parsed: DataFrame) -> DataFrame:
+    """Count read, parsed and rejected lines per batch, reported in the query's progress."""
+    rejected = F.col("reject_reason").isNotNull()
+    return parsed.observe(
+        OBSERVATION,
+        F.count(F.lit(1)).alias("lines"),
+        F.count(F.when(~rejected, 1)).alias("parsed"),
+        F.count(F.when(rejected, 1)).alias("rejected"),
+    )
+
+
+def batch_update(checkpoint_id: str, batch_id: int, batch: DataFrame) -> BatchUpdate:
+    """Collect one micro-batch of window counts (a handful of rows) into plain records."""
+    rows = batch.select(
+        F.unix_seconds(F.col("window.start")).alias("start"),
+        *CATEGORIES,
+        F.unix_seconds(F.col("max_event_time")).alias("max_event_time"),
+    ).collect()
+    windows = tuple(
+        WindowUpdate(
+            start=from_epoch_seconds(row["start"]),
+            counts=Counts(*(int(row[name]) for name in CATEGORIES)),
+            max_event_time=from_epoch_seconds(row["max_event_time"]),
+        )
+        for row in rows
+    )
+    return BatchUpdate(query_id=checkpoint_id, batch_id=batch_id, windows=windows)
+
+
+def run_log_summary_stream(
+    spark: SparkSession,
+    bootstrap_servers: str,
+    topic: str,
+    paths: StreamPaths,
+    checkpoint: Checkpoint,
+    on_batch: Callable[[BatchUpdate], None],
+    timeout_s: float = 1800.0,
+) -> StreamRun:
+    """Process everything that arrived since the last run, then stop; `on_batch` sees each batch.
+
+    `checkpoint` comes from `open_checkpoint` on the same paths.
+    """
+    parsed = parse_lines(kafka_lines(spark, bootstrap_servers, topic))
+    started = time.monotonic()
+    rejects_query = (
+        parsed.where(F.col("reject_reason").isNotNull())
+        .select("kafka_partition", "kafka_offset", "kafka_timestamp", "line", "reject_reason")
+        .writeStream.queryName(f"log_summary_rejects_{checkpoint.checkpoint_id[:8]}")
+        .format("parquet")
+        .option("path", str(paths.rejects_dir))
+        .option("checkpointLocation", str(paths.rejects_checkpoint))
+        .trigger(availableNow=True)
+        .start()
+    )
+    try:
+        windows_query = (
+            window_counts(observe_lines(parsed))
+            .writeStream.queryName(f"log_summary_windows_{checkpoint.checkpoint_id[:8]}")
+            .outputMode("update")
+            .foreachBatch(
+                lambda batch, batch_id: on_batch(
+                    batch_update(checkpoint.checkpoint_id, batch_id, batch)
+                )
+            )
+            .option("checkpointLocation", str(paths.windows_checkpoint))
+            .trigger(availableNow=True)
+            .start()
+        )
+        try:
+            _await(windows_query, timeout_s, started)
+        finally:
+            windows_query.stop()
+        _await(rejects_query, timeout_s, started)
+    finally:
+        rejects_query.stop()
+    progress = [json.loads(p.json) for p in windows_query.recentProgress]
+    return _summarize(checkpoint.checkpoint_id, progress, time.monotonic() - started)
+
+
+def _await(query: Any, timeout_s: float, started: float) -> None:
+    left = max(1.0, timeout_s - (time.monotonic() - started))
+    if not query.awaitTermination(left):
+        raise TimeoutError(
+            f"Spark query {query.name} did not finish within {timeout_s:.0f} s: "
+            "is the Kafka broker reachable from Spark?"
+        )
+
+
+def _summarize(checkpoint_id: str, progress: list[dict[str, Any]], duration_s: float) -> StreamRun:
+    def observed(name: str) -> int:
+        return sum(
+            int(p.get("observedMetrics", {}).get(OBSERVATION, {}).get(name) or 0) for p in progress
+        )
+
+    end_offsets: dict[str, dict[str, int]] = {}
+    if progress:
+        raw = progress[-1]["sources"][0].get("endOffset")
+        end_offsets = json.loads(raw) if isinstance(raw, str) else (raw or {})
+    return StreamRun(
+        checkpoint_id=checkpoint_id,
+        batches=len(progress),
+        input_rows=sum(int(p.get("numInputRows", 0)) for p in progress),
+        parsed_rows=observed("parsed"),
+        rejected_rows=observed("rejected"),
+        late_rows_dropped=sum(
+            int(op.get("numRowsDroppedByWatermark", 0))
+            for p in progress
+            for op in p.get("stateOperators", [])
+        ),
+        duration_s=duration_s,
+        end_offsets=end_offsets,
+    )
+
+
+def _interval(delta: timedelta) -> str:
+    return f"{int(delta.total_seconds())} seconds"
+

@@ -1,0 +1,264 @@
+"""Pure: merge Spark's window updates into the stored log summary and decide what is final.
+
+Spark's `update` output mode emits, per micro-batch, the *absolute* counts of every window whose
+state changed. Merging is therefore idempotent per batch id (a replayed batch is skipped) and,
+beyond that, monotone: a count never goes down and a final window never changes. That makes
+a replay harmless even when the batch-id bookkeeping is lost (see `merge_batch`).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+WINDOW = timedelta(minutes=5)
+WATERMARK_DELAY = timedelta(minutes=10)
+CATEGORIES = ("GET_success", "GET_failure", "POST_success", "POST_failure")
+CSV_COLUMNS = ("window_start", "window_end", *CATEGORIES, "total", "final")
+STATE_VERSION = 1
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Requests in one window by category; the total is derived, so it cannot disagree."""
+
+    GET_success: int = 0
+    GET_failure: int = 0
+    POST_success: int = 0
+    POST_failure: int = 0
+
+    def __post_init__(self) -> None:
+        for name in CATEGORIES:
+            if getattr(self, name) < 0:
+                raise ValueError(f"count {name}={getattr(self, name)} is negative")
+
+    @property
+    def total(self) -> int:
+        return self.GET_success + self.GET_failure + self.POST_success + self.POST_failure
+
+    def as_tuple(self) -> tuple[int, int, int, int]:
+        return (self.GET_success, self.GET_failure, self.POST_success, self.POST_failure)
+
+    def at_least(self, other: Counts) -> Counts:
+        """Category-wise maximum: the truth of a window only grows, so neither side is lost."""
+        return Counts(*(max(a, b) for a, b in zip(self.as_tuple(), other.as_tuple())))
+
+
+@dataclass(frozen=True)
+class WindowUpdate:
+    """One row of a Spark micro-batch: a window's absolute counts and its newest event time."""
+
+    start: datetime
+    counts: Counts
+    max_event_time: datetime
+
+    def __post_init__(self) -> None:
+        check_window_start(self.start)
+        if not self.start <= self.max_event_time < self.end:
+            raise ValueError(
+                f"max_event_time {iso(self.max_event_time)} lies outside window "
+                f"[{iso(self.start)}, {iso(self.end)})"
+            )
+
+    @property
+    def end(self) -> datetime:
+        return self.start + WINDOW
+
+
+@dataclass(frozen=True)
+class BatchUpdate:
+    """Everything one foreachBatch call saw, tagged with the query and batch it came from."""
+
+    query_id: str
+    batch_id: int
+    windows: tuple[WindowUpdate, ...]
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The stored summary: counts per window start, the newest event time seen, and the last
+    merged (query id, batch id) so a replayed batch is recognised."""
+
+    windows: Mapping[datetime, Counts] = field(default_factory=dict)
+    max_event_time: datetime | None = None
+    query_id: str | None = None
+    last_batch_id: int = -1
+
+    @property
+    def watermark(self) -> datetime | None:
+        """Spark's watermark for the next batch: newest event time minus the 10-minute delay."""
+        return None if self.max_event_time is None else self.max_event_time - WATERMARK_DELAY
+
+    def is_final(self, start: datetime) -> bool:
+        """Final once the watermark has reached the window's end: Spark drops later rows for it."""
+        watermark = self.watermark
+        return watermark is not None and start + WINDOW <= watermark
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    """The merged summary and what the batch changed (for run metadata)."""
+
+    summary: Summary
+    replayed: bool
+    updated: tuple[datetime, ...]
+    ignored: tuple[datetime, ...]
+    counted: int
+    """Events this batch added to the windows (sum of total increases): with the lines Spark
+    parsed, it gives the exact number of events dropped as late."""
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    """One CSV row (DESIGN.md section 3)."""
+
+    window_start: str
+    window_end: str
+    GET_success: int
+    GET_failure: int
+    POST_success: int
+    POST_failure: int
+    total: int
+    final: bool
+
+
+def check_window_start(start: datetime) -> None:
+    """Windows are 5-minute tumbling windows aligned to the epoch, in UTC."""
+    if start.tzinfo is None or start.utcoffset() != timedelta(0):
+        raise ValueError(f"window start {start!r} is not a UTC datetime")
+    if (start - EPOCH) % WINDOW:
+        raise ValueError(f"window start {iso(start)} is not aligned to {WINDOW}")
+
+
+def merge_batch(summary: Summary, batch: BatchUpdate) -> MergeResult:
+    """Merge one micro-batch; the same batch merged twice changes nothing.
+
+    - a batch of the stored query with id <= the last merged one is a replay: skipped;
+    - a window whose end is at or before the stored watermark is not touched: either it is final,
+      or Spark counted it only because its state was rebuilt from scratch (lost checkpoint);
+    - otherwise a window takes the category-wise maximum of stored and new counts.
+    A new query id (a fresh checkpoint) starts a new batch sequence.
+    """
+    if batch.query_id == summary.query_id and batch.batch_id <= summary.last_batch_id:
+        return MergeResult(summary=summary, replayed=True, updated=(), ignored=(), counted=0)
+    watermark = summary.watermark
+    windows = dict(summary.windows)
+    updated: list[datetime] = []
+    ignored: list[datetime] = []
+    counted = 0
+    for update in batch.windows:
+        if watermark is not None and update.end <= watermark:
+            ignored.append(update.start)
+            continue
+        before = windows.get(update.start)
+        after = update.counts if before is None else before.at_least(update.counts)
+        if after != before:
+            windows[update.start] = after
+            updated.append(update.start)
+            counted += after.total - (0 if before is None else before.total)
+    newest = [u.max_event_time for u in batch.windows]
+    if summary.max_event_time is not None:
+        newest.append(summary.max_event_time)
+    merged = Summary(
+        windows=windows,
+        max_event_time=max(newest) if newest else None,
+        query_id=batch.query_id,
+        last_batch_id=batch.batch_id,
+    )
+    return MergeResult(
+        summary=merged,
+        replayed=False,
+        updated=tuple(sorted(set(updated))),
+        ignored=tuple(ignored),
+        counted=counted,
+    )
+
+
+def newly_final(before: Summary, after: Summary) -> tuple[datetime, ...]:
+    """Windows that became final between two versions of the summary."""
+    return tuple(
+        start for start in sorted(after.windows)
+        if after.is_final(start) and not (start in before.windows and before.is_final(start))
+    )
+
+
+def rows(summary: Summary) -> list[SummaryRow]:
+    """The CSV rows: one per window, sorted by start, unique by construction."""
+    return [
+        SummaryRow(
+            window_start=iso(start),
+            window_end=iso(start + WINDOW),
+            GET_success=counts.GET_success,
+            GET_failure=counts.GET_failure,
+            POST_success=counts.POST_success,
+            POST_failure=counts.POST_failure,
+            total=counts.total,
+            final=summary.is_final(start),
+        )
+        for start, counts in sorted(summary.windows.items())
+    ]
+
+
+def render_csv(summary_rows: Iterable[SummaryRow]) -> str:
+    """`output_log_summary.csv` as text; `final` is written `true`/`false`."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in summary_rows:
+        writer.writerow(
+            [row.window_start, row.window_end, row.GET_success, row.GET_failure,
+             row.POST_success, row.POST_failure, row.total, str(row.final).lower()]
+        )
+    return out.getvalue()
+
+
+def to_json(summary: Summary) -> str:
+    """The stored form of the summary (the CSV cannot hold the watermark or the batch id)."""
+    state: dict[str, Any] = {
+        "version": STATE_VERSION,
+        "query_id": summary.query_id,
+        "last_batch_id": summary.last_batch_id,
+        "max_event_time": None if summary.max_event_time is None else iso(summary.max_event_time),
+        "windows": [
+            {"window_start": iso(start), **dict(zip(CATEGORIES, counts.as_tuple()))}
+            for start, counts in sorted(summary.windows.items())
+        ],
+    }
+    return json.dumps(state, indent=1) + "\n"
+
+
+def from_json(text: str) -> Summary:
+    """Inverse of `to_json`; an unknown version is an error rather than a silent reset."""
+    state = json.loads(text)
+    if state.get("version") != STATE_VERSION:
+        raise ValueError(f"summary state version {state.get('version')!r} is not {STATE_VERSION}")
+    windows: dict[datetime, Counts] = {}
+    for item in state["windows"]:
+        start = parse_iso(item["window_start"])
+        check_window_start(start)
+        windows[start] = Counts(*(int(item[name]) for name in CATEGORIES))
+    raw_max = state["max_event_time"]
+    return Summary(
+        windows=windows,
+        max_event_time=None if raw_max is None else parse_iso(raw_max),
+        query_id=state["query_id"],
+        last_batch_id=int(state["last_batch_id"]),
+    )
+
+
+def iso(moment: datetime) -> str:
+    """ISO-8601 UTC with a `Z`, second precision (log dates carry whole seconds)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def from_epoch_seconds(seconds: int) -> datetime:
+    return EPOCH + timedelta(seconds=seconds)

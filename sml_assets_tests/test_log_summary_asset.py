@@ -1,0 +1,274 @@
+"""log_summary against the real broker and real Spark: counts equal an independent recount.
+
+One Spark session serves the whole module (starting one costs seconds on two cores); each test has
+its own topic and data dir. The recount below parses lines with plain Python and applies the
+watermark rule per materialization (one micro-batch per run, as availableNow does with Kafka).
+"""
+from __future__ import annotations
+
+import random
+import re
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from confluent_kafka import Producer
+from dagster import materialize
+
+from sml_assets.assets import logs
+from sml_assets.logs_stream import parse_lines
+from sml_assets.parsing import LogRecord, parse_log_line
+from sml_assets.resources.kafka import KafkaResource
+from sml_assets.resources.spark import SparkResource
+from sml_assets.resources.storage import LocalStorage
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 11, 25, 16, 0, tzinfo=UTC)
+FIVE_MIN = timedelta(minutes=5)
+DELAY = timedelta(minutes=10)
+COLUMNS = ["GET_success", "GET_failure", "POST_success", "POST_failure"]
+ORACLE_LINE = re.compile(
+    r"\S+ \S+ \S+ \[([A-Z][a-z]{2}), (\d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2}) GMT\] "
+    r"(GET|POST) \S+ (\d{3}) \d+"
+)
+MALFORMED: list[bytes] = [
+    b"garbage",
+    b"",
+    b"\xff\xfe not utf-8",
+    b"10.0.0.1 - u [Wed, 25 Nov 2026 16:01:00 GMT] PUT /x 200 10",
+    b"10.0.0.1 - u [Thu, 25 Nov 2026 16:01:00 GMT] GET /x 200 10",
+    b"10.0.0.1 - u [Wed, 31 Feb 2026 16:01:00 GMT] GET /x 200 10",
+    b"10.0.0.1 - u [Wed, 25 Nov 2026 16:01:00 GMT] GET /x",
+    b"10.0.0.1 - u [Wed, 25 Nov 2026 16:01:00 GMT] POST /x 2OO 10",
+]
+
+
+def log_line(moment: datetime, method: str, status: int) -> bytes:
+    stamp = moment.strftime("%a, %d %b %Y %H:%M:%S GMT")
+    return f"10.0.0.{moment.second} - user{moment.minute} [{stamp}] {method} /p/{moment.minute} {status} 512".encode()
+
+
+def events(rng: random.Random, first: datetime, last: datetime, count: int) -> list[bytes]:
+    span = int((last - first).total_seconds())
+    return [
+        log_line(first + timedelta(seconds=rng.randint(0, span)), rng.choice(["GET", "POST"]),
+                 rng.choice([200, 201, 204, 301, 404, 500, 503]))
+        for _ in range(count)
+    ]
+
+
+def oracle_parse(raw: bytes) -> tuple[datetime, str] | None:
+    """Independent of Spark and of parsing.py: a regex, strptime and a weekday check."""
+    try:
+        text = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return None
+    match = ORACLE_LINE.fullmatch(text)
+    if match is None:
+        return None
+    try:
+        moment = datetime.strptime(match[2], "%d %b %Y %H:%M:%S").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    if moment.strftime("%a") != match[1]:
+        return None
+    status = int(match[4])
+    if not 100 <= status <= 599:
+        return None
+    return moment, f"{match[3]}_{'success' if 200 <= status <= 299 else 'failure'}"
+
+
+@dataclass
+class Expected:
+    """The recount after the runs so far: the CSV frame, and late / rejected lines of the last run."""
+
+    frame: pd.DataFrame
+    late_last_run: int
+    rejected_last_run: int
+
+
+def recount(runs: list[list[bytes]]) -> Expected:
+    """Apply the watermark per run (window end at or before max-seen-before-this-run − 10 min is
+    dropped), count with pandas, mark windows final from the overall max event time."""
+    kept: list[tuple[datetime, str]] = []
+    max_seen: datetime | None = None
+    late = rejected = 0
+    for lines in runs:
+        parsed = [oracle_parse(line) for line in lines]
+        rejected = sum(item is None for item in parsed)
+        valid = [item for item in parsed if item is not None]
+        watermark = None if max_seen is None else max_seen - DELAY
+        late = 0
+        for moment, category in valid:
+            start = T0 + FIVE_MIN * ((moment - T0) // FIVE_MIN)
+            if watermark is not None and start + FIVE_MIN <= watermark:
+                late += 1
+            else:
+                kept.append((start, category))
+        if valid:
+            newest = max(moment for moment, _ in valid)
+            max_seen = newest if max_seen is None else max(max_seen, newest)
+    table = pd.DataFrame(kept, columns=["start", "category"])
+    counts = table.groupby(["start", "category"]).size().unstack(fill_value=0)
+    counts = counts.reindex(columns=COLUMNS, fill_value=0).sort_index()
+    frame = pd.DataFrame({
+        "window_start": [s.strftime("%Y-%m-%dT%H:%M:%SZ") for s in counts.index],
+        "window_end": [(s + FIVE_MIN).strftime("%Y-%m-%dT%H:%M:%SZ") for s in counts.index],
+        **{name: counts[name].to_numpy() for name in COLUMNS},
+    })
+    frame["total"] = frame[COLUMNS].sum(axis=1)
+    watermark = None if max_seen is None else max_seen - DELAY
+    frame["final"] = [watermark is not None and s + FIVE_MIN <= watermark for s in counts.index]
+    return Expected(frame=frame, late_last_run=late, rejected_last_run=rejected)
+
+
+@pytest.fixture(scope="module")
+def spark_resource(spark_jars_dir: Path) -> SparkResource:
+    """The module's one Spark session, started here so its cost is paid (and timed) once."""
+    resource = SparkResource(jars_dir=str(spark_jars_dir))
+    started = time.monotonic()
+    resource.session()
+    print(f"\nSpark session start: {time.monotonic() - started:.1f} s")
+    return resource
+
+
+@dataclass
+class Pipeline:
+    """One test's topic, data dir and resources, plus what it produced so far (per run)."""
+
+    topic: str
+    storage: LocalStorage
+    resources: dict[str, object]
+    producer: Producer
+    runs: list[list[bytes]]
+
+    def send(self, lines: list[bytes]) -> None:
+        for line in lines:
+            self.producer.produce(self.topic, line)
+        assert self.producer.flush(30) == 0, "messages still unacknowledged after 30 s"
+        self.runs[-1].extend(lines)
+
+    def materialize(self) -> dict[str, object]:
+        started = time.monotonic()
+        result = materialize(
+            [logs.log_summary, logs.log_summary_has_no_duplicate_windows,
+             logs.log_summary_windows_are_aligned, logs.log_summary_counts_add_up],
+            resources=self.resources,
+        )
+        print(f"materialization: {time.monotonic() - started:.1f} s")
+        assert result.success
+        checks = result.get_asset_check_evaluations()
+        assert len(checks) == 3 and all(check.passed for check in checks), checks
+        [event] = result.get_asset_materialization_events()
+        self.runs.append([])
+        return {key: value.value for key, value in event.materialization.metadata.items()}
+
+    def csv(self) -> pd.DataFrame:
+        return pd.read_csv(self.storage.summary_csv)
+
+    def assert_matches_recount(self) -> Expected:
+        expected = recount([run for run in self.runs if run] or [[]])
+        pd.testing.assert_frame_equal(self.csv(), expected.frame, check_dtype=False)
+        return expected
+
+
+@pytest.fixture
+def pipeline(
+    new_topic: Callable[..., str], kafka_bootstrap: str, spark_resource: SparkResource, tmp_path: Path
+) -> Pipeline:
+    topic = new_topic(partitions=1)
+    storage = LocalStorage(data_dir=str(tmp_path / "data"))
+    return Pipeline(
+        topic=topic,
+        storage=storage,
+        resources={
+            "kafka": KafkaResource(bootstrap_servers=kafka_bootstrap, logs_topic=topic),
+            "spark": spark_resource,
+            "storage": storage,
+        },
+        producer=Producer({"bootstrap.servers": kafka_bootstrap}),
+        runs=[[]],
+    )
+
+
+def test_spark_parsing_agrees_with_parse_log_line(spark_resource: SparkResource) -> None:
+    lines = [*MALFORMED, log_line(T0, "GET", 200), log_line(T0 + timedelta(minutes=7), "POST", 503),
+             b"  " + log_line(T0, "POST", 201) + b" ", b"10.0.0.1 - u [Wed, 25 Nov 2026 16:01:00 EST] GET /x 200 1",
+             b"10.0.0.1 - u [Wed, 25 Nov 2026 16:01:00 GMT] GET /x 099 1",
+             b"10.0.0.1 - u [Wed, 25 Nov 2026 16:01:00 GMT] GET /x 200 1 extra",
+             b"10.0.0.1 - u [Wed, 25 Nov 2026 16:01:00 GMT] get /x 200 1"]
+    spark = spark_resource.session()
+    frame = spark.createDataFrame([(line,) for line in lines], "value binary")
+    got = parse_lines(frame).select("reject_reason", "event_time", "method", "success").collect()
+    for line, row in zip(lines, got):
+        record = parse_log_line(line)
+        if isinstance(record, LogRecord):
+            assert row["reject_reason"] is None, (line, row)
+            assert row["event_time"].replace(tzinfo=None) == record.time.astimezone().replace(tzinfo=None)
+            assert f"{row['method']}_{'success' if row['success'] else 'failure'}" == record.category
+        else:
+            assert row["reject_reason"] is not None, (line, record)
+        assert (oracle_parse(line) is None) == (row["reject_reason"] is not None), line
+
+
+def test_summary_matches_recount_across_runs_final_late_rejects_and_idle_run(pipeline: Pipeline) -> None:
+    rng = random.Random(5)
+    pipeline.send(events(rng, T0, T0 + timedelta(minutes=13, seconds=59), 150) + MALFORMED)
+    first = pipeline.materialize()
+    expected = pipeline.assert_matches_recount()
+    assert not pipeline.csv()["final"].any(), "watermark 16:03:59 passes no window end yet"
+    assert first["rejects"] == len(MALFORMED) == expected.rejected_last_run
+    assert first["late_dropped"] == 0 and first["input_rows"] == 150 + len(MALFORMED)
+    rejects = pd.read_parquet(pipeline.storage.root / "log_summary" / "rejects")
+    assert len(rejects) == len(MALFORMED) and rejects["reject_reason"].notna().all()
+    window_0505 = pipeline.csv().iloc[1].copy()
+
+    inside_watermark = [log_line(T0 + timedelta(minutes=6, seconds=s), "POST", 500) for s in range(3)]
+    pipeline.send(events(rng, T0 + timedelta(minutes=14), T0 + timedelta(minutes=22), 60) + inside_watermark)
+    second = pipeline.materialize()
+    pipeline.assert_matches_recount()
+    table = pipeline.csv()
+    assert table.iloc[0]["final"] and table.iloc[1]["final"], "16:00 and 16:05 turn final"
+    assert table.iloc[1]["POST_failure"] >= window_0505["POST_failure"] + 3
+    assert second["windows_newly_final"] >= 2 and second["late_dropped"] == 0
+
+    beyond_watermark = [log_line(T0 + timedelta(minutes=1, seconds=s), "GET", 200) for s in range(4)]
+    pipeline.send(beyond_watermark + [log_line(T0 + timedelta(minutes=13), "GET", 404)])
+    final_before = pipeline.csv().iloc[0].copy()
+    third = pipeline.materialize()
+    expected = pipeline.assert_matches_recount()
+    assert third["late_dropped"] == 4 == expected.late_last_run
+    assert third["late_rows_dropped_spark"] >= 1
+    pd.testing.assert_series_equal(pipeline.csv().iloc[0], final_before)
+
+    before_idle = pipeline.storage.summary_csv.read_bytes()
+    idle = pipeline.materialize()
+    assert pipeline.storage.summary_csv.read_bytes() == before_idle
+    assert (idle["input_rows"], idle["windows_updated"], idle["late_dropped"]) == (0, 0, 0)
+
+
+def test_deleted_checkpoint_is_rebuilt_without_double_counting(pipeline: Pipeline) -> None:
+    rng = random.Random(7)
+    pipeline.send(events(rng, T0, T0 + timedelta(minutes=20), 120) + MALFORMED[:2])
+    pipeline.materialize()
+    pipeline.assert_matches_recount()
+    shutil.rmtree(pipeline.storage.root / logs.CHECKPOINT_DIR)
+
+    late = [log_line(T0 + timedelta(minutes=2), "GET", 200)]
+    pipeline.send(late + events(rng, T0 + timedelta(minutes=16), T0 + timedelta(minutes=21), 20))
+    rebuilt = pipeline.materialize()
+    assert rebuilt["checkpoint_rebuilt"] is True
+    pipeline.assert_matches_recount()
+    assert rebuilt["rejects"] == 2, "the replay re-reads every line, rejects included"
+    assert len(pd.read_parquet(pipeline.storage.root / "log_summary" / "rejects")) == 2
+
+    pipeline.send(events(rng, T0 + timedelta(minutes=19), T0 + timedelta(minutes=24), 20))
+    after = pipeline.materialize()
+    assert after["checkpoint_rebuilt"] is False
+    pipeline.assert_matches_recount()
