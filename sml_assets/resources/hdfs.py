@@ -1,0 +1,285 @@
+"""HDFS through WebHDFS with the `hdfs` package: atomic, verified file replacement with bounded retries.
+
+A file is replaced by writing a temporary file beside the target, reading it back to compare size and
+sha256, then one WebHDFS RENAME with `renameoptions=OVERWRITE`. Readers see the old file or the new
+one, never a partial one. On Hadoop 3.4.2 a plain RENAME onto an existing file answers
+`{"boolean": false}` and changes nothing, while the OVERWRITE form replaces the target in one
+NameNode operation and answers 200 with an empty body; `hdfs.Client.rename` only sends the plain
+form, so the overwrite is sent through the client's own request handler.
+
+Why read back instead of WebHDFS GETFILECHECKSUM: that checksum is an MD5 of per-block MD5s of
+per-chunk CRC32Cs, and its value depends on the cluster's block size, bytes-per-checksum and
+checksum type; reproducing it locally ties sml to cluster settings. The summary CSV is small (about
+30 KB per day of 5-minute windows), so reading it back is cheap and checks the bytes end to end
+along the path every reader uses.
+"""
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import re
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import requests
+from dagster import ConfigurableResource, get_dagster_logger
+from hdfs import HdfsError, InsecureClient
+from pydantic import Field
+
+T = TypeVar("T")
+
+TEMP_SUFFIX = ".sml-tmp"
+STALE_TEMP_SECONDS = 3600.0
+"""Temp files older than this are left over from a run that could not clean up (HDFS went away)."""
+
+TRANSIENT_REMOTE_EXCEPTIONS = frozenset({"SafeModeException", "RetriableException", "StandbyException"})
+TRANSIENT_REMOTE_MESSAGES = (
+    "Failed to find datanode",
+    "could only be written to 0 of the",
+)
+"""No live DataNode yet (starting, restarting, not registered): plain IOExceptions that heal."""
+TRANSIENT_REQUEST_ERRORS = (
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+)
+STACK_HINT = "is the stack up? run 'make stack-up'"
+
+
+class HdfsUnavailableError(RuntimeError):
+    """HDFS did not answer, or stayed in safe mode, for the whole retry window."""
+
+
+class HdfsReplaceError(RuntimeError):
+    """A replacement failed for a reason retrying will not fix; the previous file is untouched."""
+
+
+class _ServerError(Exception):
+    """A 5xx answer from the NameNode or a DataNode: an overloaded or restarting server."""
+
+    def __init__(self, response: requests.Response) -> None:
+        super().__init__(f"HTTP {response.status_code} from {response.url.split('?')[0]}: {_server_reason(response)}")
+        self.status = response.status_code
+
+
+class _WebHdfsClient(InsecureClient):
+    """`InsecureClient` that raises on 5xx, so the retry loop sees it instead of a generic HdfsError."""
+
+    def _request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        response = super()._request(method, url, **kwargs)
+        if response.status_code >= 500:
+            raise _ServerError(response)
+        return response
+
+
+def _server_reason(response: requests.Response) -> str:
+    """The RemoteException message, or the title of Jetty's HTML error page, or the reason phrase."""
+    try:
+        return str(response.json()["RemoteException"]["message"]).splitlines()[0]
+    except (ValueError, KeyError, TypeError, IndexError):
+        pass
+    title = re.search(r"<title>(.*?)</title>", response.text, re.IGNORECASE | re.DOTALL)
+    return title.group(1).strip() if title else (response.reason or "no reason given")
+
+
+@dataclass(frozen=True)
+class FileDigest:
+    """Size and sha256 of a file's bytes: what the local and the HDFS copy must share."""
+
+    size: int
+    sha256: str
+
+    @classmethod
+    def of(cls, data: bytes) -> FileDigest:
+        return cls(size=len(data), sha256=hashlib.sha256(data).hexdigest())
+
+
+@dataclass(frozen=True)
+class Upload:
+    """What a successful replacement wrote, for the asset's metadata."""
+
+    path: str
+    digest: FileDigest
+    attempts: int
+    seconds: float
+
+
+class HdfsResource(ConfigurableResource):
+    """The NameNode's WebHDFS URL and the user whose home holds HDFS_Proj/.
+
+    Every public method retries transient failures (refused connection, timeout, 5xx, safe mode)
+    with exponential backoff for at most `retry_seconds`, then raises `HdfsUnavailableError`
+    naming the URL.
+    """
+
+    url: str
+    user: str = "root"
+    base_dir: str | None = Field(
+        default=None,
+        description="HDFS folder of sml's outputs; unset means /user/<user>/HDFS_Proj (the seed's path).",
+    )
+    retry_seconds: float = Field(default=60.0, description="How long transient failures are retried.")
+    request_timeout_seconds: float = Field(default=30.0, description="Per-request connect/read timeout.")
+
+    @property
+    def folder(self) -> str:
+        return self.base_dir or f"/user/{self.user}/HDFS_Proj"
+
+    def path(self, name: str) -> str:
+        """Absolute HDFS path of `name` inside `folder`."""
+        return posixpath.join(self.folder, name)
+
+    def open_url(self, hdfs_path: str) -> str:
+        """WebHDFS URL that downloads the file (what the UI links to)."""
+        return f"{self.url.rstrip('/')}/webhdfs/v1{quote(hdfs_path)}?op=OPEN&user.name={quote(self.user)}"
+
+    def client(self) -> InsecureClient:
+        """A WebHDFS client as this resource's user; building it opens no connection."""
+        return _WebHdfsClient(self.url, user=self.user, timeout=self.request_timeout_seconds)
+
+    def replace(self, hdfs_path: str, data: bytes) -> Upload:
+        """Make `hdfs_path` hold exactly `data`, atomically, creating parent folders.
+
+        On failure the previous file stays as it was and the temporary file is removed.
+        """
+        expected = FileDigest.of(data)
+        started = time.monotonic()
+        _, attempts = self._retrying(f"replacing {hdfs_path}", lambda: self._replace_once(hdfs_path, data, expected))
+        return Upload(path=hdfs_path, digest=expected, attempts=attempts, seconds=time.monotonic() - started)
+
+    def digest(self, hdfs_path: str) -> FileDigest | None:
+        """Size and sha256 of the file's bytes as readers get them, or None when it does not exist."""
+        found, _ = self._retrying(f"reading {hdfs_path}", lambda: self._digest_once(self.client(), hdfs_path))
+        return found
+
+    def _replace_once(self, target: str, data: bytes, expected: FileDigest) -> None:
+        """One attempt; errors retrying will not fix become `HdfsReplaceError` naming the target."""
+        try:
+            self._write_verify_rename(self.client(), target, data, expected)
+        except HdfsError as error:
+            if _is_transient(error):
+                raise
+            raise HdfsReplaceError(
+                f"could not replace {target} on {self.url} ({error.exception or 'HdfsError'}: "
+                f"{_first_line(error)}); the previous version is untouched"
+            ) from error
+
+    def _write_verify_rename(self, client: InsecureClient, target: str, data: bytes, expected: FileDigest) -> None:
+        folder, name = posixpath.split(target)
+        client.makedirs(folder)
+        self._sweep_stale_temps(client, folder, name)
+        temp = posixpath.join(folder, f".{name}.{uuid.uuid4().hex[:12]}{TEMP_SUFFIX}")
+        try:
+            client.write(temp, data=data, overwrite=False)
+            written = self._digest_once(client, temp)
+            if written != expected:
+                raise HdfsReplaceError(
+                    f"{temp} on {self.url} read back as {written} but {expected} was written: "
+                    f"{target} was not replaced; check the DataNode log and rerun"
+                )
+            self._rename_overwrite(client, temp, target)
+        except BaseException:
+            self._remove_temp(client, temp)
+            raise
+
+    @staticmethod
+    def _digest_once(client: InsecureClient, hdfs_path: str) -> FileDigest | None:
+        try:
+            client.status(hdfs_path)
+        except HdfsError as error:
+            if error.exception == "FileNotFoundException":
+                return None
+            raise
+        with client.read(hdfs_path) as reader:
+            return FileDigest.of(reader.read())
+
+    @staticmethod
+    def _rename_overwrite(client: InsecureClient, source: str, target: str) -> None:
+        """RENAME with renameoptions=OVERWRITE: one NameNode operation, so readers never see a gap.
+
+        Hadoop answers 200 with an empty body on success and an error status otherwise; a JSON
+        `false` would mean the server ignored the option and did not replace the file.
+        """
+        response = client._rename(source, destination=target, renameoptions="OVERWRITE")
+        if response.content and response.json().get("boolean") is False:
+            raise HdfsError(f"RENAME {source} -> {target} with OVERWRITE answered false", exception="RenameRefused")
+
+    def _remove_temp(self, client: InsecureClient, temp: str) -> None:
+        try:
+            client.delete(temp)
+        except Exception as error:
+            get_dagster_logger().warning(
+                f"could not remove temporary file {temp} on {self.url} ({_first_line(error)}); "
+                "the next replacement of the same file removes it"
+            )
+
+    def _sweep_stale_temps(self, client: InsecureClient, folder: str, name: str) -> None:
+        """Remove temp files of `name` that a run could not delete because HDFS was unreachable."""
+        cutoff_ms = (time.time() - STALE_TEMP_SECONDS) * 1000
+        for child, status in client.list(folder, status=True):
+            if child.startswith(f".{name}.") and child.endswith(TEMP_SUFFIX) and status["modificationTime"] < cutoff_ms:
+                self._remove_temp(client, posixpath.join(folder, child))
+
+    def _retrying(self, what: str, action: Callable[[], T]) -> tuple[T, int]:
+        """Run `action` until it succeeds or the retry window closes; return its result and attempts."""
+        started = time.monotonic()
+        deadline = started + self.retry_seconds
+        delay = 0.5
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return action(), attempt
+            except Exception as error:
+                if not _is_transient(error):
+                    raise
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise HdfsUnavailableError(
+                        f"SML_HDFS_URL={self.url} {_describe(error)} while {what}; gave up after "
+                        f"{attempt} attempts in {time.monotonic() - started:.0f}s: {STACK_HINT}"
+                        + (" and wait for the NameNode to leave safe mode" if _in_safe_mode(error) else "")
+                    ) from error
+                get_dagster_logger().warning(
+                    f"{what} on {self.url}: {_describe(error)}; retrying in {min(delay, remaining):.1f}s"
+                )
+                time.sleep(min(delay, remaining))
+                delay = min(delay * 2, 8.0)
+
+
+def _is_transient(error: BaseException) -> bool:
+    if isinstance(error, (*TRANSIENT_REQUEST_ERRORS, _ServerError)):
+        return True
+    return isinstance(error, HdfsError) and (
+        error.exception in TRANSIENT_REMOTE_EXCEPTIONS
+        or any(text in str(error) for text in TRANSIENT_REMOTE_MESSAGES)
+    )
+
+
+def _in_safe_mode(error: BaseException) -> bool:
+    return isinstance(error, HdfsError) and "safe mode" in str(error).lower()
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, requests.exceptions.Timeout):
+        return "did not answer in time"
+    if isinstance(error, requests.exceptions.ConnectionError):
+        reason = "connection refused" if "refused" in str(error).lower() else _first_line(error)
+        request = error.request
+        where = f" at {request.url.split('?')[0]}" if request is not None and request.url else ""
+        return f"did not answer ({reason}{where})"
+    if isinstance(error, _ServerError):
+        return f"failed ({error})"
+    if _in_safe_mode(error):
+        return "is in safe mode"
+    return f"failed ({_first_line(error)})"
+
+
+def _first_line(error: BaseException) -> str:
+    """Hadoop puts a Java stack trace in the message; the first line is the part a person reads."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
