@@ -1,0 +1,127 @@
+"""Against the real broker: the truth file matches what a consumer reads back."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from sml_assets_tests.conftest import REPO_ROOT
+from sml_assets_tests.simulator.grammar import parse_metrics
+from sml_assets_tests.simulator.test_truth import as_counters, recount
+
+pytestmark = pytest.mark.integration
+
+SIMULATOR = [sys.executable, "-m", "simulator"]
+
+
+def read_back(bootstrap: str, topic: str, timeout_s: float = 60) -> list[tuple[int, bytes, bytes]]:
+    """Every record of the topic as (partition, key, value), up to the end offsets seen now."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{topic}-reader",
+                         "enable.auto.commit": False})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in partitions}
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        records: list[tuple[int, bytes, bytes]] = []
+        done = {p for p, end in ends.items() if end == 0}
+        deadline = time.monotonic() + timeout_s
+        while len(done) < len(ends):
+            assert time.monotonic() < deadline, f"read {len(records)} records of {topic} in time"
+            message = consumer.poll(0.5)
+            if message is None:
+                continue
+            assert message.error() is None, message.error()
+            records.append((message.partition(), message.key(), message.value() or b""))
+            if message.offset() + 1 >= ends[message.partition()]:
+                done.add(message.partition())
+        return records
+    finally:
+        consumer.close()
+
+
+def assert_truth_matches_topics(truth_path: Path, bootstrap: str, metrics: str, logs: str) -> dict:
+    truth = json.loads(truth_path.read_text())
+    metric_records = read_back(bootstrap, metrics)
+    log_records = read_back(bootstrap, logs)
+    assert len(metric_records) + len(log_records) == truth["acked"]
+    values = [("metrics", value) for _, _, value in metric_records]
+    values += [("logs", value) for _, _, value in log_records]
+    assert as_counters(truth) == recount(values)
+    partitions_of_server: dict[bytes, set[int]] = {}
+    for partition, key, value in metric_records:
+        parsed = parse_metrics(value)
+        if not isinstance(parsed, str):
+            assert key == str(parsed.server_id).encode()
+        partitions_of_server.setdefault(key, set()).add(partition)
+    assert all(len(partitions) == 1 for partitions in partitions_of_server.values())
+    assert len(Counter(partition for partition, _, _ in log_records)) > 1
+    return truth
+
+
+def wait_for_records(bootstrap: str, topic: str, at_least: int, process: subprocess.Popen) -> None:
+    """Until partition 0 holds `at_least` records; a new topic's leader may take a moment."""
+    deadline = time.monotonic() + 30
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{topic}-probe"})
+    try:
+        while True:
+            assert time.monotonic() < deadline and process.poll() is None, "no traffic arrived"
+            try:
+                _, end = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=5)
+                if end >= at_least:
+                    return
+            except KafkaException:
+                pass
+            time.sleep(0.1)
+    finally:
+        consumer.close()
+
+
+@pytest.mark.parametrize("mode", [[], ["--burst"]], ids=["simulated", "burst"])
+def test_truth_matches_what_a_consumer_reads_back(
+    kafka_bootstrap: str, new_topic: Callable[..., str], tmp_path: Path, mode: list[str]
+) -> None:
+    metrics = new_topic(partitions=3, suffix="-metrics")
+    logs = new_topic(partitions=2, suffix="-logs")
+    truth_path = tmp_path / "truth.json"
+    result = subprocess.run(
+        [*SIMULATOR, "--bootstrap-servers", kafka_bootstrap, "--metrics-topic", metrics,
+         "--logs-topic", logs, "--start", "2026-11-25T16:00:00Z", "--seed", "21",
+         "--count", "6000", "--servers", "6", "--metrics-interval", "1", "--malformed-rate", "0.05",
+         "--late-rate", "0.05", "--max-lateness", "1200", "--out-of-order", "0.05",
+         "--truth", str(truth_path), *mode],
+        cwd=REPO_ROOT, capture_output=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    truth = assert_truth_matches_topics(truth_path, kafka_bootstrap, metrics, logs)
+    assert truth["acked"] == 6000 and truth["failed"] == 0
+    assert truth["logs"]["late_beyond_watermark"] > 0 and truth["metrics"]["malformed_total"] > 0
+
+
+def test_sigterm_mid_run_flushes_and_the_truth_still_matches(
+    kafka_bootstrap: str, new_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    metrics = new_topic(partitions=1, suffix="-metrics")
+    logs = new_topic(partitions=3, suffix="-logs")
+    truth_path = tmp_path / "truth.json"
+    process = subprocess.Popen(
+        [*SIMULATOR, "--bootstrap-servers", kafka_bootstrap, "--metrics-topic", metrics,
+         "--logs-topic", logs, "--log-rate", "300", "--metrics-interval", "0.5",
+         "--malformed-rate", "0.05", "--truth", str(truth_path)],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    wait_for_records(kafka_bootstrap, logs, 20, process)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr.decode()
+    assert b"stopped by SIGTERM" in stderr
+    truth = assert_truth_matches_topics(truth_path, kafka_bootstrap, metrics, logs)
+    assert truth["acked"] > 20

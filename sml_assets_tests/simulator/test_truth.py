@@ -1,0 +1,117 @@
+"""The ground truth equals an independent recount of the lines and counts only acknowledged ones."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from simulator.generator import SimulationOptions, generate
+from simulator.records import Message, Stream
+from simulator.truth import Truth
+from sml_assets_tests.simulator.grammar import LogLine, Metrics, parse_log_line, parse_metrics
+
+START_MS = 1_795_622_400_000
+TOPICS = {Stream.METRICS: "m", Stream.LOGS: "l"}
+FAULTY = SimulationOptions(
+    start_ms=START_MS, seed=7, count=20_000, servers=5, metrics_interval_s=1.0,
+    malformed_rate=0.05, late_rate=0.05, max_lateness_s=1_200, out_of_order_rate=0.05,
+)
+
+
+def recount(values: list[tuple[str, bytes]], clock_ms: dict[bytes, int] | None = None) -> dict:
+    """What sml should find in these raw values: per-server rows, dead letters, windows."""
+    per_server: Counter[str] = Counter()
+    malformed: dict[str, Counter[str]] = {"metrics": Counter(), "logs": Counter()}
+    windows: dict[str, Counter[str]] = {}
+    for stream, value in values:
+        parsed = parse_metrics(value) if stream == "metrics" else parse_log_line(value)
+        if isinstance(parsed, str):
+            malformed[stream][parsed] += 1
+        elif isinstance(parsed, Metrics):
+            per_server[str(parsed.server_id)] += 1
+        else:
+            assert isinstance(parsed, LogLine)
+            start = parsed.time.astimezone(UTC).replace(second=0)
+            start -= timedelta(minutes=start.minute % 5)
+            outcome = "success" if 200 <= parsed.status < 300 else "failure"
+            windows.setdefault(start.strftime("%Y-%m-%dT%H:%M:%SZ"), Counter())[
+                f"{parsed.method}_{outcome}"] += 1
+    return {"valid_per_server": per_server, "malformed": malformed, "windows": windows}
+
+
+def as_counters(truth: dict) -> dict:
+    return {
+        "valid_per_server": Counter(truth["metrics"]["valid_per_server"]),
+        "malformed": {
+            stream: +Counter(truth[stream]["malformed"]) for stream in ("metrics", "logs")
+        },
+        "windows": {
+            start: +Counter({k: v for k, v in row.items() if k.endswith(("success", "failure"))})
+            for start, row in truth["logs"]["windows"].items()
+        },
+    }
+
+
+def test_truth_equals_an_independent_recount_of_the_lines() -> None:
+    truth = Truth(FAULTY.seed, TOPICS)
+    values = []
+    for message in generate(FAULTY):
+        truth.delivered(message)
+        values.append((message.stream.value, message.value))
+    document = truth.to_dict()
+    assert as_counters(document) == recount(values)
+    assert document["acked"] == len(values) == 20_000
+    for start, row in document["logs"]["windows"].items():
+        assert row["total"] == sum(v for k, v in row.items() if k.endswith(("success", "failure")))
+        assert datetime.fromisoformat(row["window_end"]) - datetime.fromisoformat(start) == (
+            timedelta(minutes=5)
+        )
+
+
+def test_windows_within_watermark_leave_out_exactly_the_events_more_than_ten_minutes_late() -> None:
+    truth = Truth(FAULTY.seed, TOPICS)
+    kept = []
+    for message in generate(FAULTY):
+        truth.delivered(message)
+        if message.clock_ms - message.event_ms <= 600_000:
+            kept.append((message.stream.value, message.value))
+    document = truth.to_dict()
+    within = {
+        start: +Counter({k: v for k, v in row.items() if k.endswith(("success", "failure"))})
+        for start, row in document["logs"]["windows_within_watermark"].items()
+    }
+    assert within == recount(kept)["windows"]
+    late = document["late_events"]
+    assert late and any(e["beyond_watermark"] for e in late)
+    assert not all(e["beyond_watermark"] for e in late)
+    assert sum(e["stream"] == "logs" and e["beyond_watermark"] for e in late) == (
+        document["logs"]["late_beyond_watermark"]
+    )
+
+
+def test_only_acknowledged_messages_are_counted() -> None:
+    truth = Truth(FAULTY.seed, TOPICS)
+    acked: list[Message] = []
+    for index, message in enumerate(generate(replace(FAULTY, count=4_000))):
+        if index % 3 == 0:
+            truth.failed_delivery(message)
+        else:
+            truth.delivered(message)
+            acked.append(message)
+    document = truth.to_dict()
+    assert document["acked"] == len(acked) and document["failed"] == 4_000 - len(acked)
+    assert as_counters(document) == recount([(m.stream.value, m.value) for m in acked])
+
+
+def test_truth_file_is_json_with_every_malformed_kind_listed(tmp_path: Path) -> None:
+    truth = Truth(1, TOPICS)
+    path = tmp_path / "deep" / "truth.json"
+    truth.write(path, {"seed": 1})
+    document = json.loads(path.read_text())
+    assert document["acked"] == 0 and document["options"] == {"seed": 1}
+    assert set(document["metrics"]["malformed"]) == {
+        "truncated", "wrong_types", "out_of_range", "not_utf8", "empty"
+    }
+    assert list(tmp_path.joinpath("deep").iterdir()) == [path]
