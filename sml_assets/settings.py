@@ -27,6 +27,8 @@ def setting(name: str) -> str | EnvVar:
         return EnvVar(name)
     if name == "SML_METRICS_DB_URL":
         return default_db_url()
+    if name == "SML_SPARK_JARS_DIR":
+        return str(data_dir() / "jars" / "spark-kafka")
     return DEFAULTS[name]
 
 

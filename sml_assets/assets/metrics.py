@@ -1,0 +1,209 @@
+"""`server_metrics`: every valid metrics message in the SQL table exactly once, and its checks."""
+
+from datetime import UTC, datetime, timedelta
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    TableColumn,
+    TableSchema,
+    asset,
+    asset_check,
+)
+from pydantic import Field
+from sqlalchemy import func, or_, select
+
+from sml_assets.assets.topics import METRICS_TOPIC_KEY
+from sml_assets.ingest import (
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_CONSUMER,
+    DEFAULT_MAX_MESSAGES,
+    IngestReport,
+    ingest_metrics,
+)
+from sml_assets.parsing import PERCENT_MAX, PERCENT_MIN
+from sml_assets.resources.database import MetricsDatabase
+from sml_assets.resources.kafka import KafkaResource
+
+COLUMNS = TableSchema(
+    columns=[
+        TableColumn("server_id", "integer", description="server 1..N"),
+        TableColumn("cpu", "float", description="percent, 0..100"),
+        TableColumn("mem", "float", description="percent, 0..100"),
+        TableColumn("disk", "float", description="percent, 0..100"),
+        TableColumn(
+            "event_time", "timestamp (UTC)", description="the message's ts, else its Kafka timestamp"
+        ),
+        TableColumn("kafka_topic", "string"),
+        TableColumn("kafka_partition", "integer"),
+        TableColumn("kafka_offset", "bigint", description="unique with topic and partition"),
+        TableColumn("ingested_at", "timestamp (UTC)", description="when the chunk was committed"),
+    ]
+)
+
+
+class IngestConfig(Config):
+    """How much one run drains; the defaults suit the 2-minute schedule."""
+
+    max_messages: int = Field(
+        default=DEFAULT_MAX_MESSAGES, ge=1, description="Cap per run; the rest waits for the next run."
+    )
+    chunk_size: int = Field(default=DEFAULT_CHUNK_SIZE, ge=1, description="Messages per transaction.")
+    consumer_name: str = Field(
+        default=DEFAULT_CONSUMER, description="Whose stored offsets in sml_offsets to read and advance."
+    )
+
+
+@asset(
+    key="server_metrics",
+    group_name="metrics",
+    deps=[METRICS_TOPIC_KEY],
+    kinds={"kafka", "sql"},
+    metadata={"dagster/column_schema": COLUMNS},
+    description="Table server_matric (SML_METRICS_TABLE): every valid metrics message exactly once; "
+    "rejects in sml_dead_letters, positions in sml_offsets.",
+)
+def server_metrics(
+    context: AssetExecutionContext, config: IngestConfig, kafka: KafkaResource, metrics_db: MetricsDatabase
+) -> MaterializeResult:
+    report = ingest_metrics(
+        kafka,
+        metrics_db,
+        context.log,
+        consumer_name=config.consumer_name,
+        max_messages=config.max_messages,
+        chunk_size=config.chunk_size,
+    )
+    return MaterializeResult(metadata=report_metadata(report, metrics_db))
+
+
+def report_metadata(report: IngestReport, metrics_db: MetricsDatabase) -> dict[str, MetadataValue]:
+    """What the UI shows per materialization; the URL is masked, so it is safe to display."""
+    lines = ["| partition | from | to | end offset at start | lag left |", "|---:|---:|---:|---:|---:|"]
+    for run in report.partitions:
+        lag = report.lag_left.get(run.partition, 0)
+        lines.append(f"| {run.partition} | {run.start} | {run.next_offset} | {run.target} | {lag} |")
+    return {
+        "rows inserted": MetadataValue.int(report.rows),
+        "dead letters": MetadataValue.int(report.dead_letters),
+        "messages read": MetadataValue.int(report.messages),
+        "offsets": MetadataValue.md("\n".join(lines)),
+        "lag left": MetadataValue.int(sum(report.lag_left.values())),
+        "skipped by retention": MetadataValue.int(sum(run.skipped_by_retention for run in report.partitions)),
+        "capped": MetadataValue.bool(report.capped),
+        "duration (s)": MetadataValue.float(round(report.duration_s, 3)),
+        "rows/s": MetadataValue.float(round(report.rows_per_s, 1)),
+        "topic": MetadataValue.text(report.topic),
+        "table": MetadataValue.text(f"{metrics_db.tables.metrics.name} at {metrics_db.masked_url}"),
+        "dagster/table_name": MetadataValue.text(metrics_db.tables.metrics.name),
+    }
+
+
+class DeadLetterRatioConfig(Config):
+    max_ratio: float = Field(
+        default=0.05, ge=0.0, le=1.0, description="Warn above this share of dead letters."
+    )
+    window_minutes: int = Field(default=60, ge=1, description="Only messages ingested this recently count.")
+
+
+class FreshnessConfig(Config):
+    max_age_minutes: int = Field(default=10, ge=1, description="Warn when the newest event_time is older.")
+
+
+@asset_check(
+    asset=server_metrics, description="No Kafka message (topic, partition, offset) is in the table twice."
+)
+def no_duplicate_messages(metrics_db: MetricsDatabase) -> AssetCheckResult:
+    table = metrics_db.tables.metrics
+    key = (table.c.kafka_topic, table.c.kafka_partition, table.c.kafka_offset)
+    duplicates = select(*key, func.count().label("copies")).group_by(*key).having(func.count() > 1).subquery()
+    with metrics_db.transaction() as connection:
+        count = connection.execute(select(func.count()).select_from(duplicates)).scalar_one()
+        examples = connection.execute(select(duplicates).limit(5)).all()
+    listing = "\n".join(
+        f"- {topic}[{partition}]@{offset}: {copies} copies" for topic, partition, offset, copies in examples
+    )
+    return AssetCheckResult(
+        passed=count == 0,
+        metadata={
+            "duplicated messages": MetadataValue.int(count),
+            "examples": MetadataValue.md(listing or "none"),
+        },
+    )
+
+
+@asset_check(
+    asset=server_metrics, description="server_id >= 1 and cpu, mem, disk within 0..100 on every row."
+)
+def values_in_range(metrics_db: MetricsDatabase) -> AssetCheckResult:
+    table = metrics_db.tables.metrics
+    outside = or_(
+        table.c.server_id < 1,
+        *(~table.c[name].between(PERCENT_MIN, PERCENT_MAX) for name in ("cpu", "mem", "disk")),
+    )
+    with metrics_db.transaction() as connection:
+        count = connection.execute(select(func.count()).select_from(table).where(outside)).scalar_one()
+    return AssetCheckResult(passed=count == 0, metadata={"rows out of range": MetadataValue.int(count)})
+
+
+@asset_check(
+    asset=server_metrics,
+    description="Share of dead letters among recently ingested metrics messages stays under max_ratio.",
+)
+def dead_letter_ratio(
+    config: DeadLetterRatioConfig, kafka: KafkaResource, metrics_db: MetricsDatabase
+) -> AssetCheckResult:
+    tables = metrics_db.tables
+    since = datetime.now(UTC) - timedelta(minutes=config.window_minutes)
+    topic = kafka.metrics_topic
+    with metrics_db.transaction() as connection:
+        rows = connection.execute(
+            select(func.count())
+            .select_from(tables.metrics)
+            .where(tables.metrics.c.kafka_topic == topic, tables.metrics.c.ingested_at >= since)
+        ).scalar_one()
+        dead = connection.execute(
+            select(func.count())
+            .select_from(tables.dead_letters)
+            .where(tables.dead_letters.c.kafka_topic == topic, tables.dead_letters.c.recorded_at >= since)
+        ).scalar_one()
+    ratio = dead / (rows + dead) if rows + dead else 0.0
+    return AssetCheckResult(
+        passed=ratio <= config.max_ratio,
+        severity=AssetCheckSeverity.WARN,
+        description=None
+        if rows + dead
+        else f"no metrics message ingested in the last {config.window_minutes} minutes",
+        metadata={
+            "dead-letter ratio": MetadataValue.float(round(ratio, 6)),
+            "max ratio": MetadataValue.float(config.max_ratio),
+            "dead letters": MetadataValue.int(dead),
+            "rows": MetadataValue.int(rows),
+            "window (minutes)": MetadataValue.int(config.window_minutes),
+        },
+    )
+
+
+@asset_check(asset=server_metrics, description="The newest row's event_time is at most max_age_minutes old.")
+def newest_row_is_fresh(config: FreshnessConfig, metrics_db: MetricsDatabase) -> AssetCheckResult:
+    table = metrics_db.tables.metrics
+    with metrics_db.transaction() as connection:
+        newest = connection.execute(select(func.max(table.c.event_time))).scalar_one()
+    if newest is None:
+        return AssetCheckResult(
+            passed=False, severity=AssetCheckSeverity.WARN, description="the table has no rows yet"
+        )
+    age = datetime.now(UTC) - newest
+    return AssetCheckResult(
+        passed=age <= timedelta(minutes=config.max_age_minutes),
+        severity=AssetCheckSeverity.WARN,
+        metadata={
+            "newest event_time": MetadataValue.text(newest.isoformat()),
+            "age (minutes)": MetadataValue.float(round(age.total_seconds() / 60, 2)),
+            "max age (minutes)": MetadataValue.float(float(config.max_age_minutes)),
+        },
+    )

@@ -1,0 +1,112 @@
+"""The two Kafka topics as observed upstream assets, so the lineage graph starts at the topics.
+
+An observation reads end offsets (and, for the metrics topic, the stored positions of
+`server_metrics`) within the resources' timeouts; it never consumes or commits anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dagster import (
+    AssetKey,
+    AssetObservation,
+    DataVersion,
+    MetadataValue,
+    ObserveResult,
+    observable_source_asset,
+)
+
+from sml_assets.ingest import DEFAULT_CONSUMER
+from sml_assets.resources.database import MetricsDatabase
+from sml_assets.resources.kafka import KafkaResource, PartitionLag, Watermarks, lag_per_partition
+
+METRICS_TOPIC_KEY = AssetKey(["kafka", "metrics_topic"])
+LOGS_TOPIC_KEY = AssetKey(["kafka", "logs_topic"])
+
+
+@dataclass(frozen=True)
+class TopicSnapshot:
+    """End offsets of a topic and, when a consumer's positions are known, its lag per partition."""
+
+    topic: str
+    watermarks: dict[int, Watermarks]
+    lags: list[PartitionLag] | None
+
+    @property
+    def end_total(self) -> int:
+        return sum(marks.high for marks in self.watermarks.values())
+
+    @property
+    def backlog(self) -> int:
+        """Messages waiting for the consumer (0 when no consumer positions were given)."""
+        return sum(lag.lag for lag in self.lags) if self.lags is not None else 0
+
+    @property
+    def data_version(self) -> DataVersion:
+        """Changes exactly when a message is appended, so downstream assets show as stale."""
+        return DataVersion(str(self.end_total))
+
+    def metadata(self) -> dict[str, MetadataValue]:
+        metadata = {
+            "topic": MetadataValue.text(self.topic),
+            "partitions": MetadataValue.int(len(self.watermarks)),
+            "end offsets (sum)": MetadataValue.int(self.end_total),
+            "messages retained": MetadataValue.int(sum(m.high - m.low for m in self.watermarks.values())),
+        }
+        if self.lags is None:
+            lines = ["| partition | first offset | end offset |", "|---:|---:|---:|"]
+            lines += [f"| {m.partition} | {m.low} | {m.high} |" for m in self.watermarks.values()]
+        else:
+            metadata["consumer lag"] = MetadataValue.int(self.backlog)
+            lines = [
+                "| partition | first offset | end offset | stored position | lag |",
+                "|---:|---:|---:|---:|---:|",
+            ]
+            lines += [
+                f"| {lag.partition} | {self.watermarks[lag.partition].low} | {lag.end_offset} "
+                f"| {lag.position} | {lag.lag} |"
+                for lag in self.lags
+            ]
+        metadata["offsets"] = MetadataValue.md("\n".join(lines))
+        return metadata
+
+    def observation(self, key: AssetKey) -> AssetObservation:
+        return AssetObservation(
+            asset_key=key, metadata=self.metadata(), tags={"dagster/data_version": self.data_version.value}
+        )
+
+
+def snapshot_metrics_topic(
+    kafka: KafkaResource, metrics_db: MetricsDatabase, consumer: str = DEFAULT_CONSUMER
+) -> TopicSnapshot:
+    """End offsets of the metrics topic and the lag of `server_metrics` behind them."""
+    watermarks = kafka.watermarks(kafka.metrics_topic)
+    stored = metrics_db.stored_offsets(consumer, kafka.metrics_topic)
+    return TopicSnapshot(kafka.metrics_topic, watermarks, lag_per_partition(watermarks, stored))
+
+
+def snapshot_logs_topic(kafka: KafkaResource) -> TopicSnapshot:
+    """End offsets of the logs topic; its reader (Spark) keeps positions in its own checkpoints."""
+    return TopicSnapshot(kafka.logs_topic, kafka.watermarks(kafka.logs_topic), None)
+
+
+@observable_source_asset(
+    key=METRICS_TOPIC_KEY,
+    group_name="kafka",
+    description="Kafka topic of server metrics (SML_METRICS_TOPIC); observed: end offsets and the lag "
+    "of server_metrics.",
+)
+def metrics_topic(kafka: KafkaResource, metrics_db: MetricsDatabase) -> ObserveResult:
+    snapshot = snapshot_metrics_topic(kafka, metrics_db)
+    return ObserveResult(data_version=snapshot.data_version, metadata=snapshot.metadata())
+
+
+@observable_source_asset(
+    key=LOGS_TOPIC_KEY,
+    group_name="kafka",
+    description="Kafka topic of load-balancer access logs (SML_LOGS_TOPIC); observed: end offsets.",
+)
+def logs_topic(kafka: KafkaResource) -> ObserveResult:
+    snapshot = snapshot_logs_topic(kafka)
+    return ObserveResult(data_version=snapshot.data_version, metadata=snapshot.metadata())

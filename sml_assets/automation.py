@@ -1,0 +1,192 @@
+"""Jobs, schedules and sensors: they decide *when*; the assets decide *what*."""
+from __future__ import annotations
+
+import json
+import os
+
+from dagster import (
+    AssetSelection,
+    AutomationConditionSensorDefinition,
+    DagsterInstance,
+    DagsterRunStatus,
+    DefaultScheduleStatus,
+    DefaultSensorStatus,
+    JobDefinition,
+    RunRequest,
+    RunsFilter,
+    ScheduleDefinition,
+    ScheduleEvaluationContext,
+    SensorDefinition,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    define_asset_job,
+    schedule,
+    sensor,
+)
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+
+from sml_assets.assets.metrics import server_metrics
+from sml_assets.assets.topics import (
+    LOGS_TOPIC_KEY,
+    METRICS_TOPIC_KEY,
+    TopicSnapshot,
+    snapshot_logs_topic,
+    snapshot_metrics_topic,
+)
+from sml_assets.resources.database import DatabaseUnavailableError, MetricsDatabase
+from sml_assets.resources.kafka import KafkaResource, KafkaUnavailableError
+
+CONCURRENCY_TAG = "sml/concurrency_key"
+INGEST_METRICS_CONCURRENCY = "ingest_metrics"
+SUMMARIZE_LOGS_CONCURRENCY = "summarize_logs"
+BACKLOG_THRESHOLD_VARIABLE = "SML_METRICS_BACKLOG_THRESHOLD"
+DEFAULT_BACKLOG_THRESHOLD = 1_000
+IN_FLIGHT_STATUSES = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+    DagsterRunStatus.CANCELING,
+]
+
+ingest_metrics_job: UnresolvedAssetJobDefinition = define_asset_job(
+    "ingest_metrics_job",
+    selection=AssetSelection.assets(server_metrics),
+    tags={CONCURRENCY_TAG: INGEST_METRICS_CONCURRENCY},
+    description="Drain the metrics topic into server_matric (exactly once) and run its checks.",
+)
+
+
+def run_in_flight(instance: DagsterInstance, job_name: str) -> str | None:
+    """The id of a queued or running run of `job_name`, if any: a second one would only wait or conflict."""
+    runs = instance.get_run_records(RunsFilter(job_name=job_name, statuses=IN_FLIGHT_STATUSES), limit=1)
+    return runs[0].dagster_run.run_id if runs else None
+
+
+@schedule(
+    job=ingest_metrics_job,
+    cron_schedule="*/2 * * * *",
+    execution_timezone="UTC",
+    default_status=DefaultScheduleStatus.RUNNING,
+    description="The seed's 2-minute batch: drain whatever waits, unless a run is already in flight.",
+)
+def ingest_metrics_every_2_minutes(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
+    in_flight = run_in_flight(context.instance, ingest_metrics_job.name)
+    if in_flight:
+        return SkipReason(f"run {in_flight} of {ingest_metrics_job.name} is still in flight")
+    return RunRequest(tags={"sml/trigger": "schedule"})
+
+
+def build_metrics_backlog_sensor(
+    threshold: int = DEFAULT_BACKLOG_THRESHOLD, name: str = "metrics_backlog_sensor"
+) -> SensorDefinition:
+    """The seed's 'or 1,000 messages' trigger, as a sensor that only reads offsets.
+
+    Each tick reads the topics' end offsets and the stored offsets (both with timeouts), reports
+    them as observations of the topic assets when they changed, and requests a run when at least
+    `threshold` metrics messages wait and no run is in flight. The cursor remembers the last
+    offsets seen, and the run key (the end offsets) stops a second request for the same backlog.
+    """
+    if threshold < 1:
+        raise ValueError(
+            f"{BACKLOG_THRESHOLD_VARIABLE}={threshold}: the backlog threshold must be at least 1"
+        )
+
+    @sensor(
+        name=name,
+        job=ingest_metrics_job,
+        minimum_interval_seconds=30,
+        default_status=DefaultSensorStatus.RUNNING,
+        description=f"Starts {ingest_metrics_job.name} when at least {threshold:,} metrics messages wait.",
+    )
+    def metrics_backlog_sensor(
+        context: SensorEvaluationContext, kafka: KafkaResource, metrics_db: MetricsDatabase
+    ) -> SensorResult:
+        previous = json.loads(context.cursor) if context.cursor else {}
+        try:
+            metrics = snapshot_metrics_topic(kafka, metrics_db)
+        except (KafkaUnavailableError, DatabaseUnavailableError) as error:
+            reason = f"could not read the backlog: {error}"
+            return SensorResult(skip_reason=SkipReason(reason), cursor=context.cursor)
+        try:
+            logs: TopicSnapshot | None = snapshot_logs_topic(kafka)
+        except KafkaUnavailableError as error:
+            context.log.warning(f"logs topic not observed this tick: {error}")
+            logs = None
+        seen = {
+            "metrics_end": metrics.end_total,
+            "metrics_backlog": metrics.backlog,
+            "logs_end": logs.end_total if logs is not None else previous.get("logs_end"),
+        }
+        events = []
+        if (previous.get("metrics_end"), previous.get("metrics_backlog")) != (
+            metrics.end_total,
+            metrics.backlog,
+        ):
+            events.append(metrics.observation(METRICS_TOPIC_KEY))
+        if logs is not None and previous.get("logs_end") != logs.end_total:
+            events.append(logs.observation(LOGS_TOPIC_KEY))
+        cursor = json.dumps(seen, sort_keys=True)
+        if metrics.backlog < threshold:
+            reason = (
+                f"{metrics.backlog:,} metrics messages wait in {metrics.topic}, "
+                f"below the threshold of {threshold:,}"
+            )
+            return SensorResult(skip_reason=SkipReason(reason), cursor=cursor, asset_events=events)
+        in_flight = run_in_flight(context.instance, ingest_metrics_job.name)
+        if in_flight:
+            reason = f"{metrics.backlog:,} metrics messages wait, but run {in_flight} is still in flight"
+            return SensorResult(skip_reason=SkipReason(reason), cursor=cursor, asset_events=events)
+        request = RunRequest(
+            run_key=f"backlog-{metrics.topic}-{metrics.end_total}",
+            tags={"sml/trigger": "backlog", "sml/backlog": str(metrics.backlog)},
+        )
+        return SensorResult(run_requests=[request], cursor=cursor, asset_events=events)
+
+    return metrics_backlog_sensor
+
+
+def backlog_threshold() -> int:
+    """SML_METRICS_BACKLOG_THRESHOLD, or 1,000 (the seed's batch size)."""
+    raw = os.environ.get(BACKLOG_THRESHOLD_VARIABLE, str(DEFAULT_BACKLOG_THRESHOLD))
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{BACKLOG_THRESHOLD_VARIABLE}={raw!r} is not a whole number of messages") from None
+
+
+summarize_logs_job: UnresolvedAssetJobDefinition = define_asset_job(
+    "summarize_logs_job",
+    selection=AssetSelection.groups("logs"),
+    tags={CONCURRENCY_TAG: SUMMARIZE_LOGS_CONCURRENCY},
+    description="Count the logs that arrived since the last run into log_summary (Spark), then copy it to HDFS.",
+)
+
+
+@schedule(
+    job=summarize_logs_job,
+    cron_schedule="*/5 * * * *",
+    execution_timezone="UTC",
+    default_status=DefaultScheduleStatus.RUNNING,
+    description="Every 5 minutes, one window's worth: summarize new logs unless a run is already in flight.",
+)
+def summarize_logs_every_5_minutes(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
+    in_flight = run_in_flight(context.instance, summarize_logs_job.name)
+    if in_flight:
+        return SkipReason(f"run {in_flight} of {summarize_logs_job.name} is still in flight")
+    return RunRequest(tags={"sml/trigger": "schedule"})
+
+
+JOBS: list[JobDefinition | UnresolvedAssetJobDefinition] = [ingest_metrics_job, summarize_logs_job]
+SCHEDULES: list[ScheduleDefinition] = [ingest_metrics_every_2_minutes, summarize_logs_every_5_minutes]
+SENSORS: list[SensorDefinition] = [build_metrics_backlog_sensor(backlog_threshold())]
+
+hdfs_log_summary_automation = AutomationConditionSensorDefinition(
+    "hdfs_log_summary_automation",
+    target=AssetSelection.assets("hdfs_log_summary"),
+    default_status=DefaultSensorStatus.RUNNING,
+    run_tags={CONCURRENCY_TAG: SUMMARIZE_LOGS_CONCURRENCY},
+    description="Evaluates hdfs_log_summary's eager condition, so HDFS follows every log_summary update.",
+)
+SENSORS.append(hdfs_log_summary_automation)

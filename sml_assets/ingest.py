@@ -1,0 +1,263 @@
+"""The metrics consume loop: Kafka -> parsed rows and dead letters -> one transaction per chunk.
+
+Positions come from `sml_offsets`, never from Kafka's group offsets, and move only in the
+transaction that writes the messages they cover: a run killed at any instant and run again
+leaves every message in the table exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, KafkaError, Message, TopicPartition
+
+from sml_assets.parsing import DeadLetter, parse_metric
+from sml_assets.resources.database import MetricsDatabase, OffsetAdvance
+from sml_assets.resources.kafka import KafkaResource, KafkaUnavailableError, Watermarks
+
+DEFAULT_MAX_MESSAGES = 100_000
+DEFAULT_CHUNK_SIZE = 5_000
+DEFAULT_CONSUMER = "server_metrics"
+
+
+@dataclass
+class PartitionRun:
+    """One partition's part in a run: where it started, where it had to get to, where it ended."""
+
+    partition: int
+    stored: int | None
+    """The stored offset at the start (None: this consumer never read the partition)."""
+    start: int
+    target: int
+    """The partition's end offset when the run started; messages after it wait for the next run."""
+    next_offset: int
+    skipped_by_retention: int = 0
+    """Messages between the stored offset and the oldest one Kafka still had: lost, and reported."""
+
+    @property
+    def done(self) -> bool:
+        return self.next_offset >= self.target
+
+
+@dataclass
+class IngestReport:
+    """What a run did, for metadata and logs."""
+
+    topic: str
+    consumer: str
+    partitions: list[PartitionRun]
+    rows: int = 0
+    dead_letters: int = 0
+    chunks: int = 0
+    duration_s: float = 0.0
+    capped: bool = False
+    lag_left: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def messages(self) -> int:
+        return self.rows + self.dead_letters
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows / self.duration_s if self.duration_s > 0 else 0.0
+
+
+class _Chunk:
+    """Messages parsed since the last commit, and how far each partition got."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self.dead_letters: list[dict[str, Any]] = []
+        self.next_offsets: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.rows) + len(self.dead_letters)
+
+
+def ingest_metrics(
+    kafka: KafkaResource,
+    database: MetricsDatabase,
+    log: logging.Logger,
+    *,
+    topic: str | None = None,
+    consumer_name: str = DEFAULT_CONSUMER,
+    max_messages: int = DEFAULT_MAX_MESSAGES,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> IngestReport:
+    """Drain the metrics topic from the stored offsets to the end offsets read at the start.
+
+    Stops early after `max_messages` (the rest waits for the next run) or when the broker sends
+    nothing for `kafka.timeout_s` although messages should remain.
+    """
+    if max_messages < 1 or chunk_size < 1:
+        raise ValueError(f"max_messages ({max_messages}) and chunk_size ({chunk_size}) must be at least 1")
+    topic = topic or kafka.metrics_topic
+    started = time.monotonic()
+    database.ensure_tables()
+    watermarks = kafka.watermarks(topic)
+    stored = database.stored_offsets(consumer_name, topic)
+    plan = [_plan_partition(topic, marks, stored.get(marks.partition), log) for marks in watermarks.values()]
+    report = IngestReport(topic, consumer_name, plan)
+    pending = {run.partition: run for run in plan if not run.done}
+    waiting = sum(run.target - run.start for run in pending.values())
+    log.info(
+        f"{topic}: {waiting:,} messages wait in {len(pending)} of {len(plan)} partitions; "
+        f"reading up to {max_messages:,} into {database.tables.metrics.name} at {database.masked_url}"
+    )
+    if pending:
+        _drain(kafka, database, log, report, pending, max_messages, chunk_size)
+    report.duration_s = time.monotonic() - started
+    report.lag_left = _lag_left(kafka, topic, plan, log)
+    log.info(
+        f"{topic}: {report.rows:,} rows and {report.dead_letters:,} dead letters in {report.chunks} chunks, "
+        f"{report.duration_s:.1f}s ({report.rows_per_s:,.0f} rows/s); "
+        f"lag left {sum(report.lag_left.values()):,}"
+    )
+    return report
+
+
+def _plan_partition(topic: str, marks: Watermarks, stored: int | None, log: logging.Logger) -> PartitionRun:
+    start = marks.low if stored is None else stored
+    if start > marks.high:
+        raise RuntimeError(
+            f"{topic}[{marks.partition}]: stored offset {start} is past the end offset {marks.high}; "
+            f"the topic was probably deleted and recreated. Reset the stored offset with "
+            f"'python -m sml_assets.replay reset --topic {topic} --partition {marks.partition} --earliest'"
+        )
+    skipped = 0
+    if start < marks.low:
+        skipped = marks.low - start
+        log.warning(
+            f"{topic}[{marks.partition}]: {skipped:,} messages ({start}..{marks.low - 1}) were deleted by "
+            "retention before they were read; continuing from the oldest one left"
+        )
+        start = marks.low
+    return PartitionRun(marks.partition, stored, start, marks.high, start, skipped)
+
+
+def _drain(
+    kafka: KafkaResource,
+    database: MetricsDatabase,
+    log: logging.Logger,
+    report: IngestReport,
+    pending: dict[int, PartitionRun],
+    max_messages: int,
+    chunk_size: int,
+) -> None:
+    topic = report.topic
+    committed = {partition: run.stored for partition, run in pending.items()}
+    budget = max_messages
+    client_errors: list[KafkaError] = []
+    consumer = kafka.consumer(f"sml-{report.consumer}", error_cb=client_errors.append)
+    try:
+        consumer.assign([TopicPartition(topic, p, run.start) for p, run in pending.items()])
+        chunk = _Chunk()
+        last_message = time.monotonic()
+        while pending and budget > 0:
+            messages = consumer.consume(
+                num_messages=min(chunk_size - len(chunk), budget), timeout=min(1.0, kafka.timeout_s)
+            )
+            if messages:
+                last_message = time.monotonic()
+            elif time.monotonic() - last_message > kafka.timeout_s:
+                if client_errors:
+                    raise kafka.unavailable(f"consuming {topic}", client_errors[-1])
+                log.warning(
+                    f"{topic}: no message for {kafka.timeout_s:g}s although partitions "
+                    f"{sorted(pending)} have not reached their end offsets; stopping, the next run resumes"
+                )
+                break
+            for message in messages:
+                if message.error() is not None:
+                    raise kafka.unavailable(f"consuming {topic}", message.error())
+                run = pending.get(message.partition())
+                if run is None or message.offset() < run.next_offset or message.offset() >= run.target:
+                    continue
+                _add(chunk, topic, message)
+                run.next_offset = message.offset() + 1
+                chunk.next_offsets[run.partition] = run.next_offset
+                budget -= 1
+                if run.done:
+                    consumer.pause([TopicPartition(topic, run.partition)])
+                    del pending[run.partition]
+                if budget == 0:
+                    break
+            if len(chunk) >= chunk_size or (len(chunk) and (not pending or budget == 0)):
+                _commit(database, report, chunk, committed, log)
+                chunk = _Chunk()
+        if len(chunk):
+            _commit(database, report, chunk, committed, log)
+        report.capped = budget == 0 and bool(pending)
+        if report.capped:
+            log.info(
+                f"{topic}: reached the cap of {max_messages:,} messages; the rest waits for the next run"
+            )
+    finally:
+        consumer.close()
+
+
+def _add(chunk: _Chunk, topic: str, message: Message) -> None:
+    kind, timestamp_ms = message.timestamp()
+    kafka_time = (
+        datetime.now(UTC)
+        if kind == TIMESTAMP_NOT_AVAILABLE
+        else datetime.fromtimestamp(timestamp_ms / 1000, UTC)
+    )
+    value = message.value()
+    parsed = parse_metric(value, kafka_time)
+    position = {
+        "kafka_topic": topic,
+        "kafka_partition": message.partition(),
+        "kafka_offset": message.offset(),
+    }
+    if isinstance(parsed, DeadLetter):
+        raw = "" if value is None else value.decode("utf-8", errors="backslashreplace")
+        chunk.dead_letters.append({**position, "raw_value": raw, "reason": parsed.reason})
+    else:
+        chunk.rows.append(
+            {
+                **position,
+                "server_id": parsed.server_id,
+                "cpu": parsed.cpu,
+                "mem": parsed.mem,
+                "disk": parsed.disk,
+                "event_time": parsed.event_time,
+            }
+        )
+
+
+def _commit(
+    database: MetricsDatabase,
+    report: IngestReport,
+    chunk: _Chunk,
+    committed: dict[int, int | None],
+    log: logging.Logger,
+) -> None:
+    advances = [
+        OffsetAdvance(p, committed[p], next_offset) for p, next_offset in sorted(chunk.next_offsets.items())
+    ]
+    database.commit_chunk(report.consumer, report.topic, chunk.rows, chunk.dead_letters, advances)
+    committed.update(chunk.next_offsets)
+    report.rows += len(chunk.rows)
+    report.dead_letters += len(chunk.dead_letters)
+    report.chunks += 1
+    log.info(
+        f"{report.topic}: committed chunk {report.chunks} ({len(chunk.rows):,} rows, "
+        f"{len(chunk.dead_letters):,} dead letters); {report.messages:,} messages so far"
+    )
+
+
+def _lag_left(
+    kafka: KafkaResource, topic: str, plan: list[PartitionRun], log: logging.Logger
+) -> dict[int, int]:
+    """Lag against the end offsets now (new messages may have arrived during the run)."""
+    try:
+        ends = {p: marks.high for p, marks in kafka.watermarks(topic).items()}
+    except KafkaUnavailableError as error:
+        log.warning(f"lag left is computed from the end offsets at the start of the run: {error}")
+        ends = {run.partition: run.target for run in plan}
+    return {run.partition: max(0, ends.get(run.partition, run.target) - run.next_offset) for run in plan}

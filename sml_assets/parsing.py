@@ -1,0 +1,257 @@
+"""Pure parsers: message bytes -> a record, or a dead letter saying precisely what was wrong.
+
+No I/O and no exceptions escape: any input gives a record or a `DeadLetter`, so one bad message
+never stops a run (DESIGN.md section 2). The log-line parser is the oracle other modules test against.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+METRIC_FIELDS = ("cpu", "mem", "disk")
+PERCENT_MIN, PERCENT_MAX = 0.0, 100.0
+MAX_SERVER_ID = 2**31 - 1
+"""The largest id a 32-bit INTEGER column holds in every supported database."""
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MIN_EPOCH_MS = 100_000_000_000
+"""1973-03-03 in epoch ms: a smaller `ts` is almost surely epoch seconds sent by mistake."""
+MAX_EPOCH_MS = 253_402_300_799_999
+"""9999-12-31T23:59:59.999Z, the last instant a `datetime` can hold."""
+LOG_METHODS = ("GET", "POST")
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_RFC1123 = re.compile(
+    r"(?P<wday>[A-Z][a-z]{2}), (?P<day>\d{2}) (?P<mon>[A-Z][a-z]{2}) (?P<year>\d{4}) "
+    r"(?P<hour>\d{2}):(?P<minute>\d{2}):(?P<second>\d{2}) GMT"
+)
+_LOG_HEAD = re.compile(r"(?P<client>\S+) (?P<ident>\S+) (?P<user>\S+) \[(?P<date>[^\]]*)\] (?P<rest>.*)")
+_INTEGER = re.compile(r"[+-]?\d+")
+_PREVIEW = 40
+
+
+@dataclass(frozen=True, slots=True)
+class MetricRecord:
+    """One valid metrics message: a server's cpu/mem/disk percentages at `event_time` (UTC)."""
+
+    server_id: int
+    cpu: float
+    mem: float
+    disk: float
+    event_time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    """One valid load-balancer access-log line; `time` is UTC with second resolution."""
+
+    client: str
+    user: str
+    time: datetime
+    method: str
+    path: str
+    status: int
+    size: int
+
+    @property
+    def success(self) -> bool:
+        return 200 <= self.status <= 299
+
+    @property
+    def category(self) -> str:
+        """The summary CSV column this line counts in: `GET_success`, `POST_failure`, ..."""
+        return f"{self.method}_{'success' if self.success else 'failure'}"
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """Why a message was rejected, phrased so a person can find and fix the producer."""
+
+    reason: str
+
+
+class _Reject(Exception):
+    """Internal short-cut out of nested parsing; always turned into a `DeadLetter`."""
+
+
+def parse_metric(value: bytes | str | None, default_time: datetime) -> MetricRecord | DeadLetter:
+    """Parse a metrics message (seed `key: value` pairs or a JSON object).
+
+    `default_time` is the event time when the message carries no `ts` (the Kafka record timestamp).
+    """
+    try:
+        text = _decode(value)
+        fields = _json_fields(text) if text[0] in "{[" else _seed_fields(text)
+        return _metric_from_fields(fields, default_time)
+    except _Reject as reject:
+        return DeadLetter(str(reject))
+
+
+def parse_log_line(line: bytes | str | None) -> LogRecord | DeadLetter:
+    """Parse `10.0.0.7 - user42 [Wed, 25 Nov 2026 16:00:03 GMT] GET /files/report.pdf 200 5123`."""
+    try:
+        text = _decode(line)
+        head = _LOG_HEAD.fullmatch(text)
+        if head is None:
+            raise _Reject(
+                "not an access-log line (expected 'ip - user [date] METHOD path status size'): "
+                + _preview(text)
+            )
+        time = _rfc1123(head["date"])
+        rest = head["rest"].split(" ")
+        if len(rest) != 4:
+            raise _Reject(
+                f"expected 'METHOD path status size' after the date, got {len(rest)} fields: "
+                + _preview(head["rest"])
+            )
+        method, path, status, size = rest
+        if method not in LOG_METHODS:
+            raise _Reject(f"method {method!r} is not GET or POST")
+        if not (status.isascii() and status.isdigit() and len(status) == 3 and 100 <= int(status) <= 599):
+            raise _Reject(f"status {status!r} is not a 3-digit HTTP status")
+        if not (size.isascii() and size.isdigit()):
+            raise _Reject(f"size {size!r} is not a whole number of bytes")
+        return LogRecord(head["client"], head["user"], time, method, path, int(status), int(size))
+    except _Reject as reject:
+        return DeadLetter(str(reject))
+
+
+def _decode(value: bytes | str | None) -> str:
+    if value is None:
+        raise _Reject("empty message (no value)")
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise _Reject(f"not UTF-8: byte 0x{value[error.start]:02x} at position {error.start}") from None
+    text = value.strip()
+    if not text:
+        raise _Reject("empty message")
+    return text
+
+
+def _seed_fields(text: str) -> dict[str, object]:
+    fields: dict[str, object] = {}
+    for part in text.split(","):
+        key, colon, raw = part.partition(":")
+        key = key.strip()
+        if not colon:
+            raise _Reject(f"field {_preview(part.strip())} has no ':' (expected 'key: value')")
+        if not key:
+            raise _Reject(f"field {_preview(part.strip())} has no key before ':'")
+        if key in fields:
+            raise _Reject(f"duplicate key {key!r}")
+        fields[key] = raw.strip()
+    return fields
+
+
+def _json_fields(text: str) -> dict[str, object]:
+    try:
+        loaded = json.loads(text)
+    except (ValueError, RecursionError) as error:
+        raise _Reject(f"invalid JSON: {error}") from None
+    if not isinstance(loaded, dict):
+        raise _Reject(f"JSON is a {type(loaded).__name__}, expected an object")
+    return loaded
+
+
+def _metric_from_fields(fields: dict[str, object], default_time: datetime) -> MetricRecord:
+    missing = [key for key in ("id", *METRIC_FIELDS) if key not in fields]
+    if missing:
+        raise _Reject(f"missing key{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+    server_id = _server_id(fields["id"])
+    cpu, mem, disk = (_percent(key, fields[key]) for key in METRIC_FIELDS)
+    event_time = default_time if fields.get("ts") in (None, "") else _timestamp(fields["ts"])
+    return MetricRecord(server_id, cpu, mem, disk, event_time)
+
+
+def _server_id(raw: object) -> int:
+    if isinstance(raw, bool):
+        raise _Reject(f"id {raw!r} is not a whole number")
+    if isinstance(raw, int):
+        number = raw
+    elif isinstance(raw, str) and _INTEGER.fullmatch(raw):
+        number = _int(f"id {_preview(raw)}", raw)
+    else:
+        raise _Reject(f"id {_preview(raw)} is not a whole number")
+    if not 1 <= number <= MAX_SERVER_ID:
+        raise _Reject(f"id {number} is out of range 1..{MAX_SERVER_ID}")
+    return number
+
+
+def _percent(key: str, raw: object) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        raise _Reject(f"{key} {_preview(raw)} is not a number")
+    try:
+        number = float(raw)
+    except (ValueError, OverflowError):
+        raise _Reject(f"{key} {_preview(raw)} is not a number") from None
+    if not math.isfinite(number):
+        raise _Reject(f"{key} {_preview(raw)} is not a finite number")
+    if not PERCENT_MIN <= number <= PERCENT_MAX:
+        raise _Reject(f"{key} {number:g} is out of range 0..100")
+    return number
+
+
+def _timestamp(raw: object) -> datetime:
+    """`ts` as epoch milliseconds (int, or a string of digits) or an ISO-8601 string with a zone."""
+    if isinstance(raw, bool):
+        raise _Reject(f"ts {raw!r} is neither epoch milliseconds nor ISO-8601")
+    if isinstance(raw, str) and _INTEGER.fullmatch(raw):
+        raw = _int(f"ts {_preview(raw)}", raw)
+    if isinstance(raw, int):
+        if raw < MIN_EPOCH_MS:
+            raise _Reject(f"ts {raw} is before 1973 in epoch milliseconds (epoch seconds sent by mistake?)")
+        if raw > MAX_EPOCH_MS:
+            raise _Reject(f"ts {raw} is past year 9999 in epoch milliseconds")
+        return EPOCH + timedelta(milliseconds=raw)
+    if not isinstance(raw, str):
+        raise _Reject(f"ts {_preview(raw)} is neither epoch milliseconds nor ISO-8601")
+    try:
+        parsed = datetime.fromisoformat(raw)
+    except ValueError:
+        raise _Reject(f"ts {_preview(raw)} is neither epoch milliseconds nor ISO-8601") from None
+    if parsed.tzinfo is None:
+        raise _Reject(f"ts {_preview(raw)} has no time zone: add 'Z' or an offset like '+00:00'")
+    return parsed.astimezone(UTC)
+
+
+def _int(what: str, digits: str) -> int:
+    try:
+        return int(digits)
+    except ValueError:
+        raise _Reject(f"{what} has too many digits") from None
+
+
+def _rfc1123(text: str) -> datetime:
+    match = _RFC1123.fullmatch(text)
+    if match is None:
+        raise _Reject(f"date {_preview(text)} is not RFC 1123 ('Wed, 25 Nov 2026 16:00:03 GMT')")
+    if match["mon"] not in _MONTHS:
+        raise _Reject(f"date {_preview(text)} has unknown month {match['mon']!r}")
+    try:
+        parsed = datetime(
+            int(match["year"]),
+            _MONTHS.index(match["mon"]) + 1,
+            int(match["day"]),
+            int(match["hour"]),
+            int(match["minute"]),
+            int(match["second"]),
+            tzinfo=UTC,
+        )
+    except ValueError as error:
+        raise _Reject(f"date {_preview(text)} is not a valid time: {error}") from None
+    if _DAYS[parsed.weekday()] != match["wday"]:
+        raise _Reject(
+            f"date {_preview(text)} says {match['wday']} but that day is a {_DAYS[parsed.weekday()]}"
+        )
+    return parsed
+
+
+def _preview(raw: object) -> str:
+    """A value quoted for a reason, cut short so a huge message cannot bloat the dead-letter table."""
+    text = raw if isinstance(raw, str) else json.dumps(raw, default=str)
+    return repr(text if len(text) <= _PREVIEW else text[:_PREVIEW] + "...")

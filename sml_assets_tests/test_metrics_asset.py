@@ -1,0 +1,508 @@
+"""server_metrics end to end: the real broker, SQLite and PostgreSQL, materialized through Dagster."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Producer
+from dagster import (
+    AssetCheckSeverity,
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRun,
+    DagsterRunStatus,
+    Definitions,
+    ExecuteInProcessResult,
+    RunRequest,
+    SensorDefinition,
+    SensorResult,
+    build_sensor_context,
+    materialize,
+)
+from sqlalchemy import Column, Float, Integer, MetaData, String, Table, func, insert, select, text
+
+from sml_assets.assets import metrics as metrics_assets
+from sml_assets.assets.metrics import server_metrics
+from sml_assets.assets.topics import LOGS_TOPIC_KEY, METRICS_TOPIC_KEY, snapshot_metrics_topic
+from sml_assets.automation import build_metrics_backlog_sensor, ingest_metrics_job
+from sml_assets.ingest import DEFAULT_CONSUMER
+from sml_assets.replay import main as replay_main
+from sml_assets.resources.database import MetricsDatabase, UtcDateTime
+from sml_assets.resources.kafka import KafkaResource
+
+pytestmark = pytest.mark.integration
+
+CHECKS = [
+    metrics_assets.no_duplicate_messages,
+    metrics_assets.values_in_range,
+    metrics_assets.dead_letter_ratio,
+    metrics_assets.newest_row_is_fresh,
+]
+MALFORMED = {
+    b"": "empty message",
+    b"id: 7, cpu: high, mem: 41.0, disk: 77.5": "cpu 'high' is not a number",
+    b"id: 7, cpu: 163.2, mem: 41.0, disk: 77.5": "cpu 163.2 is out of range 0..100",
+    b"id: 7, cpu: \xff\xfe, mem: 1, disk: 2": "not UTF-8: byte 0xff at position 12",
+    b"id: 7, cpu: 63.2, mem": "field 'mem' has no ':' (expected 'key: value')",
+}
+
+
+def now_ms() -> int:
+    return int(datetime.now(UTC).timestamp() * 1000)
+
+
+def good(n: int, ts_ms: int | None = None) -> bytes:
+    ts = f", ts: {ts_ms}" if ts_ms is not None else ""
+    return f"id: {n % 50 + 1}, cpu: {n % 100}.5, mem: 41.0, disk: 77.5{ts}".encode()
+
+
+def produce(
+    bootstrap: str,
+    topic: str,
+    values: list[bytes],
+    partition: int | None = None,
+    timestamps_ms: list[int] | None = None,
+) -> None:
+    """Send and wait for every acknowledgement; any delivery error fails the test."""
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
+    errors: list[Any] = []
+
+    def delivered(error: Any, _message: Any) -> None:
+        if error is not None:
+            errors.append(error)
+
+    for index, value in enumerate(values):
+        extra: dict[str, Any] = {} if partition is None else {"partition": partition}
+        if timestamps_ms is not None:
+            extra["timestamp"] = timestamps_ms[index]
+        producer.produce(topic, value, on_delivery=delivered, **extra)
+        producer.poll(0)
+    assert producer.flush(30) == 0, "messages still unacknowledged after 30s"
+    assert not errors, errors
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path, unique_name: str) -> Iterator[MetricsDatabase]:
+    """The metrics database on SQLite (a temp file) and on PostgreSQL (a table of its own)."""
+    if request.param == "sqlite":
+        db = MetricsDatabase(url=f"sqlite:///{tmp_path / 'sml.db'}", table="server_matric")
+        yield db
+        db.engine().dispose()
+        return
+    db = MetricsDatabase(url=request.getfixturevalue("postgres_url"), table=unique_name[:40])
+    yield db
+    with db.transaction() as connection:
+        connection.execute(text(f'DROP TABLE IF EXISTS "{db.table}"'))
+    db.engine().dispose()
+
+
+@pytest.fixture
+def kafka_for(kafka_bootstrap: str) -> Callable[[str], KafkaResource]:
+    return lambda topic: KafkaResource(bootstrap_servers=kafka_bootstrap, metrics_topic=topic, timeout_s=10)
+
+
+def run(
+    kafka: KafkaResource, database: MetricsDatabase, checks: bool = False, **config: Any
+) -> ExecuteInProcessResult:
+    return materialize(
+        [server_metrics, *(CHECKS if checks else [])],
+        resources={"kafka": kafka, "metrics_db": database},
+        run_config={"ops": {"server_metrics": {"config": config}}} if config else None,
+        raise_on_error=False,
+    )
+
+
+def metadata(result: ExecuteInProcessResult) -> dict[str, Any]:
+    assert result.success, failure_message(result)
+    [materialization] = result.asset_materializations_for_node("server_metrics")
+    return {key: value.value for key, value in materialization.metadata.items()}
+
+
+def failure_message(result: ExecuteInProcessResult) -> str:
+    failures = [event for event in result.all_events if event.event_type == DagsterEventType.STEP_FAILURE]
+    return "\n".join(event.step_failure_data.error.to_string() for event in failures)
+
+
+def table_count(database: MetricsDatabase, topic: str, dead_letters: bool = False) -> int:
+    table = database.tables.dead_letters if dead_letters else database.tables.metrics
+    with database.transaction() as connection:
+        return connection.execute(
+            select(func.count()).select_from(table).where(table.c.kafka_topic == topic)
+        ).scalar_one()
+
+
+def test_counts_match_what_was_produced_across_partitions_and_a_second_run_adds_nothing(
+    database: MetricsDatabase,
+    kafka_for: Callable[[str], KafkaResource],
+    new_topic: Callable[..., str],
+    kafka_bootstrap: str,
+) -> None:
+    topic = new_topic(partitions=3)
+    for partition in range(3):
+        produce(kafka_bootstrap, topic, [good(n) for n in range(100 + partition)], partition=partition)
+    produce(kafka_bootstrap, topic, list(MALFORMED), partition=1)
+    kafka = kafka_for(topic)
+
+    first = metadata(run(kafka, database, chunk_size=64))
+    assert (first["rows inserted"], first["dead letters"], first["lag left"]) == (303, len(MALFORMED), 0)
+    assert table_count(database, topic) == 303
+    assert database.stored_offsets(DEFAULT_CONSUMER, topic) == {0: 100, 1: 101 + len(MALFORMED), 2: 102}
+    assert "| 1 | 0 | 106 | 106 | 0 |" in first["offsets"]
+    assert first["table"].endswith(database.masked_url) and first["rows/s"] > 0
+
+    with database.transaction() as connection:
+        rejects = dict(
+            connection.execute(
+                select(database.tables.dead_letters.c.raw_value, database.tables.dead_letters.c.reason).where(
+                    database.tables.dead_letters.c.kafka_topic == topic
+                )
+            ).all()
+        )
+    assert rejects == {
+        raw.decode("utf-8", errors="backslashreplace"): reason for raw, reason in MALFORMED.items()
+    }
+
+    second = metadata(run(kafka, database))
+    assert (second["rows inserted"], second["dead letters"]) == (0, 0)
+    assert table_count(database, topic) == 303
+
+
+def test_the_cap_limits_one_run_and_the_next_run_continues_where_it_stopped(
+    database: MetricsDatabase,
+    kafka_for: Callable[[str], KafkaResource],
+    new_topic: Callable[..., str],
+    kafka_bootstrap: str,
+) -> None:
+    topic = new_topic(partitions=2)
+    produce(kafka_bootstrap, topic, [good(n) for n in range(150)], partition=0)
+    produce(kafka_bootstrap, topic, [good(n) for n in range(100)], partition=1)
+    kafka = kafka_for(topic)
+    counts = []
+    for _ in range(3):
+        report = metadata(run(kafka, database, max_messages=100, chunk_size=30))
+        counts.append((report["rows inserted"], report["lag left"], report["capped"]))
+    assert counts == [(100, 150, True), (100, 50, True), (50, 0, False)]
+    assert table_count(database, topic) == 250
+    with database.transaction() as connection:
+        distinct = connection.execute(
+            select(func.count()).select_from(
+                select(database.tables.metrics.c.kafka_partition, database.tables.metrics.c.kafka_offset)
+                .where(database.tables.metrics.c.kafka_topic == topic)
+                .distinct()
+                .subquery()
+            )
+        ).scalar_one()
+    assert distinct == 250
+
+
+def test_checks_pass_on_good_data(
+    database: MetricsDatabase,
+    kafka_for: Callable[[str], KafkaResource],
+    new_topic: Callable[..., str],
+    kafka_bootstrap: str,
+) -> None:
+    topic = new_topic()
+    produce(kafka_bootstrap, topic, [good(n, now_ms()) for n in range(200)] + [b"not a metric"])
+    result = run(kafka_for(topic), database, checks=True)
+    assert result.success, failure_message(result)
+    outcomes = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert outcomes == {
+        "no_duplicate_messages": True,
+        "values_in_range": True,
+        "dead_letter_ratio": True,
+        "newest_row_is_fresh": True,
+    }
+
+
+def test_dead_letter_ratio_warns_above_the_threshold(
+    database: MetricsDatabase,
+    kafka_for: Callable[[str], KafkaResource],
+    new_topic: Callable[..., str],
+    kafka_bootstrap: str,
+) -> None:
+    topic = new_topic()
+    produce(kafka_bootstrap, topic, [good(n, now_ms()) for n in range(10)] + [b"broken"] * 2)
+    result = materialize(
+        [server_metrics, metrics_assets.dead_letter_ratio],
+        resources={"kafka": kafka_for(topic), "metrics_db": database},
+        run_config={"ops": {"server_metrics_dead_letter_ratio": {"config": {"max_ratio": 0.1}}}},
+    )
+    [evaluation] = result.get_asset_check_evaluations()
+    assert not evaluation.passed and evaluation.severity == AssetCheckSeverity.WARN
+    assert evaluation.metadata["dead letters"].value == 2
+
+
+def test_checks_fail_on_a_table_seeded_with_a_duplicate_and_an_out_of_range_row(
+    database: MetricsDatabase, kafka_for: Callable[[str], KafkaResource], new_topic: Callable[..., str]
+) -> None:
+    topic = new_topic()
+    legacy = Table(
+        database.table,
+        MetaData(),
+        Column("server_id", Integer),
+        Column("cpu", Float),
+        Column("mem", Float),
+        Column("disk", Float),
+        Column("event_time", UtcDateTime),
+        Column("kafka_topic", String(249)),
+        Column("kafka_partition", Integer),
+        Column("kafka_offset", Integer),
+        Column("ingested_at", UtcDateTime),
+    )
+    legacy.create(database.engine())
+    stamp = datetime.now(UTC)
+    seeded = {
+        "server_id": 1,
+        "cpu": 1.0,
+        "mem": 2.0,
+        "disk": 3.0,
+        "event_time": stamp,
+        "kafka_topic": topic,
+        "kafka_partition": 0,
+        "ingested_at": stamp,
+    }
+    with database.transaction() as connection:
+        connection.execute(
+            insert(legacy),
+            [
+                {**seeded, "kafka_offset": 0},
+                {**seeded, "kafka_offset": 0},
+                {**seeded, "kafka_offset": 1, "cpu": 140.0},
+            ],
+        )
+    result = run(kafka_for(topic), database, checks=True)
+    outcomes = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert not outcomes["no_duplicate_messages"].passed
+    assert outcomes["no_duplicate_messages"].metadata["duplicated messages"].value == 1
+    assert f"{topic}[0]@0: 2 copies" in outcomes["no_duplicate_messages"].metadata["examples"].value
+    assert not outcomes["values_in_range"].passed
+    assert outcomes["values_in_range"].metadata["rows out of range"].value == 1
+
+
+def evaluate(
+    sensor: SensorDefinition, instance: DagsterInstance, resources: dict[str, Any], cursor: str | None
+) -> SensorResult:
+    with build_sensor_context(instance=instance, resources=resources, cursor=cursor) as context:
+        result = sensor(context)
+    assert isinstance(result, SensorResult)
+    return result
+
+
+def test_sensor_skips_below_the_threshold_fires_at_it_and_not_while_a_run_is_in_flight(
+    database: MetricsDatabase,
+    kafka_for: Callable[[str], KafkaResource],
+    new_topic: Callable[..., str],
+    kafka_bootstrap: str,
+) -> None:
+    topic = new_topic(partitions=2)
+    kafka = kafka_for(topic)
+    database.ensure_tables()
+    sensor = build_metrics_backlog_sensor(threshold=1000)
+    instance = DagsterInstance.ephemeral()
+    resources = {"kafka": kafka, "metrics_db": database}
+
+    produce(kafka_bootstrap, topic, [good(n) for n in range(500)], partition=0)
+    produce(kafka_bootstrap, topic, [good(n) for n in range(499)], partition=1)
+    below = evaluate(sensor, instance, resources, cursor=None)
+    assert isinstance(below, SensorResult) and not below.run_requests
+    assert below.skip_reason is not None and below.skip_reason.skip_message.startswith(
+        "999 metrics messages wait"
+    )
+    assert [event.asset_key for event in below.asset_events] == [METRICS_TOPIC_KEY, LOGS_TOPIC_KEY]
+
+    produce(kafka_bootstrap, topic, [good(1)], partition=1)
+    fired = evaluate(sensor, instance, resources, cursor=below.cursor)
+    [request] = fired.run_requests
+    assert isinstance(request, RunRequest) and request.tags["sml/backlog"] == "1000"
+    assert fired.cursor is not None and '"metrics_backlog": 1000' in fired.cursor
+
+    instance.add_run(
+        DagsterRun(
+            job_name=ingest_metrics_job.name, run_id=str(uuid.uuid4()), status=DagsterRunStatus.STARTED
+        )
+    )
+    busy = evaluate(sensor, instance, resources, cursor=fired.cursor)
+    assert not busy.run_requests and "still in flight" in busy.skip_reason.skip_message
+    assert busy.asset_events == []
+
+    metadata(run(kafka, database))
+    drained = snapshot_metrics_topic(kafka, database)
+    assert drained.backlog == 0
+
+
+def test_sensor_skips_with_the_reason_when_the_broker_is_down(database: MetricsDatabase) -> None:
+    kafka = KafkaResource(bootstrap_servers="127.0.0.1:1", metrics_topic="nowhere", timeout_s=1)
+    result = evaluate(
+        build_metrics_backlog_sensor(),
+        DagsterInstance.ephemeral(),
+        {"kafka": kafka, "metrics_db": database},
+        None,
+    )
+    assert not result.run_requests
+    assert "SML_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:1 did not answer" in result.skip_reason.skip_message
+
+
+def test_unreachable_broker_fails_the_run_naming_the_variable_and_leaves_offsets_untouched(
+    database: MetricsDatabase,
+    kafka_for: Callable[[str], KafkaResource],
+    new_topic: Callable[..., str],
+    kafka_bootstrap: str,
+) -> None:
+    topic = new_topic()
+    produce(kafka_bootstrap, topic, [good(n) for n in range(20)])
+    metadata(run(kafka_for(topic), database))
+    produce(kafka_bootstrap, topic, [good(n) for n in range(20)])
+    down = KafkaResource(bootstrap_servers="127.0.0.1:1", metrics_topic=topic, timeout_s=2)
+    result = run(down, database)
+    assert not result.success
+    assert "SML_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:1 did not answer within 2s" in failure_message(result)
+    assert database.stored_offsets(DEFAULT_CONSUMER, topic) == {0: 20}
+    assert table_count(database, topic) == 20
+
+
+def test_unreachable_database_fails_the_run_with_the_password_masked_everywhere(
+    kafka_for: Callable[[str], KafkaResource], new_topic: Callable[..., str], stack: None
+) -> None:
+    topic = new_topic()
+    unreachable = MetricsDatabase(
+        url="postgresql+psycopg://sml:s3cret-pw@127.0.0.1:1/sml", connect_timeout_s=2
+    )
+    result = run(kafka_for(topic), unreachable)
+    assert not result.success
+    assert (
+        "SML_METRICS_DB_URL=postgresql+psycopg://sml:***@127.0.0.1:1/sml could not be reached"
+        in failure_message(result)
+    )
+    assert not any("s3cret-pw" in str(event) for event in result.all_events)
+
+
+def test_replay_by_offset_and_by_timestamp_reingests_exactly_once(
+    database: MetricsDatabase,
+    kafka_for: Callable[[str], KafkaResource],
+    new_topic: Callable[..., str],
+    kafka_bootstrap: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    topic = new_topic()
+    base = now_ms() - 3_600_000
+    produce(
+        kafka_bootstrap,
+        topic,
+        [good(n) for n in range(10)],
+        timestamps_ms=[base + n * 60_000 for n in range(10)],
+    )
+    kafka = kafka_for(topic)
+    metadata(run(kafka, database))
+    monkeypatch.setenv("SML_KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap)
+    monkeypatch.setenv("SML_METRICS_TOPIC", topic)
+    monkeypatch.setenv("SML_METRICS_DB_URL", database.url)
+    monkeypatch.setenv("SML_METRICS_TABLE", database.table)
+
+    assert replay_main(["reset", "--partition", "0", "--offset", "6"]) == 0
+    assert "stored offset 10 -> 6; 4 rows and dead letters at or after it removed" in capsys.readouterr().out
+    assert table_count(database, topic) == 6
+    assert metadata(run(kafka, database))["rows inserted"] == 4
+
+    stamp = datetime.fromtimestamp((base + 3 * 60_000) / 1000, UTC).isoformat()
+    assert replay_main(["reset", "--partition", "0", "--timestamp", stamp]) == 0
+    assert database.stored_offsets(DEFAULT_CONSUMER, topic) == {0: 3}
+    assert metadata(run(kafka, database))["rows inserted"] == 7
+    assert table_count(database, topic) == 10
+
+    assert replay_main(["show"]) == 0
+    assert "        0          0         10         10          0" in capsys.readouterr().out
+
+
+KILL_SCRIPT = """
+import sys
+from dagster import materialize
+from sml_assets.assets.metrics import server_metrics
+from sml_assets.resources.database import MetricsDatabase
+from sml_assets.resources.kafka import KafkaResource
+bootstrap, topic, url, table = sys.argv[1:5]
+result = materialize(
+    [server_metrics],
+    resources={"kafka": KafkaResource(bootstrap_servers=bootstrap, metrics_topic=topic),
+               "metrics_db": MetricsDatabase(url=url, table=table)},
+    run_config={"ops": {"server_metrics": {"config": {"chunk_size": 50}}}},
+)
+"""
+
+
+def test_rerun_after_sigkill_mid_run_leaves_every_message_exactly_once(
+    database: MetricsDatabase,
+    kafka_for: Callable[[str], KafkaResource],
+    new_topic: Callable[..., str],
+    kafka_bootstrap: str,
+) -> None:
+    topic = new_topic(partitions=2)
+    for partition in range(2):
+        produce(kafka_bootstrap, topic, [good(n) for n in range(10_000)], partition=partition)
+    database.ensure_tables()
+    process = subprocess.Popen(
+        [sys.executable, "-c", KILL_SCRIPT, kafka_bootstrap, topic, database.url, database.table],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "DAGSTER_HOME": ""},
+    )
+    deadline = time.monotonic() + 120
+    while not database.stored_offsets(DEFAULT_CONSUMER, topic):
+        assert process.poll() is None, "the run ended before its first chunk was seen"
+        assert time.monotonic() < deadline, "no chunk committed within 120s"
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    partial = table_count(database, topic)
+    assert 0 < partial < 20_000, partial
+
+    assert metadata(run(kafka_for(topic), database))["rows inserted"] == 20_000 - partial
+    assert table_count(database, topic) == 20_000
+    assert database.stored_offsets(DEFAULT_CONSUMER, topic) == {0: 10_000, 1: 10_000}
+
+
+def test_topic_observation_reports_end_offsets_and_lag(
+    database: MetricsDatabase,
+    kafka_for: Callable[[str], KafkaResource],
+    new_topic: Callable[..., str],
+    kafka_bootstrap: str,
+) -> None:
+    topic = new_topic(partitions=2)
+    produce(kafka_bootstrap, topic, [good(n) for n in range(7)], partition=1)
+    snapshot = snapshot_metrics_topic(kafka_for(topic), database)
+    assert (snapshot.end_total, snapshot.backlog, snapshot.data_version.value) == (7, 7, "7")
+    shown = {key: value.value for key, value in snapshot.metadata().items()}
+    assert shown["consumer lag"] == 7 and "| 1 | 0 | 7 | 0 | 7 |" in shown["offsets"]
+
+
+def test_ingest_metrics_job_runs_the_asset_and_its_checks_with_the_concurrency_tag(
+    kafka_for: Callable[[str], KafkaResource],
+    new_topic: Callable[..., str],
+    kafka_bootstrap: str,
+    tmp_path: Path,
+) -> None:
+    topic = new_topic()
+    produce(kafka_bootstrap, topic, [good(n, now_ms()) for n in range(50)])
+    database = MetricsDatabase(url=f"sqlite:///{tmp_path / 'job.db'}")
+    defs = Definitions(
+        assets=[server_metrics],
+        asset_checks=CHECKS,
+        jobs=[ingest_metrics_job],
+        resources={"kafka": kafka_for(topic), "metrics_db": database},
+    )
+    result = defs.resolve_job_def(ingest_metrics_job.name).execute_in_process()
+    assert result.success
+    assert result.dagster_run.tags["sml/concurrency_key"] == "ingest_metrics"
+    assert {e.check_name for e in result.get_asset_check_evaluations() if e.passed} == {
+        c.check_key.name for c in CHECKS
+    }
+    assert table_count(database, topic) == 50
