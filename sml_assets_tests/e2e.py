@@ -1,0 +1,78 @@
+"""A whole sml deployment in a temporary folder: own topics, own data dir, own Dagster instance,
+own HDFS user; driven only through the simulator and the `dagster` CLI, as a user would."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dagster import AssetKey, DagsterInstance
+
+from sml_assets_tests.conftest import HDFS_URL, KAFKA_BOOTSTRAP, REPO_ROOT, stack_data_dir
+
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Deployment:
+    root: Path
+    name: str
+    env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, root: Path, name: str, metrics_topic: str, logs_topic: str) -> Deployment:
+        home = root / "dagster-home"
+        home.mkdir(parents=True)
+        shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+        env = {
+            **os.environ,
+            "DAGSTER_HOME": str(home),
+            "SML_DATA_DIR": str(root / "data"),
+            "SML_SPARK_JARS_DIR": str(stack_data_dir() / "jars" / "spark-kafka"),
+            "SML_KAFKA_BOOTSTRAP_SERVERS": KAFKA_BOOTSTRAP,
+            "SML_METRICS_TOPIC": metrics_topic,
+            "SML_LOGS_TOPIC": logs_topic,
+            "SML_METRICS_DB_URL": f"sqlite:///{root / 'data' / 'sml.db'}",
+            "SML_HDFS_URL": HDFS_URL,
+            "SML_HDFS_USER": name,
+            "JAVA_HOME": os.environ.get("JAVA_HOME", "/usr/lib/jvm/java-17-openjdk-amd64"),
+        }
+        return cls(root=root, name=name, env=env)
+
+    def run(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        """Run a command of the venv (`dagster`, `python -m simulator`) in this deployment."""
+        program = args[0] if args[0] != "python" else sys.executable
+        if program == args[0] and not Path(program).is_absolute():
+            program = str(BIN / program)
+        result = subprocess.run(
+            [program, *args[1:]], cwd=REPO_ROOT, env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+        if result.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} exited {result.returncode}:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
+        return result
+
+    def simulate(self, *args: str) -> dict:
+        truth = self.root / f"truth-{len(list(self.root.glob('truth-*.json')))}.json"
+        self.run("python", "-m", "simulator", "--truth", str(truth), *args, timeout=300)
+        return json.loads(truth.read_text())
+
+    @property
+    def instance(self) -> DagsterInstance:
+        return DagsterInstance.from_config(self.env["DAGSTER_HOME"])
+
+    def latest_metadata(self, key: str) -> dict:
+        event = self.instance.get_latest_materialization_event(AssetKey(key.split("/")))
+        assert event is not None, f"{key} was never materialized"
+        return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+
+    @property
+    def summary_csv(self) -> Path:
+        return self.root / "data" / "output_log_summary.csv"
+
+    @property
+    def hdfs_path(self) -> str:
+        return f"/user/{self.name}/HDFS_Proj/output_log_summary.csv"

@@ -1,0 +1,235 @@
+"""sml end to end, through the Dagster machinery only (the `dagster` CLI and a Dagster instance),
+checked exactly against the simulator's ground truth: SQL table, dead letters, CSV, HDFS copy."""
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hdfs import InsecureClient
+from sqlalchemy import create_engine, text
+
+from sml_assets_tests.conftest import REPO_ROOT
+from sml_assets_tests.e2e import BIN, Deployment
+
+ARTIFACTS = REPO_ROOT / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = pytest.mark.integration
+
+SIMULATION = ["--seed", "11", "--servers", "10", "--metrics-interval", "20", "--log-rate", "3",
+              "--malformed-rate", "0.03", "--post-ratio", "0.3", "--error-ratio", "0.15"]
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory, stack: None) -> Deployment:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from sml_assets_tests.conftest import KAFKA_BOOTSTRAP
+
+    root = tmp_path_factory.mktemp("e2e")
+    name = f"e2e_{root.name.replace('-', '_')}_{id(root) % 100000}"
+    metrics_topic, logs_topic = f"{name}-metrics", f"{name}-logs"
+    admin = AdminClient({"bootstrap.servers": KAFKA_BOOTSTRAP})
+    futures = admin.create_topics([NewTopic(metrics_topic, 3, 1), NewTopic(logs_topic, 2, 1)])
+    for future in futures.values():
+        future.result(timeout=30)
+    return Deployment.create(root, name, metrics_topic, logs_topic)
+
+
+def read_table(deployment: Deployment) -> list[tuple]:
+    engine = create_engine(deployment.env["SML_METRICS_DB_URL"])
+    with engine.connect() as connection:
+        rows = connection.execute(text(
+            "SELECT server_id, kafka_topic, kafka_partition, kafka_offset FROM server_matric"
+        )).all()
+    engine.dispose()
+    return rows
+
+
+def count_dead_letters(deployment: Deployment) -> int:
+    engine = create_engine(deployment.env["SML_METRICS_DB_URL"])
+    with engine.connect() as connection:
+        count = connection.execute(text("SELECT count(*) FROM sml_dead_letters")).scalar_one()
+    engine.dispose()
+    return count
+
+
+def csv_windows(data: bytes) -> dict[str, dict[str, str]]:
+    return {row["window_start"]: row for row in csv.DictReader(io.StringIO(data.decode()))}
+
+
+def expected_windows(truths: list[dict]) -> dict[str, Counter]:
+    expected: dict[str, Counter] = {}
+    for truth in truths:
+        for start, counts in truth["logs"]["windows"].items():
+            expected.setdefault(start, Counter()).update(
+                {k: counts[k] for k in ("GET_success", "GET_failure", "POST_success", "POST_failure", "total")}
+            )
+    return expected
+
+
+def assert_outputs_match(deployment: Deployment, truths: list[dict]) -> None:
+    rows = read_table(deployment)
+    assert len({(r[1], r[2], r[3]) for r in rows}) == len(rows), "a Kafka message is in the table twice"
+    per_server = Counter(str(r[0]) for r in rows)
+    expected_per_server: Counter = Counter()
+    for truth in truths:
+        expected_per_server.update(truth["metrics"]["valid_per_server"])
+    assert per_server == expected_per_server
+    assert count_dead_letters(deployment) == sum(t["metrics"]["malformed_total"] for t in truths)
+
+    local = deployment.summary_csv.read_bytes()
+    windows = csv_windows(local)
+    expected = expected_windows(truths)
+    assert sorted(windows) == sorted(expected)
+    for start, counts in expected.items():
+        got = {k: int(windows[start][k]) for k in counts}
+        assert got == dict(counts), f"window {start}"
+    assert list(windows) == sorted(windows), "CSV rows are not sorted by window"
+
+    client = InsecureClient(deployment.env["SML_HDFS_URL"], user=deployment.name)
+    with client.read(deployment.hdfs_path) as reader:
+        assert reader.read() == local, "the HDFS copy differs from the local CSV"
+
+
+def test_jobs_run_through_dagster_match_the_truth_exactly(deployment: Deployment) -> None:
+    first = deployment.simulate(*SIMULATION, "--start", "2026-11-25T16:00:00Z", "--duration", "1500")
+    deployment.run("dagster", "job", "execute", "-m", "sml_assets.definitions", "-j", "ingest_metrics_job")
+    deployment.run("dagster", "job", "execute", "-m", "sml_assets.definitions", "-j", "summarize_logs_job")
+    assert_outputs_match(deployment, [first])
+
+    metrics = deployment.latest_metadata("server_metrics")
+    assert metrics["rows inserted"] == first["metrics"]["valid"]
+    assert metrics["dead letters"] == first["metrics"]["malformed_total"]
+    logs = deployment.latest_metadata("log_summary")
+    assert logs["rejects"] == first["logs"]["malformed_total"]
+    assert logs["input_rows"] == first["logs"]["valid"] + first["logs"]["malformed_total"]
+    assert deployment.latest_metadata("hdfs_log_summary")["bytes"] == deployment.summary_csv.stat().st_size
+
+    second = deployment.simulate(*SIMULATION, "--seed", "12", "--start", "2026-11-25T16:25:00Z",
+                                 "--duration", "1200")
+    deployment.run("dagster", "job", "execute", "-m", "sml_assets.definitions", "-j", "ingest_metrics_job")
+    deployment.run("dagster", "job", "execute", "-m", "sml_assets.definitions", "-j", "summarize_logs_job")
+    assert_outputs_match(deployment, [first, second])
+    windows = csv_windows(deployment.summary_csv.read_bytes())
+    assert windows["2026-11-25T16:00:00Z"]["final"].lower() == "true"
+    assert list(windows.values())[-1]["final"].lower() == "false"
+
+
+def test_cli_materializes_each_asset_and_all_of_them(deployment: Deployment) -> None:
+    """The README's commands: materialize one asset, then all three, then validate."""
+    truth = deployment.simulate(*SIMULATION, "--seed", "13", "--start", "2026-11-25T17:00:00Z",
+                                "--duration", "600")
+    before = len(read_table(deployment))
+    deployment.run("dagster", "asset", "materialize", "-m", "sml_assets.definitions", "--select", "server_metrics")
+    assert len(read_table(deployment)) == before + truth["metrics"]["valid"]
+    deployment.run("dagster", "asset", "materialize", "-m", "sml_assets.definitions",
+                   "--select", "server_metrics,log_summary,hdfs_log_summary")
+    assert len(read_table(deployment)) == before + truth["metrics"]["valid"], "a rerun added rows"
+    assert deployment.latest_metadata("hdfs_log_summary")["bytes"] == deployment.summary_csv.stat().st_size
+    result = deployment.run("dagster", "definitions", "validate", "-m", "sml_assets.definitions")
+    assert "success" in (result.stdout + result.stderr).lower()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def webserver(deployment: Deployment) -> Iterator[str]:
+    """dagster-webserver on a free loopback port over the deployment's instance."""
+    import subprocess
+    import time
+    import urllib.request
+
+    port = free_port()
+    log = open(deployment.root / "webserver.log", "wb")
+    process = subprocess.Popen(
+        [str(BIN / "dagster-webserver"), "-m", "sml_assets.definitions", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=REPO_ROOT, env=deployment.env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"{base}/server_info", timeout=2)
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"dagster-webserver did not start; see {deployment.root / 'webserver.log'}")
+            time.sleep(0.5)
+    yield base
+    process.terminate()
+    process.wait(timeout=30)
+    log.close()
+
+
+ASSET_NAMES = ["metrics_topic", "logs_topic", "server_metrics", "log_summary", "hdfs_log_summary"]
+PARENTS = {"server_metrics": "metrics_topic", "log_summary": "logs_topic", "hdfs_log_summary": "log_summary"}
+
+
+def test_ui_shows_lineage_and_latest_metadata(deployment: Deployment, webserver: str) -> None:
+    """In a real browser: the global lineage graph holds every asset, each asset's upstream view
+    shows exactly its parent (the lineage edges), and the asset page shows the latest metadata."""
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    rows_inserted = deployment.latest_metadata("server_metrics")["rows inserted"]
+    windows_total = deployment.latest_metadata("log_summary")["windows_total"]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        try:
+            page.goto(f"{webserver}/asset-groups")
+            dismiss_welcome(page)
+            expect(page.locator('[data-tooltip="kafka"]').first).to_be_visible(timeout=30_000)
+            page.locator('[aria-label="settings"]').last.click()
+            page.locator("text=Expand all groups >> visible=true").first.click()
+            page.keyboard.press("Escape")
+            graph = page.locator("[data-svg-viewport]").first
+            for name in ASSET_NAMES:
+                expect(graph.get_by_text(name, exact=True).first).to_be_visible(timeout=30_000)
+            page.screenshot(path=str(ARTIFACTS / "asset-lineage.png"))
+
+            for child, parent in PARENTS.items():
+                page.goto(f"{webserver}/assets/{child}?view=lineage&lineageScope=upstream&lineageDepth=1")
+                graph = page.locator("[data-svg-viewport]").first
+                expect(graph.get_by_text(parent, exact=True).first).to_be_visible(timeout=30_000)
+                expect(graph.get_by_text(child, exact=True).first).to_be_visible()
+                shown = {name for name in ASSET_NAMES if graph.get_by_text(name, exact=True).count()}
+                assert shown == {parent, child}, f"upstream of {child} shows {shown}"
+                page.screenshot(path=str(ARTIFACTS / f"lineage-{child}.png"))
+
+            page.goto(f"{webserver}/assets/server_metrics")
+            row = page.locator("tr", has_text="rows inserted").first
+            expect(row).to_contain_text(str(rows_inserted), timeout=30_000)
+            row.scroll_into_view_if_needed()
+            page.screenshot(path=str(ARTIFACTS / "server_metrics-metadata.png"))
+
+            page.goto(f"{webserver}/assets/log_summary")
+            expect(page.locator("tr", has_text="windows_total").first).to_contain_text(
+                str(windows_total), timeout=30_000
+            )
+        finally:
+            page.screenshot(path=str(ARTIFACTS / "last-page.png"))
+            browser.close()
+
+
+def dismiss_welcome(page) -> None:
+    """Dagster's first-visit community dialog covers the page; skip it when it shows."""
+    skip = page.get_by_role("button", name="Skip")
+    try:
+        skip.wait_for(timeout=5000)
+        skip.click()
+    except Exception:
+        pass
