@@ -23,6 +23,11 @@ def _dagster_home(data_dir: Path) -> Path:
     return home
 
 
+def _default_sigint() -> None:
+    """Let `dagster dev` see Ctrl-C even when run.py was started with SIGINT ignored (in background)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def main() -> int:
     data_dir = Path(os.environ.get("SML_DATA_DIR", REPO_ROOT / ".sml-data")).resolve()
     env = {**os.environ, "SML_DATA_DIR": str(data_dir), "DAGSTER_HOME": str(_dagster_home(data_dir))}
@@ -40,21 +45,21 @@ def main() -> int:
     print(f"simulator: sending to the stack's Kafka (log: {logs / 'simulator.log'})", flush=True)
     children.append(subprocess.Popen(
         [str(BIN / "dagster"), "dev", "-w", str(REPO_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", port],
-        cwd=REPO_ROOT, env=env, start_new_session=True,
+        cwd=REPO_ROOT, env=env, start_new_session=True, preexec_fn=_default_sigint,
     ))
     print(f"Dagster UI: http://127.0.0.1:{port}  (Ctrl-C stops the simulator and Dagster; "
           "`make stack-down` stops the services)", flush=True)
 
     def stop(*_: object) -> None:
-        for child in children:
+        """SIGTERM makes the simulator flush; `dagster dev` shuts down its services on SIGINT."""
+        for child, sig in zip(children, (signal.SIGTERM, signal.SIGINT)):
             if child.poll() is None:
-                os.killpg(child.pid, signal.SIGTERM)
+                os.kill(child.pid, sig)
 
-    signal.signal(signal.SIGTERM, lambda *_: stop())
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop())
     try:
         children[-1].wait()
-    except KeyboardInterrupt:
-        pass
     finally:
         stop()
         for child in children:
