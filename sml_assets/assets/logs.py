@@ -79,7 +79,9 @@ def load_summary(path: Path) -> Summary:
 
 
 def write_atomically(path: Path, text: str) -> None:
-    """Write beside the target, fsync, then rename over it: readers see the old or the new file."""
+    """Write beside the target, fsync, then rename over it: readers see the old or the new file.
+
+    mkstemp creates the file 0600; the summary is for other readers too, so it becomes 0644."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -87,6 +89,7 @@ def write_atomically(path: Path, text: str) -> None:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
