@@ -11,7 +11,6 @@ from dagster import (
     DagsterRunStatus,
     DefaultScheduleStatus,
     DefaultSensorStatus,
-    JobDefinition,
     RunRequest,
     RunsFilter,
     ScheduleDefinition,
@@ -24,7 +23,6 @@ from dagster import (
     schedule,
     sensor,
 )
-from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from sml_assets.assets.metrics import server_metrics
 from sml_assets.assets.topics import (
@@ -50,7 +48,7 @@ IN_FLIGHT_STATUSES = [
     DagsterRunStatus.CANCELING,
 ]
 
-ingest_metrics_job: UnresolvedAssetJobDefinition = define_asset_job(
+ingest_metrics_job = define_asset_job(
     "ingest_metrics_job",
     selection=AssetSelection.assets(server_metrics),
     tags={CONCURRENCY_TAG: INGEST_METRICS_CONCURRENCY},
@@ -156,7 +154,7 @@ def backlog_threshold() -> int:
         raise ValueError(f"{BACKLOG_THRESHOLD_VARIABLE}={raw!r} is not a whole number of messages") from None
 
 
-summarize_logs_job: UnresolvedAssetJobDefinition = define_asset_job(
+summarize_logs_job = define_asset_job(
     "summarize_logs_job",
     selection=AssetSelection.groups("logs"),
     tags={CONCURRENCY_TAG: SUMMARIZE_LOGS_CONCURRENCY},
@@ -178,7 +176,7 @@ def summarize_logs_every_5_minutes(context: ScheduleEvaluationContext) -> RunReq
     return RunRequest(tags={"sml/trigger": "schedule"})
 
 
-JOBS: list[JobDefinition | UnresolvedAssetJobDefinition] = [ingest_metrics_job, summarize_logs_job]
+JOBS = [ingest_metrics_job, summarize_logs_job]
 SCHEDULES: list[ScheduleDefinition] = [ingest_metrics_every_2_minutes, summarize_logs_every_5_minutes]
 SENSORS: list[SensorDefinition] = [build_metrics_backlog_sensor(backlog_threshold())]
 

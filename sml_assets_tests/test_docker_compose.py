@@ -3,7 +3,6 @@ sml needs, and agrees with the defaults in the code and the local stack."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest

@@ -6,7 +6,6 @@ import csv
 import io
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from hdfs import InsecureClient
