@@ -26,10 +26,29 @@ _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _RFC1123 = re.compile(
     r"(?P<wday>[A-Z][a-z]{2}), (?P<day>\d{2}) (?P<mon>[A-Z][a-z]{2}) (?P<year>\d{4}) "
-    r"(?P<hour>\d{2}):(?P<minute>\d{2}):(?P<second>\d{2}) GMT"
+    r"(?P<hour>\d{2}):(?P<minute>\d{2}):(?P<second>\d{2}) GMT",
+    re.ASCII,
 )
-_LOG_HEAD = re.compile(r"(?P<client>\S+) (?P<ident>\S+) (?P<user>\S+) \[(?P<date>[^\]]*)\] (?P<rest>.*)")
-_INTEGER = re.compile(r"[+-]?\d+")
+_LOG_HEAD = re.compile(
+    r"(?P<client>\S+) (?P<ident>\S+) (?P<user>\S+) \[(?P<date>[^\]]*)\] (?P<rest>[^\r\n\x85\u2028\u2029]*)",
+    re.ASCII,
+)
+_INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
+"""ASCII digits and spaces, as in the Java regexes Spark parses log lines with: Python's defaults take
+Arabic-Indic or full-width digits for numbers and NBSP for a separator, which Spark would not.
+Likewise `rest` stops at Java's line terminators, and a log line is trimmed of `_LINE_SPACE` only."""
+_LINE_SPACE = " \t\n\r\f\v\x85\u2028\u2029"
+"""ASCII whitespace (Spark trims it) and the line terminators Java's `$` accepts at the end."""
+_PERCENT_TEXT = r"([0-9]{1,3}(?:\.[0-9]{1,6})?)"
+_SEED_LINE = (
+    rf"id: ([1-9][0-9]{{0,9}}), cpu: {_PERCENT_TEXT}, mem: {_PERCENT_TEXT}, disk: {_PERCENT_TEXT}"
+    r"(?:, ts: ([1-9][0-9]{11,14}))?"
+)
+_SEED_LINE_BYTES = re.compile(_SEED_LINE.encode())
+_SEED_LINE_TEXT = re.compile(_SEED_LINE)
+"""The simulator's and the seed's exact line shape: matched whole, it is parsed without the general
+path (one regex instead of splitting, stripping and checking per field); anything else, and any
+value out of range, takes the general path, which gives the same record or the precise reason."""
 _PREVIEW = 40
 
 
@@ -82,6 +101,10 @@ def parse_metric(value: bytes | str | None, default_time: datetime) -> MetricRec
 
     `default_time` is the event time when the message carries no `ts` (the Kafka record timestamp).
     """
+    if value:
+        fast = _seed_line(value, default_time)
+        if fast is not None:
+            return fast
     try:
         text = _decode(value)
         fields = _json_fields(text) if text[0] in "{[" else _seed_fields(text)
@@ -90,10 +113,27 @@ def parse_metric(value: bytes | str | None, default_time: datetime) -> MetricRec
         return DeadLetter(str(reject))
 
 
+def _seed_line(value: bytes | str, default_time: datetime) -> MetricRecord | None:
+    """The common case of `parse_metric` in one regex; None sends the value down the general path."""
+    match = (_SEED_LINE_BYTES if isinstance(value, bytes) else _SEED_LINE_TEXT).fullmatch(value)
+    if match is None:
+        return None
+    raw_id, raw_cpu, raw_mem, raw_disk, raw_ts = match.groups()
+    server_id, cpu, mem, disk = int(raw_id), float(raw_cpu), float(raw_mem), float(raw_disk)
+    if server_id > MAX_SERVER_ID or cpu > PERCENT_MAX or mem > PERCENT_MAX or disk > PERCENT_MAX:
+        return None
+    if raw_ts is None:
+        return MetricRecord(server_id, cpu, mem, disk, default_time)
+    ts = int(raw_ts)
+    if not MIN_EPOCH_MS <= ts <= MAX_EPOCH_MS:
+        return None
+    return MetricRecord(server_id, cpu, mem, disk, EPOCH + timedelta(milliseconds=ts))
+
+
 def parse_log_line(line: bytes | str | None) -> LogRecord | DeadLetter:
     """Parse `10.0.0.7 - user42 [Wed, 25 Nov 2026 16:00:03 GMT] GET /files/report.pdf 200 5123`."""
     try:
-        text = _decode(line)
+        text = _decode(line, _LINE_SPACE)
         head = _LOG_HEAD.fullmatch(text)
         if head is None:
             raise _Reject(
@@ -119,7 +159,7 @@ def parse_log_line(line: bytes | str | None) -> LogRecord | DeadLetter:
         return DeadLetter(str(reject))
 
 
-def _decode(value: bytes | str | None) -> str:
+def _decode(value: bytes | str | None, spaces: str | None = None) -> str:
     if value is None:
         raise _Reject("empty message (no value)")
     if isinstance(value, bytes):
@@ -127,7 +167,7 @@ def _decode(value: bytes | str | None) -> str:
             value = value.decode("utf-8")
         except UnicodeDecodeError as error:
             raise _Reject(f"not UTF-8: byte 0x{value[error.start]:02x} at position {error.start}") from None
-    text = value.strip()
+    text = value.strip(spaces)
     if not text:
         raise _Reject("empty message")
     return text
@@ -184,6 +224,8 @@ def _server_id(raw: object) -> int:
 
 def _percent(key: str, raw: object) -> float:
     if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        raise _Reject(f"{key} {_preview(raw)} is not a number")
+    if isinstance(raw, str) and (not raw.isascii() or "_" in raw):
         raise _Reject(f"{key} {_preview(raw)} is not a number")
     try:
         number = float(raw)

@@ -85,3 +85,13 @@ def new_topic(kafka_bootstrap: str, unique_name: str) -> Iterator[Callable[..., 
                 future.result(timeout=30)
             except Exception:
                 pass
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave the many-trial crash tests to `make stress` (`-m stress`) unless `-m` names them."""
+    if "stress" in (config.option.markexpr or ""):
+        return
+    stress = [item for item in items if item.get_closest_marker("stress")]
+    if stress:
+        config.hook.pytest_deselected(items=stress)
+        items[:] = [item for item in items if not item.get_closest_marker("stress")]

@@ -1,0 +1,263 @@
+"""Tools the reliability tests break things with, without touching the shared stack.
+
+- `TcpProxy`: a loopback TCP forwarder a test can cut (every live connection reset, new ones
+  refused) and restore; optionally throttled, so a client cannot prefetch everything before a cut.
+- `PrivateKafka`: a Kafka broker of the test's own, advertised through a `TcpProxy`, so cutting
+  the proxy cuts every connection a client has (the shared broker advertises its own port).
+- `wait_until`: a condition with a deadline, the only way these tests wait.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import select
+import signal
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from sml_assets_tests.conftest import REPO_ROOT, stack_data_dir
+
+T = TypeVar("T")
+JAVA_17 = "/usr/lib/jvm/java-17-openjdk-amd64/bin/java"
+
+
+def wait_until(condition: Callable[[], T], timeout_s: float, what: str, poll_s: float = 0.02) -> T:
+    """Poll `condition` until it returns something truthy; fail naming `what` at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout_s:g}s")
+        time.sleep(poll_s)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class TcpProxy:
+    """Forward 127.0.0.1:<port> to `target`; `cut()` plays the service going away, `restore()` its return.
+
+    While cut, the listening socket is closed (clients get 'connection refused') and every
+    forwarded connection is reset. `bytes_per_s` throttles the service-to-client direction.
+    """
+
+    def __init__(self, target_port: int, port: int | None = None, bytes_per_s: float | None = None) -> None:
+        self.target_port = target_port
+        self.port = port or free_port()
+        self.bytes_per_s = bytes_per_s
+        self.connections = 0
+        self._lock = threading.Lock()
+        self._sockets: set[socket.socket] = set()
+        self._listener: socket.socket | None = None
+        self._closed = False
+        self.restore()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def restore(self) -> None:
+        """Listen again on the same port: the service is back."""
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        """Refuse new connections and reset every open one."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            _reset(listener)
+        with self._lock:
+            sockets, self._sockets = self._sockets, set()
+        for sock in sockets:
+            _reset(sock)
+
+    def close(self) -> None:
+        self._closed = True
+        self.cut()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while not self._closed:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+            except OSError:
+                _reset(client)
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                if self._listener is not listener:
+                    _reset(client)
+                    _reset(upstream)
+                    return
+                self._sockets.update((client, upstream))
+                self.connections += 1
+            threading.Thread(target=self._pump, args=(client, upstream, None), daemon=True).start()
+            threading.Thread(
+                target=self._pump, args=(upstream, client, self.bytes_per_s), daemon=True
+            ).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, bytes_per_s: float | None) -> None:
+        chunk = 65536 if bytes_per_s is None else max(512, int(bytes_per_s / 20))
+        try:
+            while True:
+                readable, _, _ = select.select([source], [], [], 1.0)
+                if not readable:
+                    if source.fileno() < 0:
+                        return
+                    continue
+                data = source.recv(chunk)
+                if not data:
+                    break
+                sink.sendall(data)
+                if bytes_per_s is not None:
+                    time.sleep(len(data) / bytes_per_s)
+        except (OSError, ValueError):
+            pass
+        finally:
+            for sock in (source, sink):
+                _reset(sock)
+            with self._lock:
+                self._sockets.difference_update((source, sink))
+
+
+def _reset(sock: socket.socket) -> None:
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    except OSError:
+        pass
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
+class PrivateKafka:
+    """A one-node KRaft broker in `root`, reachable only through `proxy` (its advertised listener).
+
+    It uses the jars devstack fetched; starting it costs a few seconds and about 512 MB of heap.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.broker_port = free_port()
+        self.controller_port = free_port()
+        self.proxy = TcpProxy(self.broker_port)
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = root / "broker.log"
+
+    @property
+    def bootstrap(self) -> str:
+        return self.proxy.address
+
+    def start(self) -> None:
+        config = self._config()
+        data = self.root / "data"
+        if not (data / "meta.properties").exists():
+            cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+            formatted = subprocess.run(
+                [
+                    *self._java("256m"),
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "-t",
+                    cluster,
+                    "-c",
+                    str(config),
+                    "--standalone",
+                ],
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert formatted.returncode == 0, formatted.stdout + formatted.stderr
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [*self._java("512m"), "kafka.Kafka", str(config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_until(lambda: self._port_open() or self.process.poll() is not None, 120, "private broker port")
+        assert self.process.poll() is None, f"private broker exited; see {self.log}"
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=30)
+        self.proxy.close()
+
+    def _port_open(self) -> bool:
+        with socket.socket() as probe:
+            probe.settimeout(0.5)
+            return probe.connect_ex(("127.0.0.1", self.broker_port)) == 0
+
+    def _java(self, heap: str) -> list[str]:
+        java = os.environ.get("JAVA_HOME", "")
+        binary = str(Path(java, "bin", "java")) if java else (JAVA_17 if Path(JAVA_17).exists() else "java")
+        classpath = str(stack_data_dir() / "jars" / "kafka" / "*")
+        log4j = REPO_ROOT / "devstack" / "kafka" / "log4j2.properties"
+        return [
+            binary,
+            f"-Xmx{heap}",
+            f"-Dlog4j2.configurationFile={log4j}",
+            f"-Dkafka.logs.dir={self.root / 'logs'}",
+            "-cp",
+            classpath,
+        ]
+
+    def _config(self) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
+        config = self.root / "server.properties"
+        config.write_text(
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}",
+                    f"listeners=PLAINTEXT://127.0.0.1:{self.broker_port},CONTROLLER://127.0.0.1:{self.controller_port}",
+                    f"advertised.listeners=PLAINTEXT://{self.proxy.address}",
+                    "controller.listener.names=CONTROLLER",
+                    "inter.broker.listener.name=PLAINTEXT",
+                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    f"log.dirs={self.root / 'data'}",
+                    "num.partitions=1",
+                    "auto.create.topics.enable=false",
+                    "offsets.topic.replication.factor=1",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "share.coordinator.state.topic.replication.factor=1",
+                    "share.coordinator.state.topic.min.isr=1",
+                    "group.initial.rebalance.delay.ms=0",
+                    "",
+                ]
+            )
+        )
+        return config
