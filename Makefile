@@ -36,5 +36,14 @@ run: install stack-up
 test: install browser stack-up
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# Crash trials: SML_STRESS_TRIALS (default 20) killed server_metrics runs and SML_STRESS_LOG_TRIALS
+# (default 5) killed log_summary runs, seeded from SML_STRESS_SEED (default 1000).
+stress: install stack-up
+	$(PY) -m pytest -m stress $(PYTEST_ARGS)
+
+# Speed and memory against the running stack: one table, JSON in benchmarks/results/ (QUICK=1: ~4 min).
+bench: install stack-up
+	$(PY) benchmarks/run_all.py $(if $(QUICK),--quick)
+
 clean:
 	rm -rf $(VENV) .pytest_cache

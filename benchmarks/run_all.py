@@ -1,0 +1,257 @@
+"""`make bench`: every benchmark against the running local stack, one table, one JSON file.
+
+Each part runs in a subprocess of its own (a Spark JVM or a daemon never lingers into the next
+part), on the same simulator data (seed 1, start 2026-11-25T16:00Z); ratios are taken between
+medians of the same run. The JSON lands in benchmarks/results/ (git-ignored).
+
+    python benchmarks/run_all.py [--quick] [--only ingest logs sensor memory simulator]
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import bench_simulator
+from benchmarks.common import BOOTSTRAP, admin
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+PARTS = ("ingest", "logs", "sensor", "memory", "simulator")
+PART_TIMEOUT_S = 1800
+PROGRESS = re.compile(r"  (ingest|memory|logs|sensor|simulator) ")
+"""The parts' own progress lines on stderr; the rest (Dagster, Spark) is dropped, its tail shown on failure."""
+
+
+@dataclass(frozen=True)
+class Sizes:
+    ingest_messages: int
+    ingest_repeats: int
+    log_lines: int
+    log_repeats: int
+    sensor_repeats: int
+    memory_sizes: tuple[int, int]
+    simulator_messages: int
+    simulator_repeats: int
+
+
+FULL = Sizes(200_000, 3, 500_000, 3, 4, (100_000, 1_000_000), 200_000, 3)
+QUICK = Sizes(50_000, 2, 100_000, 2, 2, (20_000, 200_000), 50_000, 2)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table: a figure, and optionally its ratio to another and the target."""
+
+    section: str
+    label: str
+    unit: str
+    figure: dict[str, Any]
+    ratio: str = ""
+    target: str = ""
+    met: bool | None = None
+
+
+def part(script: str, *args: str) -> Any:
+    """Run benchmarks/<script> with --json, echo its progress lines, return its figures."""
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
+        out = Path(handle.name)
+    command = [sys.executable, str(HERE / script), *args, "--json", str(out)]
+    started = time.monotonic()
+    with subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True) as process:
+        assert process.stderr is not None
+        tail: list[str] = []
+        for line in process.stderr:
+            if PROGRESS.match(line):
+                print(line, end="", file=sys.stderr, flush=True)
+            tail = [*tail[-30:], line]
+            if time.monotonic() - started > PART_TIMEOUT_S:
+                process.kill()
+        if process.wait() != 0:
+            raise SystemExit(f"{script} failed:\n{''.join(tail)}")
+    figures = json.loads(out.read_text())
+    out.unlink()
+    return figures
+
+
+def simulator(messages: int, repeats: int) -> dict[str, Any]:
+    """bench_simulator's own functions: the bare loop and the simulator, alternating, fresh topics."""
+    client = admin()
+    prebuilt = [(m.stream, m.key, m.value) for m in bench_simulator.generate(
+        bench_simulator.SimulationOptions(start_ms=bench_simulator.START_MS, seed=bench_simulator.SEED,
+                                          count=messages))]
+    prefix = f"bench-sim-{uuid.uuid4().hex[:8]}"
+    created: list[str] = []
+    rates: dict[str, list[float]] = {"bare": [], "simulator": []}
+    try:
+        for index in range(repeats):
+            for mode in ("bare", "simulator"):
+                metrics, logs = f"{prefix}-{mode}-{index}-metrics", f"{prefix}-{mode}-{index}-logs"
+                bench_simulator.create_topics(client, [metrics, logs], 3)
+                created += [metrics, logs]
+                rate = (bench_simulator.run_bare(BOOTSTRAP, metrics, logs, prebuilt) if mode == "bare"
+                        else bench_simulator.run_simulator(BOOTSTRAP, metrics, logs, messages))
+                rates[mode].append(rate)
+                print(f"  simulator repeat {index + 1}/{repeats} {mode:<9} {rate:>10,.0f} msg/s",
+                      file=sys.stderr)
+    finally:
+        if created:
+            for future in client.delete_topics(created, operation_timeout=30).values():
+                with contextlib.suppress(Exception):
+                    future.result(timeout=30)
+    return {mode: _stat(values) for mode, values in rates.items()}
+
+
+def _stat(values: list[float]) -> dict[str, Any]:
+    median = statistics.median(values)
+    return {"median": median, "min": min(values), "max": max(values),
+            "spread": (max(values) - min(values)) / median if median else 0.0, "values": values}
+
+
+def _single(value: float) -> dict[str, Any]:
+    return _stat([value])
+
+
+def rows(results: dict[str, Any], sizes: Sizes) -> list[Row]:
+    """The table: every figure with the ratio and target the issue asks for."""
+    table: list[Row] = []
+    if "ingest" in results:
+        r = results["ingest"]
+        section = f"1 metrics ingestion, {sizes.ingest_messages:,} msgs"
+        raw = r["raw"]["median"]
+        table.append(Row(section, "raw confluent-kafka consume+parse (limit)", "rows/s", r["raw"]))
+        for db, name in (("sqlite", "SQLite"), ("postgres", "PostgreSQL")):
+            sml, original = r[f"sml_{db}"], r[f"original_{db}"]
+            to_raw = sml["median"] / raw
+            to_original = sml["median"] / original["median"]
+            table.append(Row(section, f"sml server_metrics -> {name}", "rows/s", sml,
+                             f"{to_raw:.2f}x raw", ">= 0.5x", to_raw >= 0.5))
+            table.append(Row(section, f"  same, vs original -> {name}", "rows/s", sml,
+                             f"{to_original:.1f}x original", ">= 10x", to_original >= 10))
+            table.append(Row(section, f"original (kafka-python+pandas.to_sql) -> {name}", "rows/s", original))
+    if "logs" in results:
+        r = results["logs"]
+        section = f"2 log summary, {sizes.log_lines:,} lines/run"
+        steady = r["spark_events_per_s_steady"]["median"]
+        table.append(Row(section, "sml log_summary (Spark) steady state", "events/s",
+                         r["spark_events_per_s_steady"], f"{steady / r['pandas_events_per_s']['median']:.2f}x pandas",
+                         ">= 100,000/s", steady >= 100_000))
+        table.append(Row(section, "sml log_summary whole materialization", "events/s",
+                         r["spark_events_per_s_whole_run"]))
+        table.append(Row(section, "pandas single-process group-by", "events/s", r["pandas_events_per_s"]))
+        table.append(Row(section, "fixed: Spark session start (once per process)", "s", r["spark_session_start_s"]))
+        table.append(Row(section, "fixed: first materialization (fresh checkpoint)", "s",
+                         r["first_materialization_s"]))
+        table.append(Row(section, "fixed: materialization with nothing new", "s", r["materialization_fixed_s"]))
+    if "sensor" in results:
+        r = results["sensor"]
+        section = "3 backlog sensor -> rows in table"
+        latency = r["latency_s"]
+        table.append(Row(section, "latency from the 1,000th message (daemon)", "s", latency, "",
+                         "<= 30 s (median)", latency["median"] <= 30))
+        table.append(Row(section, "  of which: wait for sensor tick + request", "s", r["tick_wait_s"]))
+        table.append(Row(section, "  of which: run queued + launched", "s", r["launch_s"]))
+        table.append(Row(section, "  of which: run start -> rows committed", "s", r["run_s"]))
+    if "memory" in results:
+        small, large = results["memory"]
+        section = "4 ingest peak RSS"
+        growth = large["peak_rss_mib"] / small["peak_rss_mib"]
+        table.append(Row(section, f"one run, {small['messages']:,} messages", "MiB",
+                         _single(small["peak_rss_mib"])))
+        table.append(Row(section, f"one run, {large['messages']:,} messages", "MiB",
+                         _single(large["peak_rss_mib"]), f"{growth:.2f}x the small run",
+                         "flat (<= 1.2x)", growth <= 1.2))
+    if "simulator" in results:
+        r = results["simulator"]
+        section = f"5 producer, {sizes.simulator_messages:,} msgs"
+        ratio = r["simulator"]["median"] / r["bare"]["median"]
+        table.append(Row(section, "bare confluent-kafka producer loop", "msg/s", r["bare"]))
+        table.append(Row(section, "sml-simulator --burst", "msg/s", r["simulator"], f"{ratio:.2f}x bare",
+                         ">= 0.5x", ratio >= 0.5))
+    return table
+
+
+def render(table: list[Row]) -> str:
+    """A markdown table, readable in a terminal and pasteable into the README."""
+    lines = ["| measure | unit | median | min | max | spread | ratio | target | met |",
+             "|---|---|---:|---:|---:|---:|---|---|---|"]
+    section = None
+    for row in table:
+        if row.section != section:
+            section = row.section
+            lines.append(f"| **{section}** | | | | | | | | |")
+        f = row.figure
+        fmt = (lambda v: f"{v:,.1f}") if row.unit in ("s", "MiB") else (lambda v: f"{v:,.0f}")
+        met = "" if row.met is None else ("yes" if row.met else "**no**")
+        lines.append(f"| {row.label} | {row.unit} | {fmt(f['median'])} | {fmt(f['min'])} | {fmt(f['max'])} "
+                     f"| {f['spread']:.0%} | {row.ratio} | {row.target} | {met} |")
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    model = next((line.split(":", 1)[1].strip() for line in lscpu.splitlines()
+                  if line.startswith("Model name")), platform.processor())
+    with open("/proc/meminfo") as meminfo:
+        mem_kib = int(meminfo.readline().split()[1])
+    return {"cpu": model, "cores": os.cpu_count(), "memory_gib": round(mem_kib / 1024 / 1024, 1),
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes and few repeats (~4 minutes)")
+    parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS))
+    args = parser.parse_args()
+    sizes = QUICK if args.quick else FULL
+    started = time.monotonic()
+    results: dict[str, Any] = {}
+    if "ingest" in args.only:
+        results["ingest"] = part("bench_ingest.py", "--messages", str(sizes.ingest_messages),
+                                 "--repeats", str(sizes.ingest_repeats))
+    if "memory" in args.only:
+        results["memory"] = part("bench_memory.py", "--sizes", *map(str, sizes.memory_sizes))
+    if "simulator" in args.only:
+        results["simulator"] = simulator(sizes.simulator_messages, sizes.simulator_repeats)
+    if "logs" in args.only:
+        results["logs"] = part("bench_logs.py", "--lines", str(sizes.log_lines),
+                               "--repeats", str(sizes.log_repeats))
+    if "sensor" in args.only:
+        results["sensor"] = part("bench_sensor.py", "--repeats", str(sizes.sensor_repeats))
+    table = rows(results, sizes)
+    text = render(table)
+    host = machine()
+    elapsed = time.monotonic() - started
+    print(f"\nsml benchmarks{' (--quick)' if args.quick else ''}: {host['cores']} cores, {host['cpu']}, "
+          f"{host['memory_gib']} GiB; broker {BOOTSTRAP}; {elapsed / 60:.1f} min\n")
+    print(text)
+    RESULTS.mkdir(exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    document = {"when": stamp, "quick": args.quick, "sizes": sizes.__dict__, "machine": host,
+                "duration_s": elapsed, "results": results, "table": [row.__dict__ for row in table],
+                "markdown": text}
+    path = RESULTS / f"bench-{stamp}.json"
+    path.write_text(json.dumps(document, indent=2, default=str))
+    (RESULTS / "latest.json").write_text(path.read_text())
+    print(f"\nwritten {path.relative_to(HERE.parent)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
