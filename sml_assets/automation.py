@@ -34,6 +34,7 @@ from sml_assets.assets.topics import (
 )
 from sml_assets.resources.database import DatabaseUnavailableError, MetricsDatabase
 from sml_assets.resources.kafka import KafkaResource, KafkaUnavailableError
+from sml_assets.resources.storage import LocalStorage
 
 CONCURRENCY_TAG = "sml/concurrency_key"
 INGEST_METRICS_CONCURRENCY = "ingest_metrics"
@@ -99,7 +100,8 @@ def build_metrics_backlog_sensor(
         description=f"Starts {ingest_metrics_job.name} when at least {threshold:,} metrics messages wait.",
     )
     def metrics_backlog_sensor(
-        context: SensorEvaluationContext, kafka: KafkaResource, metrics_db: MetricsDatabase
+        context: SensorEvaluationContext, kafka: KafkaResource, metrics_db: MetricsDatabase,
+        storage: LocalStorage,
     ) -> SensorResult:
         previous = json.loads(context.cursor) if context.cursor else {}
         try:
@@ -108,7 +110,7 @@ def build_metrics_backlog_sensor(
             reason = f"could not read the backlog: {error}"
             return SensorResult(skip_reason=SkipReason(reason), cursor=context.cursor)
         try:
-            logs: TopicSnapshot | None = snapshot_logs_topic(kafka)
+            logs: TopicSnapshot | None = snapshot_logs_topic(kafka, storage)
         except KafkaUnavailableError as error:
             context.log.warning(f"logs topic not observed this tick: {error}")
             logs = None

@@ -25,6 +25,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from sml_assets.resources.storage import LocalStorage
 from sml_assets.windows import (
     CATEGORIES,
     WINDOW,
@@ -50,6 +51,8 @@ on valid UTF-8, `btrim` with these trims like the regex, without a regex scan of
 that are not UTF-8 keep the regex, which also replaces their bad bytes (the rejects file needs that)."""
 OBSERVATION = "log_lines"
 MARKER_FILE = "sml-checkpoint-id"
+CHECKPOINT_DIR = "spark-checkpoints/log_summary"
+SUMMARY_DIR = "log_summary"
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,35 @@ class StreamRun:
     one window in one batch count once; `MergeResult.counted` gives the exact event count."""
     duration_s: float
     end_offsets: dict[str, dict[str, int]]
+
+
+def stream_paths(storage: LocalStorage) -> StreamPaths:
+    """Where the checkpoints and the rejects live, all under SML_DATA_DIR."""
+    return StreamPaths(
+        checkpoint_root=storage.subdir(CHECKPOINT_DIR),
+        rejects_dir=storage.subdir(SUMMARY_DIR) / "rejects",
+    )
+
+
+def committed_positions(checkpoint: Path, topic: str) -> dict[int, int] | None:
+    """Next offset per partition of `topic` covered by the query's newest committed batch.
+
+    Spark's offset log `offsets/<batch>` holds a version line, the batch metadata, then one JSON
+    line per source; a batch counts once `commits/<batch>` exists. `{}` before the first commit,
+    None when the log cannot be read (the observation then reports no lag rather than a wrong one).
+    """
+    commits = checkpoint / "commits"
+    try:
+        batches = sorted(int(p.name) for p in commits.iterdir() if p.name.isdigit()) if commits.is_dir() else []
+        if not batches:
+            return {}
+        for line in (checkpoint / "offsets" / str(batches[-1])).read_text().splitlines()[2:]:
+            offsets = json.loads(line)
+            if isinstance(offsets, dict) and topic in offsets:
+                return {int(partition): int(offset) for partition, offset in offsets[topic].items()}
+    except (OSError, ValueError, AttributeError):
+        return None
+    return {}
 
 
 def open_checkpoint(paths: StreamPaths, expected_id: str | None) -> Checkpoint:

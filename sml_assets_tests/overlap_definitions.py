@@ -19,5 +19,5 @@ defs = Definitions(
     jobs=[ingest_metrics_job],
     schedules=[ingest_metrics_every_2_minutes],
     sensors=[build_metrics_backlog_sensor(threshold=1000)],
-    resources={key: sml.defs.resources[key] for key in ("kafka", "metrics_db")},
+    resources={key: sml.defs.resources[key] for key in ("kafka", "metrics_db", "storage")},
 )

@@ -39,6 +39,7 @@ from sml_assets.ingest import DEFAULT_CONSUMER
 from sml_assets.replay import main as replay_main
 from sml_assets.resources.database import MetricsDatabase, UtcDateTime
 from sml_assets.resources.kafka import KafkaResource
+from sml_assets.resources.storage import LocalStorage
 
 pytestmark = pytest.mark.integration
 
@@ -303,13 +304,14 @@ def test_sensor_skips_below_the_threshold_fires_at_it_and_not_while_a_run_is_in_
     kafka_for: Callable[[str], KafkaResource],
     new_topic: Callable[..., str],
     kafka_bootstrap: str,
+    tmp_path: Path,
 ) -> None:
     topic = new_topic(partitions=2)
     kafka = kafka_for(topic)
     database.ensure_tables()
     sensor = build_metrics_backlog_sensor(threshold=1000)
     instance = DagsterInstance.ephemeral()
-    resources = {"kafka": kafka, "metrics_db": database}
+    resources = {"kafka": kafka, "metrics_db": database, "storage": LocalStorage(data_dir=str(tmp_path))}
 
     produce(kafka_bootstrap, topic, [good(n) for n in range(500)], partition=0)
     produce(kafka_bootstrap, topic, [good(n) for n in range(499)], partition=1)
@@ -340,12 +342,12 @@ def test_sensor_skips_below_the_threshold_fires_at_it_and_not_while_a_run_is_in_
     assert drained.backlog == 0
 
 
-def test_sensor_skips_with_the_reason_when_the_broker_is_down(database: MetricsDatabase) -> None:
+def test_sensor_skips_with_the_reason_when_the_broker_is_down(database: MetricsDatabase, tmp_path: Path) -> None:
     kafka = KafkaResource(bootstrap_servers="127.0.0.1:1", metrics_topic="nowhere", timeout_s=1)
     result = evaluate(
         build_metrics_backlog_sensor(),
         DagsterInstance.ephemeral(),
-        {"kafka": kafka, "metrics_db": database},
+        {"kafka": kafka, "metrics_db": database, "storage": LocalStorage(data_dir=str(tmp_path))},
         None,
     )
     assert not result.run_requests

@@ -26,7 +26,14 @@ from dagster import (
 )
 
 from sml_assets.assets.topics import LOGS_TOPIC_KEY
-from sml_assets.logs_stream import StreamPaths, StreamRun, open_checkpoint, run_log_summary_stream
+from sml_assets.logs_stream import (
+    CHECKPOINT_DIR,
+    SUMMARY_DIR,
+    StreamRun,
+    open_checkpoint,
+    run_log_summary_stream,
+    stream_paths,
+)
 from sml_assets.resources.kafka import KafkaResource
 from sml_assets.resources.spark import SparkResource
 from sml_assets.resources.storage import LocalStorage
@@ -47,18 +54,8 @@ from sml_assets.windows import (
     to_json,
 )
 
-CHECKPOINT_DIR = "spark-checkpoints/log_summary"
-SUMMARY_DIR = "log_summary"
 STATE_FILE = "summary_state.json"
 PREVIEW_WINDOWS = 12
-
-
-def stream_paths(storage: LocalStorage) -> StreamPaths:
-    """Where the checkpoints and the rejects live, all under SML_DATA_DIR."""
-    return StreamPaths(
-        checkpoint_root=storage.subdir(CHECKPOINT_DIR),
-        rejects_dir=storage.subdir(SUMMARY_DIR) / "rejects",
-    )
 
 
 def state_path(storage: LocalStorage) -> Path:

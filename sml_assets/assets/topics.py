@@ -1,7 +1,7 @@
 """The two Kafka topics as observed upstream assets, so the lineage graph starts at the topics.
 
-An observation reads end offsets (and, for the metrics topic, the stored positions of
-`server_metrics`) within the resources' timeouts; it never consumes or commits anything.
+An observation reads end offsets and the readers' positions (`server_metrics`'s stored offsets,
+`log_summary`'s Spark checkpoint) within the resources' timeouts; it never consumes or commits.
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ from dagster import (
 )
 
 from sml_assets.ingest import DEFAULT_CONSUMER
+from sml_assets.logs_stream import committed_positions, stream_paths
 from sml_assets.resources.database import MetricsDatabase
 from sml_assets.resources.kafka import KafkaResource, PartitionLag, Watermarks, lag_per_partition
+from sml_assets.resources.storage import LocalStorage
 
 METRICS_TOPIC_KEY = AssetKey(["kafka", "metrics_topic"])
 LOGS_TOPIC_KEY = AssetKey(["kafka", "logs_topic"])
@@ -86,9 +88,15 @@ def snapshot_metrics_topic(
     return TopicSnapshot(kafka.metrics_topic, watermarks, lag_per_partition(watermarks, stored))
 
 
-def snapshot_logs_topic(kafka: KafkaResource) -> TopicSnapshot:
-    """End offsets of the logs topic; its reader (Spark) keeps positions in its own checkpoints."""
-    return TopicSnapshot(kafka.logs_topic, kafka.watermarks(kafka.logs_topic), None)
+def snapshot_logs_topic(kafka: KafkaResource, storage: LocalStorage | None = None) -> TopicSnapshot:
+    """End offsets of the logs topic and, given the storage, the lag of `log_summary`'s Spark query
+    (its positions live in its checkpoint's offset log, not in Kafka)."""
+    watermarks = kafka.watermarks(kafka.logs_topic)
+    positions = None
+    if storage is not None:
+        positions = committed_positions(stream_paths(storage).windows_checkpoint, kafka.logs_topic)
+    lags = lag_per_partition(watermarks, positions) if positions is not None else None
+    return TopicSnapshot(kafka.logs_topic, watermarks, lags)
 
 
 @observable_source_asset(
@@ -105,8 +113,9 @@ def metrics_topic(kafka: KafkaResource, metrics_db: MetricsDatabase) -> ObserveR
 @observable_source_asset(
     key=LOGS_TOPIC_KEY,
     group_name="kafka",
-    description="Kafka topic of load-balancer access logs (SML_LOGS_TOPIC); observed: end offsets.",
+    description="Kafka topic of load-balancer access logs (SML_LOGS_TOPIC); observed: end offsets and "
+    "the lag of log_summary's Spark query.",
 )
-def logs_topic(kafka: KafkaResource) -> ObserveResult:
-    snapshot = snapshot_logs_topic(kafka)
+def logs_topic(kafka: KafkaResource, storage: LocalStorage) -> ObserveResult:
+    snapshot = snapshot_logs_topic(kafka, storage)
     return ObserveResult(data_version=snapshot.data_version, metadata=snapshot.metadata())

@@ -387,8 +387,9 @@ class MetricsDatabase(ConfigurableResource):
         if password:
             message = message.replace(str(password), "***")
         return DatabaseUnavailableError(
-            f"{URL_VARIABLE}={self.masked_url} could not be reached ({message}): {_STACK_HINT}, "
-            f"or set {URL_VARIABLE} to a reachable database"
+            f"{URL_VARIABLE}={self.masked_url} could not be reached or refused the connection "
+            f"({message}): {_STACK_HINT}, or check the credentials and set {URL_VARIABLE} "
+            "to a reachable database"
         )
 
 
