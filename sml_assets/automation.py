@@ -63,6 +63,14 @@ def run_in_flight(instance: DagsterInstance, job_name: str) -> str | None:
     return runs[0].dagster_run.run_id if runs else None
 
 
+def scheduled_run_unless_in_flight(context: ScheduleEvaluationContext, job_name: str) -> RunRequest | SkipReason:
+    """A schedule's tick: a run, unless one of the same job is still queued or running."""
+    in_flight = run_in_flight(context.instance, job_name)
+    if in_flight:
+        return SkipReason(f"run {in_flight} of {job_name} is still in flight")
+    return RunRequest(tags={"sml/trigger": "schedule"})
+
+
 @schedule(
     job=ingest_metrics_job,
     cron_schedule="*/2 * * * *",
@@ -71,10 +79,7 @@ def run_in_flight(instance: DagsterInstance, job_name: str) -> str | None:
     description="The seed's 2-minute batch: drain whatever waits, unless a run is already in flight.",
 )
 def ingest_metrics_every_2_minutes(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
-    in_flight = run_in_flight(context.instance, ingest_metrics_job.name)
-    if in_flight:
-        return SkipReason(f"run {in_flight} of {ingest_metrics_job.name} is still in flight")
-    return RunRequest(tags={"sml/trigger": "schedule"})
+    return scheduled_run_unless_in_flight(context, ingest_metrics_job.name)
 
 
 def build_metrics_backlog_sensor(
@@ -172,10 +177,7 @@ summarize_logs_job = define_asset_job(
     description="Every 5 minutes, one window's worth: summarize new logs unless a run is already in flight.",
 )
 def summarize_logs_every_5_minutes(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
-    in_flight = run_in_flight(context.instance, summarize_logs_job.name)
-    if in_flight:
-        return SkipReason(f"run {in_flight} of {summarize_logs_job.name} is still in flight")
-    return RunRequest(tags={"sml/trigger": "schedule"})
+    return scheduled_run_unless_in_flight(context, summarize_logs_job.name)
 
 
 JOBS = [ingest_metrics_job, summarize_logs_job]
