@@ -68,9 +68,7 @@ def _home() -> Path:
     if owner is None or _reachable(owner, preferred.parent):
         return preferred
     digest = hashlib.sha1(str(preferred).encode()).hexdigest()[:10]
-    fallback = Path(pwd.getpwnam(owner).pw_dir) / f"sml-stack-{digest}"
-    fallback.mkdir(parents=True, exist_ok=True)
-    return fallback
+    return Path(pwd.getpwnam(owner).pw_dir) / f"sml-stack-{digest}"
 
 
 def _reachable(owner: str, path: Path) -> bool:
@@ -86,6 +84,7 @@ def _logfile() -> Path:
 
 
 def _prepare_dirs() -> None:
+    """Create the cluster's folders (only `up` does; `status` must leave no trace)."""
     run = _home() / "run"
     run.mkdir(parents=True, exist_ok=True)
     owner = _owner()

@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["up", "down", "status"])
     parser.add_argument("services", nargs="*", help=f"default: all of {', '.join(SERVICES)}")
     parser.add_argument("--reset", action="store_true", help="with down: also delete the services' data")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     names = _selected(args.services)
     if args.reset and args.command != "down":
         parser.error("--reset goes with down")

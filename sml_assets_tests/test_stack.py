@@ -98,7 +98,10 @@ def test_definitions_load() -> None:
 
 
 def test_stack_status_reports_stopped_services_as_stopped(tmp_path: Path) -> None:
-    """A data dir where nothing was started: every service is DOWN and the exit code says so."""
+    """A data dir where nothing was started: every service is DOWN, the exit code says so, and
+    asking leaves nothing behind (not even PostgreSQL's fallback folder for unreachable dirs)."""
+    postgres_home = Path("/var/lib/postgresql")
+    before = sorted(postgres_home.iterdir()) if postgres_home.is_dir() else []
     result = subprocess.run(
         [sys.executable, str(REPO_ROOT / "devstack" / "stack.py"), "status", "kafka", "hdfs", "postgres"],
         env={**os.environ, "SML_DATA_DIR": str(tmp_path)}, capture_output=True, text=True, timeout=60,
@@ -106,6 +109,20 @@ def test_stack_status_reports_stopped_services_as_stopped(tmp_path: Path) -> Non
     assert result.returncode == 3, result.stdout + result.stderr
     lines = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()}
     assert lines == {"kafka": "DOWN", "hdfs": "DOWN", "postgres": "DOWN"}
+    assert (sorted(postgres_home.iterdir()) if postgres_home.is_dir() else []) == before
+
+
+def test_stack_down_takes_reset_before_or_after_the_services(tmp_path: Path) -> None:
+    env = {**os.environ, "SML_DATA_DIR": str(tmp_path)}
+    for args in (["down", "--reset", "kafka"], ["down", "kafka", "--reset"]):
+        (tmp_path / "stack" / "kafka").mkdir(parents=True, exist_ok=True)
+        result = subprocess.run(
+            [sys.executable, str(REPO_ROOT / "devstack" / "stack.py"), *args],
+            env=env, capture_output=True, text=True, timeout=60,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "[kafka] data removed" in result.stdout
+        assert not (tmp_path / "stack" / "kafka").exists()
 
 
 def test_stack_status_reports_running_services_as_up(stack: None) -> None:
