@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import sys
 import tempfile
 import time
@@ -27,7 +26,17 @@ from confluent_kafka.admin import AdminClient
 from kafka import KafkaConsumer
 from sqlalchemy import create_engine, text
 
-from benchmarks.common import BOOTSTRAP, QUIET, Stat, metrics_values, own_pg_schema, own_topics, produce, unique
+from benchmarks.common import (
+    BOOTSTRAP,
+    QUIET,
+    Stat,
+    metrics_values,
+    own_pg_schema,
+    own_topics,
+    produce,
+    report,
+    unique,
+)
 from sml_assets.ingest import DEFAULT_CHUNK_SIZE, ingest_metrics
 from sml_assets.parsing import DeadLetter, parse_metric
 from sml_assets.resources.database import MetricsDatabase
@@ -163,11 +172,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
-    figures = {name: stat.as_json() for name, stat in run(args.messages, args.repeats).items()}
-    if args.json:
-        args.json.write_text(json.dumps(figures))
-    print(json.dumps({name: round(f["median"]) for name, f in figures.items()}, indent=2))
-    return 0
+    return report(run(args.messages, args.repeats), args.json)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ reported as Spark session start (once per process) and the no-new-data materiali
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -24,7 +23,7 @@ if __package__ in (None, ""):
 import pandas as pd
 from dagster import materialize
 
-from benchmarks.common import BOOTSTRAP, Stat, log_values, own_topics, produce
+from benchmarks.common import BOOTSTRAP, Stat, log_values, own_topics, produce, report
 from sml_assets.assets.logs import log_summary
 from sml_assets.resources.kafka import KafkaResource
 from sml_assets.resources.spark import SparkResource
@@ -101,12 +100,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
-    stats = run(args.lines, args.repeats)
-    figures = {name: stat.as_json() for name, stat in stats.items()}
-    if args.json:
-        args.json.write_text(json.dumps(figures))
-    print(json.dumps({name: round(f["median"], 2) for name, f in figures.items()}, indent=2))
-    return 0
+    return report(run(args.lines, args.repeats), args.json, digits=2)
 
 
 if __name__ == "__main__":

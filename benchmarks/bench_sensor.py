@@ -29,7 +29,7 @@ if __package__ in (None, ""):
 
 from sqlalchemy import create_engine, func, inspect, select
 
-from benchmarks.common import BOOTSTRAP, SEED, Stat, metrics_values, own_topics, produce, unique
+from benchmarks.common import BOOTSTRAP, SEED, Stat, metrics_values, own_topics, produce, report, unique
 from sml_assets.automation import ingest_metrics_job
 from sml_assets.resources.database import metrics_schema
 
@@ -160,11 +160,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
-    figures = {name: stat.as_json() for name, stat in run(args.repeats).items()}
-    if args.json:
-        args.json.write_text(json.dumps(figures))
-    print(json.dumps({name: round(f["median"], 2) for name, f in figures.items()}, indent=2))
-    return 0
+    return report(run(args.repeats), args.json, digits=2)
 
 
 if __name__ == "__main__":

@@ -3,12 +3,14 @@ and median/spread statistics, so `run_all.py` can put all figures in one table."
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import statistics
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -50,6 +52,15 @@ class Stat:
     def as_json(self) -> dict[str, object]:
         return {"median": self.median, "min": min(self.values), "max": max(self.values),
                 "spread": self.spread, "values": list(self.values)}
+
+
+def report(stats: dict[str, Stat], json_path: Path | None, digits: int | None = None) -> int:
+    """A part run alone: write every repeat to `json_path` (if given), print the medians."""
+    figures = {name: stat.as_json() for name, stat in stats.items()}
+    if json_path:
+        json_path.write_text(json.dumps(figures))
+    print(json.dumps({name: round(f["median"], digits) for name, f in figures.items()}, indent=2))
+    return 0
 
 
 def unique(stem: str) -> str:

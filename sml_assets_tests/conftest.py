@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from sml_assets.resources.hdfs import HdfsResource
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 KAFKA_BOOTSTRAP = os.environ.get("SML_TEST_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 POSTGRES_URL = os.environ.get(
@@ -54,6 +56,15 @@ def hdfs_url(stack: None) -> str:
 @pytest.fixture(scope="session")
 def spark_jars_dir(stack: None) -> Path:
     return stack_data_dir() / "jars" / "spark-kafka"
+
+
+@pytest.fixture
+def hdfs(hdfs_url: str, unique_name: str) -> Iterator[HdfsResource]:
+    """An HDFS resource whose folder is this test's own; the folder is removed afterwards."""
+    root = f"/user/{HDFS_USER}/sml-tests/{unique_name}"
+    resource = HdfsResource(url=hdfs_url, user=HDFS_USER, base_dir=f"{root}/HDFS_Proj", retry_seconds=20)
+    yield resource
+    resource.client().delete(root, recursive=True)
 
 
 @pytest.fixture

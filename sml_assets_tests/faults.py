@@ -10,22 +10,72 @@
 from __future__ import annotations
 
 import base64
+import importlib.util
 import os
 import select
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from types import ModuleType
+from typing import Any, TypeVar
 
+from sml_assets.resources.database import MetricsDatabase
 from sml_assets_tests.conftest import REPO_ROOT, stack_data_dir
 
 T = TypeVar("T")
 JAVA_17 = "/usr/lib/jvm/java-17-openjdk-amd64/bin/java"
+
+
+SUBPROCESS_ENV = {**os.environ, "DAGSTER_HOME": "", "PYTHONPATH": str(REPO_ROOT)}
+"""Runs in child processes use an ephemeral Dagster instance and this checkout's code."""
+
+METRICS_RUN_SCRIPT = """
+import sys
+from dagster import materialize
+from sml_assets.assets.metrics import server_metrics
+from sml_assets.resources.database import MetricsDatabase
+from sml_assets.resources.kafka import KafkaResource
+bootstrap, topic, url, table, consumer, chunk = sys.argv[1:7]
+materialize(
+    [server_metrics],
+    resources={"kafka": KafkaResource(bootstrap_servers=bootstrap, metrics_topic=topic),
+               "metrics_db": MetricsDatabase(url=url, table=table)},
+    run_config={"ops": {"server_metrics": {"config": {"chunk_size": int(chunk), "consumer_name": consumer}}}},
+)
+"""
+
+
+def start_metrics_run(
+    bootstrap: str, topic: str, database: MetricsDatabase, consumer: str, chunk_size: int, **popen: Any
+) -> subprocess.Popen[bytes]:
+    """A `server_metrics` materialization in a child process, there to be killed or raced."""
+    popen.setdefault("stdout", subprocess.DEVNULL)
+    popen.setdefault("stderr", subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-c", METRICS_RUN_SCRIPT, bootstrap, topic, database.url, database.table,
+         consumer, str(chunk_size)],
+        env=SUBPROCESS_ENV, **popen,
+    )
+
+
+def devstack_kafka() -> ModuleType:
+    """devstack/kafka.py, loaded by path: as plain `kafka` it would hide kafka-python's package."""
+    devstack = str(REPO_ROOT / "devstack")
+    spec = importlib.util.spec_from_file_location("sml_devstack_kafka", Path(devstack) / "kafka.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.path.append(devstack)  # for its `from common import ...`
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(devstack)
+    return module
 
 
 def wait_until(condition: Callable[[], T], timeout_s: float, what: str, poll_s: float = 0.02) -> T:
@@ -237,27 +287,8 @@ class PrivateKafka:
         self.root.mkdir(parents=True, exist_ok=True)
         config = self.root / "server.properties"
         config.write_text(
-            "\n".join(
-                [
-                    "process.roles=broker,controller",
-                    "node.id=1",
-                    f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}",
-                    f"listeners=PLAINTEXT://127.0.0.1:{self.broker_port},CONTROLLER://127.0.0.1:{self.controller_port}",
-                    f"advertised.listeners=PLAINTEXT://{self.proxy.address}",
-                    "controller.listener.names=CONTROLLER",
-                    "inter.broker.listener.name=PLAINTEXT",
-                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-                    f"log.dirs={self.root / 'data'}",
-                    "num.partitions=1",
-                    "auto.create.topics.enable=false",
-                    "offsets.topic.replication.factor=1",
-                    "transaction.state.log.replication.factor=1",
-                    "transaction.state.log.min.isr=1",
-                    "share.coordinator.state.topic.replication.factor=1",
-                    "share.coordinator.state.topic.min.isr=1",
-                    "group.initial.rebalance.delay.ms=0",
-                    "",
-                ]
+            devstack_kafka().server_properties(
+                self.root / "data", self.broker_port, self.controller_port, self.proxy.address
             )
         )
         return config

@@ -32,7 +32,7 @@ from sml_assets.resources.kafka import KafkaResource
 from sml_assets.resources.spark import SparkResource
 from sml_assets.resources.storage import LocalStorage
 from sml_assets_tests.conftest import REPO_ROOT
-from sml_assets_tests.faults import wait_until
+from sml_assets_tests.faults import SUBPROCESS_ENV, start_metrics_run, wait_until
 from sml_assets_tests.test_log_summary_asset import spark_resource  # noqa: F401  (module fixture)
 from sml_assets_tests.test_metrics_asset import metadata, run
 
@@ -43,23 +43,6 @@ STRESS_SEED = int(os.environ.get("SML_STRESS_SEED", "1000"))
 STRESS_TRIALS = int(os.environ.get("SML_STRESS_TRIALS", "20"))
 STRESS_LOG_TRIALS = int(os.environ.get("SML_STRESS_LOG_TRIALS", "5"))
 METRICS_BACKLOG = 20_000
-SUBPROCESS_ENV = {**os.environ, "DAGSTER_HOME": "", "PYTHONPATH": str(REPO_ROOT)}
-
-METRICS_SCRIPT = """
-import sys
-from dagster import materialize
-from sml_assets.assets.metrics import server_metrics
-from sml_assets.resources.database import MetricsDatabase
-from sml_assets.resources.kafka import KafkaResource
-bootstrap, topic, url, table, consumer, chunk = sys.argv[1:7]
-materialize(
-    [server_metrics],
-    resources={"kafka": KafkaResource(bootstrap_servers=bootstrap, metrics_topic=topic),
-               "metrics_db": MetricsDatabase(url=url, table=table)},
-    run_config={"ops": {"server_metrics": {"config": {"chunk_size": int(chunk), "consumer_name": consumer}}}},
-)
-"""
-
 LOGS_SCRIPT = """
 import sys
 from dagster import materialize
@@ -237,22 +220,8 @@ def metrics_kill_trial(
     assert truth["acked"] == METRICS_BACKLOG
     database = trial_database(trial.backend)
     database.ensure_tables()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            METRICS_SCRIPT,
-            kafka_bootstrap,
-            topic,
-            database.url,
-            database.table,
-            CONSUMER,
-            str(chunk_size),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=SUBPROCESS_ENV,
-        start_new_session=True,
+    process = start_metrics_run(
+        kafka_bootstrap, topic, database, CONSUMER, chunk_size, start_new_session=True
     )
     try:
         if rng.random() < 0.2:

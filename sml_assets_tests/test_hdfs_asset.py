@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,15 +36,6 @@ CHECK = AssetCheckKey(AssetKey("hdfs_log_summary"), "hdfs_summary_matches_local"
 
 def summary_csv(windows: int) -> bytes:
     return (HEADER + "".join(ROW.format(m=5 * i, n=5 * i + 5) for i in range(windows))).encode()
-
-
-@pytest.fixture
-def hdfs(hdfs_url: str, unique_name: str) -> Iterator[HdfsResource]:
-    """A resource whose folder is this test's own; the folder is removed afterwards."""
-    root = f"/user/root/sml-tests/{unique_name}"
-    resource = HdfsResource(url=hdfs_url, user="root", base_dir=f"{root}/HDFS_Proj", retry_seconds=20)
-    yield resource
-    resource.client().delete(root, recursive=True)
 
 
 @pytest.fixture

@@ -29,15 +29,6 @@ from sml_assets.resources.hdfs import (
 TARGET = "output_log_summary.csv"
 
 
-@pytest.fixture
-def hdfs(hdfs_url: str, unique_name: str) -> Iterator[HdfsResource]:
-    """A resource whose folder is this test's own; the folder is removed afterwards."""
-    root = f"/user/root/sml-tests/{unique_name}"
-    resource = HdfsResource(url=hdfs_url, user="root", base_dir=f"{root}/HDFS_Proj", retry_seconds=20)
-    yield resource
-    resource.client().delete(root, recursive=True)
-
-
 def names_in(hdfs: HdfsResource) -> list[str]:
     return sorted(hdfs.client().list(hdfs.folder))
 

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -40,6 +36,7 @@ from sml_assets.replay import main as replay_main
 from sml_assets.resources.database import MetricsDatabase, UtcDateTime
 from sml_assets.resources.kafka import KafkaResource
 from sml_assets.resources.storage import LocalStorage
+from sml_assets_tests.faults import start_metrics_run, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -426,22 +423,6 @@ def test_replay_by_offset_and_by_timestamp_reingests_exactly_once(
     assert "        0          0         10         10          0" in capsys.readouterr().out
 
 
-KILL_SCRIPT = """
-import sys
-from dagster import materialize
-from sml_assets.assets.metrics import server_metrics
-from sml_assets.resources.database import MetricsDatabase
-from sml_assets.resources.kafka import KafkaResource
-bootstrap, topic, url, table = sys.argv[1:5]
-result = materialize(
-    [server_metrics],
-    resources={"kafka": KafkaResource(bootstrap_servers=bootstrap, metrics_topic=topic),
-               "metrics_db": MetricsDatabase(url=url, table=table)},
-    run_config={"ops": {"server_metrics": {"config": {"chunk_size": 50}}}},
-)
-"""
-
-
 def test_rerun_after_sigkill_mid_run_leaves_every_message_exactly_once(
     database: MetricsDatabase,
     kafka_for: Callable[[str], KafkaResource],
@@ -452,16 +433,14 @@ def test_rerun_after_sigkill_mid_run_leaves_every_message_exactly_once(
     for partition in range(2):
         produce(kafka_bootstrap, topic, [good(n) for n in range(10_000)], partition=partition)
     database.ensure_tables()
-    process = subprocess.Popen(
-        [sys.executable, "-c", KILL_SCRIPT, kafka_bootstrap, topic, database.url, database.table],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "DAGSTER_HOME": ""},
+    process = start_metrics_run(kafka_bootstrap, topic, database, DEFAULT_CONSUMER, 50)
+    wait_until(
+        lambda: database.stored_offsets(DEFAULT_CONSUMER, topic) or process.poll() is not None,
+        120,
+        "a first chunk committed",
+        poll_s=0.001,
     )
-    deadline = time.monotonic() + 120
-    while not database.stored_offsets(DEFAULT_CONSUMER, topic):
-        assert process.poll() is None, "the run ended before its first chunk was seen"
-        assert time.monotonic() < deadline, "no chunk committed within 120s"
+    assert process.poll() is None, "the run ended before its first chunk was seen"
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     partial = table_count(database, topic)

@@ -20,11 +20,9 @@ from sml_assets.automation import ingest_metrics_job
 from sml_assets.resources.database import MetricsDatabase
 from sml_assets.resources.kafka import KafkaResource
 from sml_assets_tests.conftest import REPO_ROOT
-from sml_assets_tests.faults import wait_until
+from sml_assets_tests.faults import SUBPROCESS_ENV, start_metrics_run, wait_until
 from sml_assets_tests.test_crash_safety import (
     CONSUMER,
-    METRICS_SCRIPT,
-    SUBPROCESS_ENV,
     assert_matches_truth,
     assert_offsets_cover_exactly_what_is_stored,
     simulate,
@@ -67,22 +65,7 @@ def test_two_materializations_at_once_in_two_processes_never_double_insert(
     database = trial_database(backend)
     database.ensure_tables()
     runs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                METRICS_SCRIPT,
-                kafka_bootstrap,
-                topic,
-                database.url,
-                database.table,
-                CONSUMER,
-                "100",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env=SUBPROCESS_ENV,
-        )
+        start_metrics_run(kafka_bootstrap, topic, database, CONSUMER, 100, stderr=subprocess.PIPE)
         for _ in range(2)
     ]
     for process in runs:
