@@ -9,6 +9,7 @@ import base64
 import os
 import subprocess
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from common import Daemon, StackError, fetch_jars, java_bin, port_open, say, stack_dir, wait_until
@@ -16,6 +17,11 @@ from common import Daemon, StackError, fetch_jars, java_bin, port_open, say, sta
 NAME = "kafka"
 PORT = 9092
 CONTROLLER_PORT = 9093
+SASL_PORT = 9094
+SASL_VARIABLE = "SML_STACK_KAFKA_SASL"
+SASL_USER = "sml"
+SASL_PASSWORD = "sml-dev-only"  # local development broker only; production credentials come from SML_KAFKA_SASL_*
+SCRAM_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256")
 HERE = Path(__file__).resolve().parent
 BROKER = Daemon(NAME, "broker")
 
@@ -32,18 +38,68 @@ def _classpath() -> str:
     return str(fetch_jars(NAME, "kafka.xml") / "*")
 
 
-def server_properties(log_dir: Path, port: int, controller_port: int, advertised: str) -> str:
-    """One combined broker+controller on loopback (the tests' private broker uses it too)."""
+@dataclass(frozen=True)
+class SaslListener:
+    """A SASL_SSL listener beside PLAINTEXT: SCRAM logins over TLS with a PEM keystore.
+
+    `keystore` holds the broker's key then its certificate chain (`tls.issue(...).bundle`);
+    `truststore` is the CA whose client certificates are accepted (mTLS is requested, not required).
+    """
+
+    port: int
+    keystore: Path
+    truststore: Path
+
+
+def sasl_properties(listener: SaslListener) -> list[str]:
+    """The broker settings of a SASL_SSL listener (users are SCRAM credentials in the metadata log)."""
+    prefix = "listener.name.sasl_ssl"
+    return [
+        f"sasl.enabled.mechanisms={','.join(SCRAM_MECHANISMS)}",
+        *(
+            f"{prefix}.{mechanism.lower()}.sasl.jaas.config="
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            for mechanism in SCRAM_MECHANISMS
+        ),
+        f"{prefix}.ssl.keystore.type=PEM",
+        f"{prefix}.ssl.keystore.location={listener.keystore}",
+        f"{prefix}.ssl.truststore.type=PEM",
+        f"{prefix}.ssl.truststore.location={listener.truststore}",
+        f"{prefix}.ssl.client.auth=requested",
+    ]
+
+
+def scram_format_args(user: str, password: str) -> list[str]:
+    """`kafka-storage format` arguments that create `user` for every SCRAM mechanism at format time."""
+    args: list[str] = []
+    for mechanism in SCRAM_MECHANISMS:
+        args += ["--add-scram", f"{mechanism}=[name={user},password={password}]"]
+    return args
+
+
+def server_properties(
+    log_dir: Path, port: int, controller_port: int, advertised: str, sasl: SaslListener | None = None
+) -> str:
+    """One combined broker+controller on loopback (the tests' private broker uses it too);
+    with `sasl`, a SASL_SSL listener beside the PLAINTEXT one (which the broker itself keeps using)."""
+    listeners = f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}"
+    advertised_listeners = f"PLAINTEXT://{advertised}"
+    protocols = "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+    if sasl is not None:
+        listeners += f",SASL_SSL://127.0.0.1:{sasl.port}"
+        advertised_listeners += f",SASL_SSL://127.0.0.1:{sasl.port}"
+        protocols += ",SASL_SSL:SASL_SSL"
     return "\n".join(
         [
             "process.roles=broker,controller",
             "node.id=1",
             f"controller.quorum.bootstrap.servers=127.0.0.1:{controller_port}",
-            f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-            f"advertised.listeners=PLAINTEXT://{advertised}",
+            f"listeners={listeners}",
+            f"advertised.listeners={advertised_listeners}",
             "controller.listener.names=CONTROLLER",
             "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            f"listener.security.protocol.map={protocols}",
+            *(sasl_properties(sasl) if sasl is not None else []),
             f"log.dirs={log_dir}",
             "num.partitions=1",
             "auto.create.topics.enable=false",
@@ -58,10 +114,28 @@ def server_properties(log_dir: Path, port: int, controller_port: int, advertised
     )
 
 
+def sasl_enabled() -> bool:
+    """SML_STACK_KAFKA_SASL=1: the stack's broker also listens with SASL_SSL on 127.0.0.1:9094."""
+    return os.environ.get(SASL_VARIABLE, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _stack_sasl_listener() -> SaslListener:
+    """The stack's SASL_SSL listener, with a broker certificate from the stack's CA (tls.py)."""
+    import tls
+
+    try:
+        ca = tls.stack_ca()
+        broker = tls.issue(ca, stack_dir(NAME) / "tls", "kafka-broker")
+    except tls.TlsError as error:
+        raise StackError(NAME, f"making the SASL_SSL listener's certificate failed: {error}") from None
+    return SaslListener(port=SASL_PORT, keystore=broker.bundle, truststore=ca.certificate)
+
+
 def _config() -> Path:
     home = stack_dir(NAME)
     config = home / "server.properties"
-    config.write_text(server_properties(home / "data", PORT, CONTROLLER_PORT, f"127.0.0.1:{PORT}"))
+    sasl = _stack_sasl_listener() if sasl_enabled() else None
+    config.write_text(server_properties(home / "data", PORT, CONTROLLER_PORT, f"127.0.0.1:{PORT}", sasl))
     return config
 
 
@@ -80,7 +154,10 @@ def _format(config: Path) -> None:
         return
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
     say(NAME, f"formatting KRaft storage (cluster {cluster_id})")
-    result = _java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config), "--standalone")
+    scram = scram_format_args(SASL_USER, SASL_PASSWORD) if sasl_enabled() else []
+    result = _java(
+        "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config), "--standalone", *scram
+    )
     if result.returncode != 0:
         raise StackError(NAME, f"formatting the storage failed:\n{result.stdout}{result.stderr}")
 
@@ -94,6 +171,19 @@ def _create_topics() -> None:
         )
         if result.returncode != 0:
             raise StackError(NAME, f"creating topic {topic} failed:\n{result.stdout}{result.stderr}")
+
+
+def _ensure_scram_user() -> None:
+    """Create (or reset) the SCRAM user through the PLAINTEXT listener: storage formatted before
+    SML_STACK_KAFKA_SASL was set has no SCRAM credentials yet."""
+    for mechanism in SCRAM_MECHANISMS:
+        result = _java(
+            "kafka.admin.ConfigCommand", "--bootstrap-server", f"127.0.0.1:{PORT}", "--alter",
+            "--add-config", f"{mechanism}=[password={SASL_PASSWORD}]",
+            "--entity-type", "users", "--entity-name", SASL_USER,
+        )
+        if result.returncode != 0:
+            raise StackError(NAME, f"creating SCRAM user {SASL_USER} ({mechanism}) failed:\n{result.stderr}")
 
 
 def up() -> None:
@@ -115,6 +205,15 @@ def up() -> None:
         raise StackError(NAME, f"the broker did not open 127.0.0.1:{PORT}", BROKER.logfile)
     _create_topics()
     say(NAME, f"up: 127.0.0.1:{PORT}, topics {', '.join(_topics())}")
+    if sasl_enabled():
+        if not wait_until(lambda: port_open(SASL_PORT), 30):
+            raise StackError(
+                NAME, f"{SASL_VARIABLE} is set but 127.0.0.1:{SASL_PORT} is closed: the broker was "
+                f"started without it; run 'python3 devstack/stack.py down kafka' then up", BROKER.logfile
+            )
+        _ensure_scram_user()
+        say(NAME, f"SASL_SSL: 127.0.0.1:{SASL_PORT}, SCRAM user {SASL_USER} (development password), "
+                  f"CA {stack_dir('tls') / 'ca.pem'}")
 
 
 def down() -> None:
@@ -129,4 +228,7 @@ def status() -> tuple[bool, str]:
         return False, "stopped"
     if not port_open(PORT):
         return False, f"broker pid {pid} is running but 127.0.0.1:{PORT} does not answer"
-    return True, f"broker pid {pid}, bootstrap 127.0.0.1:{PORT}"
+    if sasl_enabled() and not port_open(SASL_PORT):
+        return False, f"broker pid {pid} has no SASL_SSL listener on 127.0.0.1:{SASL_PORT} ({SASL_VARIABLE} is set)"
+    secured = f", SASL_SSL 127.0.0.1:{SASL_PORT}" if sasl_enabled() else ""
+    return True, f"broker pid {pid}, bootstrap 127.0.0.1:{PORT}{secured}"

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from sml_assets.kafka_security import KafkaSecurity, KafkaSettingsError
 from simulator.clock import RealClock, SimulatedClock, now_ms, parse_start
 from simulator.generator import SimulationOptions, generate, random_seed
 from simulator.records import Stream
@@ -23,6 +24,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sml-simulator",
         description="Play a server fleet and its load balancer into Kafka, with ground truth.",
+        epilog="Kafka security comes from the environment, as for sml's runs: SML_KAFKA_SECURITY_PROTOCOL, "
+               "SML_KAFKA_SASL_MECHANISM, SML_KAFKA_SASL_USERNAME, SML_KAFKA_SASL_PASSWORD, "
+               "SML_KAFKA_SSL_CA_LOCATION, SML_KAFKA_SSL_CERTIFICATE_LOCATION, SML_KAFKA_SSL_KEY_LOCATION.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     fleet = parser.add_argument_group("traffic")
@@ -99,7 +103,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.stdout:
         sink = StdoutSink(topics, truth)
     else:
-        sink = KafkaSink(args.bootstrap_servers, topics, truth, burst=args.burst)
+        try:
+            security = KafkaSecurity.from_environment()
+        except KafkaSettingsError as error:
+            print(f"sml-simulator: {error}", file=sys.stderr)
+            return 2
+        sink = KafkaSink(args.bootstrap_servers, topics, truth, burst=args.burst, security=security)
         try:
             sink.check_broker(args.broker_timeout)
         except BrokerUnreachable as error:

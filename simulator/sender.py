@@ -8,6 +8,7 @@ from typing import BinaryIO, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Message as KafkaMessage, Producer
 
+from sml_assets.kafka_security import KafkaSecurity
 from simulator.records import Message, Stream
 from simulator.truth import Truth
 
@@ -20,10 +21,14 @@ class BrokerUnreachable(RuntimeError):
     """The brokers did not answer, or a topic is missing; the message says what to do."""
 
 
-def producer_config(bootstrap_servers: str, burst: bool) -> dict[str, object]:
+def producer_config(
+    bootstrap_servers: str, burst: bool, security: KafkaSecurity | None = None
+) -> dict[str, object]:
     """Idempotent, so a retry never duplicates a message the truth counted once; `burst` batches
-    more for throughput. The benchmark's bare loop uses the same settings."""
+    more for throughput. The benchmark's bare loop uses the same settings. `security` is sml's
+    one set of Kafka security settings (the SML_KAFKA_* variables), PLAINTEXT when None."""
     config: dict[str, object] = {
+        **(security or KafkaSecurity()).client_config(),
         "bootstrap.servers": bootstrap_servers,
         "client.id": "sml-simulator",
         "enable.idempotence": True,
@@ -59,16 +64,22 @@ class KafkaSink:
     """Produces to the two topics; the truth hears about each message when its report arrives."""
 
     def __init__(
-        self, bootstrap_servers: str, topics: dict[Stream, str], truth: Truth, burst: bool
+        self,
+        bootstrap_servers: str,
+        topics: dict[Stream, str],
+        truth: Truth,
+        burst: bool,
+        security: KafkaSecurity | None = None,
     ) -> None:
         self.sent = self.acked = self.failed = 0
         self._bootstrap_servers = bootstrap_servers
+        self._security = security or KafkaSecurity()
         self._topics = topics
         self._metrics_topic, self._logs_topic = topics[Stream.METRICS], topics[Stream.LOGS]
         self._truth = truth
         self._errors: list[str] = []
         self._producer = Producer(
-            producer_config(bootstrap_servers, burst)
+            producer_config(bootstrap_servers, burst, self._security)
             | {"error_cb": self._on_error, "log_level": 0}
         )
 
@@ -77,6 +88,14 @@ class KafkaSink:
         try:
             metadata = self._producer.list_topics(timeout=timeout_s)
         except KafkaException as error:
+            self._producer.poll(0)  # serves the error callbacks: a refused login or handshake says why
+            advice = self._security.diagnose(self._bootstrap_servers, reversed(self._errors))
+            if advice is not None:
+                raise BrokerUnreachable(
+                    f"SML_KAFKA_BOOTSTRAP_SERVERS={self._bootstrap_servers}: could not connect "
+                    f"within {timeout_s:g}s ({self._errors[-1] if self._errors else error.args[0].str()}): "
+                    f"{advice}"
+                ) from None
             seen = f"; last error: {self._errors[-1]}" if self._errors else ""
             raise BrokerUnreachable(
                 f"SML_KAFKA_BOOTSTRAP_SERVERS={self._bootstrap_servers} did not answer within "

@@ -16,7 +16,7 @@ import json
 import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -152,15 +152,17 @@ def open_checkpoint(paths: StreamPaths, expected_id: str | None) -> Checkpoint:
     return Checkpoint(checkpoint_id=checkpoint_id, fresh=True, discarded=discarded)
 
 
-def kafka_lines(spark: SparkSession, bootstrap_servers: str, topic: str) -> DataFrame:
+def kafka_lines(spark: SparkSession, kafka_options: Mapping[str, str], topic: str) -> DataFrame:
     """The logs topic as a stream, from the earliest offset on a fresh checkpoint.
+
+    `kafka_options` is `KafkaResource.spark_source_options()`: the brokers and their security.
 
     `minPartitions` splits each Kafka partition's offset range over every core Spark has, so a
     one-partition topic is parsed in parallel too (about 2x on 2 cores, benchmarks/bench_logs.py).
     """
     return (
         spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", bootstrap_servers)
+        .options(**kafka_options)
         .option("subscribe", topic)
         .option("startingOffsets", "earliest")
         .option("minPartitions", str(spark.sparkContext.defaultParallelism))
@@ -286,7 +288,7 @@ def batch_update(checkpoint_id: str, batch_id: int, batch: DataFrame) -> BatchUp
 
 def run_log_summary_stream(
     spark: SparkSession,
-    bootstrap_servers: str,
+    kafka_options: Mapping[str, str],
     topic: str,
     paths: StreamPaths,
     checkpoint: Checkpoint,
@@ -297,7 +299,7 @@ def run_log_summary_stream(
 
     `checkpoint` comes from `open_checkpoint` on the same paths.
     """
-    parsed = parse_lines(kafka_lines(spark, bootstrap_servers, topic))
+    parsed = parse_lines(kafka_lines(spark, kafka_options, topic))
     started = time.monotonic()
     rejects_query = (
         parsed.where(F.col("reject_reason").isNotNull())

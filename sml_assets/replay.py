@@ -7,7 +7,8 @@
 
 Rows and dead letters at or after the new offset are deleted in the same transaction, so the
 table stays exactly-once when they are read again. Uses the same environment as the runs
-(SML_KAFKA_BOOTSTRAP_SERVERS, SML_METRICS_TOPIC, SML_METRICS_DB_URL, SML_METRICS_TABLE).
+(SML_KAFKA_BOOTSTRAP_SERVERS, the SML_KAFKA_* security variables, SML_METRICS_TOPIC,
+SML_METRICS_DB_URL, SML_METRICS_TABLE).
 Stop the schedule and sensor first if a run could be in flight: its next chunk would then fail
 on the moved offset (nothing is lost; it stops instead of writing twice).
 """
@@ -22,8 +23,13 @@ from dagster import EnvVar
 
 from sml_assets.ingest import DEFAULT_CONSUMER
 from sml_assets.resources.database import DatabaseUnavailableError, MetricsDatabase
-from sml_assets.resources.kafka import KafkaResource, KafkaUnavailableError, lag_per_partition
-from sml_assets.settings import setting
+from sml_assets.resources.kafka import (
+    KafkaResource,
+    KafkaSettingsError,
+    KafkaUnavailableError,
+    lag_per_partition,
+)
+from sml_assets.settings import kafka_security_settings, setting
 
 
 def resources_from_environment() -> tuple[KafkaResource, MetricsDatabase]:
@@ -37,6 +43,7 @@ def resources_from_environment() -> tuple[KafkaResource, MetricsDatabase]:
         bootstrap_servers=value("SML_KAFKA_BOOTSTRAP_SERVERS"),
         metrics_topic=value("SML_METRICS_TOPIC"),
         logs_topic=value("SML_LOGS_TOPIC"),
+        **{field: env.get_value() for field, env in kafka_security_settings().items()},
     )
     return kafka, MetricsDatabase(url=value("SML_METRICS_DB_URL"), table=value("SML_METRICS_TABLE"))
 
@@ -112,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             show(kafka, database, topic, args.consumer)
         else:
             reset(kafka, database, topic, args.consumer, args)
-    except (KafkaUnavailableError, DatabaseUnavailableError) as error:
+    except (KafkaUnavailableError, KafkaSettingsError, DatabaseUnavailableError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

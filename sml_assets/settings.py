@@ -6,6 +6,8 @@ from pathlib import Path
 
 from dagster import EnvVar
 
+from sml_assets.kafka_security import VARIABLES as KAFKA_SECURITY_VARIABLES
+
 DEFAULTS: dict[str, str] = {
     "SML_KAFKA_BOOTSTRAP_SERVERS": "localhost:9092",
     "SML_METRICS_TOPIC": "test-topic4",
@@ -40,3 +42,12 @@ def data_dir() -> Path:
 def default_db_url() -> str:
     """SQLite file under the data dir: works with no database server at all."""
     return f"sqlite:///{data_dir() / 'sml.db'}"
+
+
+def kafka_security_settings() -> dict[str, EnvVar]:
+    """`KafkaResource` security fields of the SML_KAFKA_* security variables that are set.
+
+    Always `EnvVar`, so the password is resolved at run time and never stored in config or shown
+    in the UI; unset variables leave the resource's PLAINTEXT defaults.
+    """
+    return {field: EnvVar(variable) for field, variable in KAFKA_SECURITY_VARIABLES.items() if os.environ.get(variable)}

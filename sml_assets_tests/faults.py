@@ -70,6 +70,7 @@ def devstack_kafka() -> ModuleType:
     spec = importlib.util.spec_from_file_location("sml_devstack_kafka", Path(devstack) / "kafka.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
     sys.path.append(devstack)  # for its `from common import ...`
     try:
         spec.loader.exec_module(module)
@@ -237,6 +238,7 @@ class PrivateKafka:
                     "-c",
                     str(config),
                     "--standalone",
+                    *self._format_args(),
                 ],
                 check=False,
                 capture_output=True,
@@ -283,12 +285,21 @@ class PrivateKafka:
             classpath,
         ]
 
+    def _format_args(self) -> list[str]:
+        """Extra `kafka-storage format` arguments (SCRAM users, for a secured broker)."""
+        return []
+
+    def _listener(self) -> Any:
+        """A `devstack/kafka.py` SaslListener beside PLAINTEXT, or None."""
+        return None
+
     def _config(self) -> Path:
         self.root.mkdir(parents=True, exist_ok=True)
         config = self.root / "server.properties"
         config.write_text(
             devstack_kafka().server_properties(
-                self.root / "data", self.broker_port, self.controller_port, self.proxy.address
+                self.root / "data", self.broker_port, self.controller_port, self.proxy.address,
+                self._listener(),
             )
         )
         return config

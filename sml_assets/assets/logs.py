@@ -162,7 +162,7 @@ def log_summary(
         )
     merger = SummaryMerger(path=state, summary=before)
     run = run_log_summary_stream(
-        spark.session(), kafka.bootstrap_servers, kafka.logs_topic, paths, checkpoint, merger
+        spark.session(), kafka.spark_source_options(), kafka.logs_topic, paths, checkpoint, merger
     )
     after = merger.summary
     summary_rows = rows(after)

@@ -2,6 +2,9 @@
 
 Every call that talks to the broker has a deadline (`timeout_s`), so a sensor or a run never hangs
 on a broker that is down; failures become a `KafkaUnavailableError` naming the variable to fix.
+The security settings (SASL over TLS, mTLS) live here once and reach every client sml makes:
+librdkafka's in `_base_config()`, Spark's Kafka source through `spark_source_options()`
+(the rules themselves are in `sml_assets.kafka_security`, which the simulator shares).
 """
 
 from __future__ import annotations
@@ -14,6 +17,23 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from dagster import ConfigurableResource
+from pydantic import Field
+
+from sml_assets.kafka_security import (
+    CA_VARIABLE,
+    CERTIFICATE_VARIABLE,
+    KEY_VARIABLE,
+    LOGIN_MODULES,
+    MECHANISM_VARIABLE,
+    PASSWORD_VARIABLE,
+    PROTOCOL_VARIABLE,
+    PROTOCOLS,
+    USERNAME_VARIABLE,
+    KafkaSecurity,
+    KafkaSettingsError,
+)
+
+__all__ = ["KafkaResource", "KafkaSettingsError", "KafkaUnavailableError"]
 
 BOOTSTRAP_VARIABLE = "SML_KAFKA_BOOTSTRAP_SERVERS"
 METRICS_TOPIC_VARIABLE = "SML_METRICS_TOPIC"
@@ -60,6 +80,21 @@ class KafkaResource(ConfigurableResource):
     metrics_topic: str = "test-topic4"
     logs_topic: str = "test-topic3"
     timeout_s: float = 10.0
+    security_protocol: str = Field(default="PLAINTEXT", description=f"{', '.join(PROTOCOLS)} ({PROTOCOL_VARIABLE})")
+    sasl_mechanism: str | None = Field(default=None, description=f"{', '.join(LOGIN_MODULES)} ({MECHANISM_VARIABLE})")
+    sasl_username: str | None = Field(default=None, description=USERNAME_VARIABLE)
+    sasl_password: str | None = Field(
+        default=None, repr=False, description=f"only from the environment: EnvVar('{PASSWORD_VARIABLE}')"
+    )
+    ssl_ca_location: str | None = Field(
+        default=None, description=f"PEM file of the CA that signed the brokers' certificates ({CA_VARIABLE})"
+    )
+    ssl_certificate_location: str | None = Field(
+        default=None, description=f"PEM client certificate, for mTLS ({CERTIFICATE_VARIABLE})"
+    )
+    ssl_key_location: str | None = Field(
+        default=None, description=f"PEM (PKCS#8) key of the client certificate ({KEY_VARIABLE})"
+    )
 
     def consumer(self, group_id: str, **overrides: Any) -> Consumer:
         """A consumer that never commits to Kafka: sml keeps positions in `sml_offsets`.
@@ -87,7 +122,8 @@ class KafkaResource(ConfigurableResource):
     def watermarks(self, topic: str) -> dict[int, Watermarks]:
         """Low and high watermark of every partition of `topic`, read within `timeout_s` in all."""
         deadline = time.monotonic() + self.timeout_s
-        consumer = self.consumer("sml-watermarks")
+        client_errors: list[KafkaError] = []
+        consumer = self.consumer("sml-watermarks", error_cb=client_errors.append)
         try:
             partitions = self._partitions(consumer, topic, deadline)
             marks = {}
@@ -98,13 +134,15 @@ class KafkaResource(ConfigurableResource):
                 marks[partition] = Watermarks(partition, low, high)
             return marks
         except KafkaException as error:
-            raise self.unavailable(f"reading end offsets of {topic}", error) from None
+            consumer.poll(0)  # serves the error callbacks: a refused login or TLS handshake says why
+            raise self.unavailable(f"reading end offsets of {topic}", error, client_errors) from None
         finally:
             consumer.close()
 
     def offset_for_time(self, topic: str, partition: int, timestamp_ms: int) -> int:
         """First offset whose record timestamp is at or after `timestamp_ms`; the end if none is."""
-        consumer = self.consumer("sml-replay")
+        client_errors: list[KafkaError] = []
+        consumer = self.consumer("sml-replay", error_cb=client_errors.append)
         try:
             found = consumer.offsets_for_times(
                 [TopicPartition(topic, partition, timestamp_ms)], timeout=self.timeout_s
@@ -118,7 +156,10 @@ class KafkaResource(ConfigurableResource):
                 )
             return offset
         except KafkaException as error:
-            raise self.unavailable(f"looking up {topic}[{partition}] at {timestamp_ms} ms", error) from None
+            consumer.poll(0)
+            raise self.unavailable(
+                f"looking up {topic}[{partition}] at {timestamp_ms} ms", error, client_errors
+            ) from None
         finally:
             consumer.close()
 
@@ -146,17 +187,43 @@ class KafkaResource(ConfigurableResource):
             )
         return sorted(described.partitions)
 
-    def unavailable(self, what: str, error: KafkaError | KafkaException | str) -> KafkaUnavailableError:
-        """The error for a broker that failed while doing `what`, naming the variable to fix."""
-        detail = (
-            error.args[0].str()
-            if isinstance(error, KafkaException) and error.args and isinstance(error.args[0], KafkaError)
-            else str(error)
-        )
+    def unavailable(
+        self, what: str, error: KafkaError | KafkaException | str, client_errors: list[KafkaError] | None = None
+    ) -> KafkaUnavailableError:
+        """The error for a broker that failed while doing `what`, naming the variable to fix.
+
+        A refused login or TLS handshake shows up as a client error before the call times out;
+        then the message names the security setting to fix instead of blaming the brokers.
+        """
+        detail = _text(error)
+        reasons = [detail, *(_text(seen) for seen in reversed(client_errors or []))]
+        advice = self.security().diagnose(self.bootstrap_servers, reasons, min(2.0, self.timeout_s))
+        if advice is not None:
+            reason = next((r for r in reasons if self.security().explain(r) is not None), detail)
+            return KafkaUnavailableError(
+                f"{BOOTSTRAP_VARIABLE}={self.bootstrap_servers}: could not connect within "
+                f"{self.timeout_s:g}s while {what} ({reason}): {advice}"
+            )
         return KafkaUnavailableError(
             f"{BOOTSTRAP_VARIABLE}={self.bootstrap_servers} did not answer within {self.timeout_s:g}s "
             f"while {what} ({detail}): {_STACK_HINT}, or set {BOOTSTRAP_VARIABLE} to reachable brokers"
         )
+
+    def security(self) -> KafkaSecurity:
+        """This resource's security settings, checked (a contradiction raises `KafkaSettingsError`)."""
+        return KafkaSecurity(
+            protocol=self.security_protocol,
+            mechanism=self.sasl_mechanism,
+            username=self.sasl_username,
+            password=self.sasl_password,
+            ca_location=self.ssl_ca_location,
+            certificate_location=self.ssl_certificate_location,
+            key_location=self.ssl_key_location,
+        ).checked()
+
+    def spark_source_options(self) -> dict[str, str]:
+        """Options for Spark's Kafka source: the brokers and the same security as every other client."""
+        return {"kafka.bootstrap.servers": self.bootstrap_servers, **self.security().spark_options()}
 
     def _base_config(self) -> dict[str, Any]:
         """Quiet client logs (level 2, critical): a down broker is reported once, by our exception."""
@@ -164,7 +231,15 @@ class KafkaResource(ConfigurableResource):
             "bootstrap.servers": self.bootstrap_servers,
             "socket.connection.setup.timeout.ms": max(1000, int(self.timeout_s * 1000)),
             "log_level": 2,
+            **self.security().client_config(),
         }
+
+
+def _text(error: KafkaError | KafkaException | str) -> str:
+    """The readable part of a confluent-kafka error."""
+    if isinstance(error, KafkaException) and error.args and isinstance(error.args[0], KafkaError):
+        return error.args[0].str()
+    return error.str() if isinstance(error, KafkaError) else str(error)
 
 
 def _remaining(deadline: float) -> float:

@@ -1,0 +1,199 @@
+"""Kafka with SASL_SSL (SCRAM-SHA-512 over TLS, certificate from a CA made by devstack/tls.py):
+every client sml makes logs in with the one set of settings and gets what PLAINTEXT gets; a wrong
+password, an unknown CA and a plaintext client on the TLS port fail within the resource's timeout,
+naming the setting to fix, and the password shows up nowhere.
+
+The broker is private (free ports, own data dir): the shared one on 9092 is never restarted.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
+from dagster import materialize
+from sqlalchemy import select
+
+from sml_assets.assets import logs
+from sml_assets.resources.database import MetricsDatabase
+from sml_assets.resources.kafka import KafkaResource, KafkaUnavailableError
+from sml_assets.resources.spark import SparkResource
+from sml_assets.resources.storage import LocalStorage
+from sml_assets_tests.conftest import REPO_ROOT
+from sml_assets_tests.faults import SUBPROCESS_ENV
+from sml_assets_tests.secured import SecuredKafka, devstack_tls
+from sml_assets_tests.test_metrics_asset import failure_message, metadata, run
+
+pytestmark = pytest.mark.integration
+
+BIN = Path(sys.executable).parent
+START = "2026-11-25T16:00:00Z"
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return devstack_tls().ensure_ca(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture(scope="module")
+def secured_kafka(tmp_path_factory: pytest.TempPathFactory, ca: Any, stack: None) -> Iterator[SecuredKafka]:
+    broker = SecuredKafka(tmp_path_factory.mktemp("secured-kafka"), ca)
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+def create_topics(broker: SecuredKafka, *names: str) -> None:
+    """Topics are set up over the private broker's PLAINTEXT listener, as an operator would."""
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    for future in admin.create_topics([NewTopic(name, 1, 1) for name in names]).values():
+        future.result(timeout=30)
+
+
+def simulate(bootstrap: str, metrics: str, logs_topic: str, env: dict[str, str], tmp: Path) -> str:
+    """The simulator CLI in its own process, seeded, so both runs send the same messages."""
+    result = subprocess.run(
+        [sys.executable, "-m", "simulator", "--bootstrap-servers", bootstrap, "--metrics-topic", metrics,
+         "--logs-topic", logs_topic, "--seed", "18", "--count", "1500", "--start", START,
+         "--malformed-rate", "0.05", "--broker-timeout", "20"],
+        cwd=REPO_ROOT, env={**SUBPROCESS_ENV, **env}, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout + result.stderr
+
+
+def rows(database: MetricsDatabase) -> list[tuple[Any, ...]]:
+    table = database.tables.metrics
+    with database.engine().connect() as connection:
+        found = connection.execute(
+            select(table.c.server_id, table.c.cpu, table.c.mem, table.c.disk, table.c.event_time,
+                   table.c.kafka_offset).order_by(table.c.kafka_offset)
+        ).all()
+    return [tuple(row) for row in found]
+
+
+def summarize(kafka: KafkaResource, spark: SparkResource, data: Path) -> pd.DataFrame:
+    storage = LocalStorage(data_dir=str(data))
+    result = materialize([logs.log_summary], resources={"kafka": kafka, "spark": spark, "storage": storage})
+    assert result.success
+    return pd.read_csv(storage.summary_csv)
+
+
+def test_simulator_server_metrics_and_log_summary_over_sasl_ssl_get_what_plaintext_gets(
+    secured_kafka: SecuredKafka, spark_jars_dir: Path, tmp_path: Path
+) -> None:
+    create_topics(secured_kafka, "plain-metrics", "plain-logs", "secure-metrics", "secure-logs")
+    plain_out = simulate(secured_kafka.bootstrap, "plain-metrics", "plain-logs", {}, tmp_path)
+    secure_out = simulate(
+        secured_kafka.sasl_bootstrap, "secure-metrics", "secure-logs", secured_kafka.environment(), tmp_path
+    )
+    assert "acked 1,500" in plain_out and "acked 1,500" in secure_out
+    assert secured_kafka.password not in secure_out
+
+    plain = KafkaResource(
+        bootstrap_servers=secured_kafka.bootstrap, metrics_topic="plain-metrics", logs_topic="plain-logs"
+    )
+    secure = secured_kafka.resource(metrics_topic="secure-metrics", logs_topic="secure-logs")
+    databases = [MetricsDatabase(url=f"sqlite:///{tmp_path / f'{name}.db'}") for name in ("plain", "secure")]
+    reports = [metadata(run(kafka, database)) for kafka, database in zip((plain, secure), databases)]
+    assert reports[1]["messages read"] == reports[0]["messages read"] > 0
+    assert reports[1]["rows inserted"] == reports[0]["rows inserted"] > 0
+    assert rows(databases[1]) == rows(databases[0])
+
+    spark = SparkResource(jars_dir=str(spark_jars_dir))
+    over_plaintext = summarize(plain, spark, tmp_path / "plain-data")
+    over_sasl_ssl = summarize(secure, spark, tmp_path / "secure-data")
+    assert len(over_plaintext) > 0 and over_plaintext["total"].sum() > 0
+    pd.testing.assert_frame_equal(over_sasl_ssl, over_plaintext)
+
+
+def assert_fails_fast(kafka: KafkaResource, expected: str, password: str) -> str:
+    """The first broker call fails within the resource's timeout (plus client close), naming `expected`."""
+    started = time.monotonic()
+    with pytest.raises(KafkaUnavailableError) as raised:
+        kafka.watermarks("secure-metrics")
+    elapsed = time.monotonic() - started
+    message = str(raised.value)
+    assert expected in message, message
+    assert password not in message and password not in repr(kafka)
+    assert elapsed < kafka.timeout_s + 5, f"took {elapsed:.1f}s with timeout_s={kafka.timeout_s}"
+    return message
+
+
+def test_a_wrong_password_fails_fast_naming_the_user_and_variables_never_the_password(
+    secured_kafka: SecuredKafka,
+) -> None:
+    wrong = "pw-wrong-" + secured_kafka.password[3:]
+    message = assert_fails_fast(
+        secured_kafka.resource(sasl_password=wrong, timeout_s=5),
+        f"refused the login of SML_KAFKA_SASL_USERNAME={secured_kafka.user}",
+        wrong,
+    )
+    assert "SML_KAFKA_SASL_PASSWORD" in message and secured_kafka.password not in message
+
+
+def test_an_unknown_ca_fails_fast_naming_the_ca_setting(secured_kafka: SecuredKafka, tmp_path: Path) -> None:
+    other = devstack_tls().ensure_ca(tmp_path / "other-ca", subject="/CN=somebody else's CA")
+    assert_fails_fast(
+        secured_kafka.resource(ssl_ca_location=str(other.certificate), timeout_s=5),
+        f"set SML_KAFKA_SSL_CA_LOCATION to the CA file that signed it (now {other.certificate})",
+        secured_kafka.password,
+    )
+
+
+def test_a_plaintext_client_on_the_tls_port_fails_fast_naming_the_protocol_setting(
+    secured_kafka: SecuredKafka,
+) -> None:
+    plain = KafkaResource(bootstrap_servers=secured_kafka.sasl_bootstrap, timeout_s=5)
+    assert_fails_fast(
+        plain,
+        "set SML_KAFKA_SECURITY_PROTOCOL to the listener's protocol (SSL or SASL_SSL)",
+        secured_kafka.password,
+    )
+
+
+def test_a_refused_login_through_the_dagster_cli_leaks_the_password_nowhere(
+    secured_kafka: SecuredKafka, tmp_path: Path
+) -> None:
+    wrong = "pw-cli-" + secured_kafka.password[3:]
+    home, data = tmp_path / "dagster-home", tmp_path / "data"
+    home.mkdir()
+    shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    env = {
+        **SUBPROCESS_ENV,
+        **secured_kafka.environment(),
+        "SML_KAFKA_SASL_PASSWORD": wrong,
+        "DAGSTER_HOME": str(home),
+        "SML_DATA_DIR": str(data),
+        "SML_METRICS_TOPIC": "secure-metrics",
+    }
+    result = subprocess.run(
+        [str(BIN / "dagster"), "job", "execute", "-m", "sml_assets.definitions", "-j", "ingest_metrics_job"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"refused the login of SML_KAFKA_SASL_USERNAME={secured_kafka.user}" in output
+    assert wrong not in output
+    leaks = [p for p in [*home.rglob("*"), *data.rglob("*")] if p.is_file() and wrong.encode() in p.read_bytes()]
+    assert not leaks, f"the password was written to {leaks}"
+
+
+def test_a_run_with_the_password_in_the_resource_keeps_it_out_of_the_event_log(
+    secured_kafka: SecuredKafka, tmp_path: Path
+) -> None:
+    kafka = secured_kafka.resource(metrics_topic="secure-metrics", sasl_password="pw-bad-" + "x" * 12, timeout_s=5)
+    result = run(kafka, MetricsDatabase(url=f"sqlite:///{tmp_path / 'sml.db'}"))
+    assert not result.success
+    message = failure_message(result)
+    assert "SML_KAFKA_SASL_USERNAME" in message
+    events = "\n".join(str(event) for event in result.all_events)
+    assert "pw-bad-" not in events and "pw-bad-" not in message
