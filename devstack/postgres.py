@@ -1,7 +1,10 @@
 """PostgreSQL from Debian's packages, as a cluster owned by the stack (own data dir, port 55432).
 
 Installed with apt-get when absent (without Debian's default cluster); run as the `postgres` user
-because the server refuses to run as root.
+because the server refuses to run as root. The server speaks TLS (`ssl=on`) with a certificate from
+the stack's CA (devstack/tls.py) from the start after this was added, so a client can connect with
+`sslmode=verify-full&sslrootcert=<SML_DATA_DIR>/stack/tls/ca.pem`; plain connections stay allowed
+on loopback for development.
 """
 from __future__ import annotations
 
@@ -104,22 +107,57 @@ def _psql(bindir: Path, sql: str, database: str = "postgres") -> str:
     return result.stdout.strip()
 
 
+def initdb(bindir: Path, datadir: Path) -> None:
+    """A new cluster whose superuser `postgres` logs in locally without a password, over TCP with SCRAM."""
+    _run([str(bindir / "initdb"), "-D", str(datadir), "-U", "postgres", "-E", "UTF8",
+          "--auth-local=trust", "--auth-host=scram-sha-256"])
+
+
+def server_certificate(home: Path, ca_folder: Path | None = None) -> tuple[Path, Path]:
+    """Certificate and key for 127.0.0.1/localhost from the CA in `ca_folder` (default: the stack's),
+    copied into `home/tls` and owned by the server's account, which PostgreSQL insists on."""
+    import tls
+
+    try:
+        ca = tls.ensure_ca(ca_folder) if ca_folder is not None else tls.stack_ca()
+        pair = tls.issue(ca, home / "tls", "postgres")
+    except tls.TlsError as error:
+        raise StackError(NAME, f"making the server certificate failed: {error}") from None
+    owner = _owner()
+    if owner:
+        account = pwd.getpwnam(owner)
+        for path in (home / "tls", pair.certificate, pair.key):
+            os.chown(path, account.pw_uid, account.pw_gid)
+    return pair.certificate, pair.key
+
+
+def start(bindir: Path, datadir: Path, socket_dir: Path, port: int, log: Path,
+          certificate: tuple[Path, Path] | None = None) -> None:
+    """Start the cluster on 127.0.0.1:`port`, with TLS when `certificate` (cert, key) is given."""
+    options = f"-p {port} -k {socket_dir} -c listen_addresses=127.0.0.1"
+    if certificate is not None:
+        options += f" -c ssl=on -c ssl_cert_file={certificate[0]} -c ssl_key_file={certificate[1]}"
+    result = _run([str(bindir / "pg_ctl"), "-D", str(datadir), "-l", str(log),
+                   "-o", options, "-w", "-t", "60", "start"], check=False)
+    if result.returncode != 0:
+        raise StackError(NAME, f"pg_ctl start failed: {result.stdout}{result.stderr}", log)
+
+
+def stop(bindir: Path, datadir: Path) -> None:
+    _run([str(bindir / "pg_ctl"), "-D", str(datadir), "-m", "fast", "-w", "-t", "60", "stop"])
+
+
 def up() -> None:
     bindir = _bindir() or _install()
     _prepare_dirs()
     if not (_datadir() / "PG_VERSION").exists():
         say(NAME, f"initialising a cluster in {_datadir()}")
-        _run([str(bindir / "initdb"), "-D", str(_datadir()), "-U", "postgres", "-E", "UTF8",
-              "--auth-local=trust", "--auth-host=scram-sha-256"])
+        initdb(bindir, _datadir())
     if not _server_running(bindir):
         if port_open(PORT):
             raise StackError(NAME, f"port {PORT} is taken by a process this stack did not start")
-        say(NAME, f"starting on 127.0.0.1:{PORT}")
-        options = f"-p {PORT} -k {_home() / 'run'} -c listen_addresses=127.0.0.1"
-        result = _run([str(bindir / "pg_ctl"), "-D", str(_datadir()), "-l", str(_logfile()),
-                       "-o", options, "-w", "-t", "60", "start"], check=False)
-        if result.returncode != 0:
-            raise StackError(NAME, f"pg_ctl start failed: {result.stdout}{result.stderr}", _logfile())
+        say(NAME, f"starting on 127.0.0.1:{PORT} (TLS with a certificate from the stack's CA)")
+        start(bindir, _datadir(), _home() / "run", PORT, _logfile(), server_certificate(_home()))
     if not wait_until(lambda: port_open(PORT), 30):
         raise StackError(NAME, f"the server does not answer on 127.0.0.1:{PORT}", _logfile())
     if _psql(bindir, f"SELECT 1 FROM pg_roles WHERE rolname = '{ROLE}'") != "1":
@@ -140,7 +178,7 @@ def down() -> None:
     if bindir is None or not _server_running(bindir):
         return
     say(NAME, "stopping")
-    _run([str(bindir / "pg_ctl"), "-D", str(_datadir()), "-m", "fast", "-w", "-t", "60", "stop"])
+    stop(bindir, _datadir())
 
 
 def status() -> tuple[bool, str]:

@@ -386,11 +386,28 @@ class MetricsDatabase(ConfigurableResource):
         password = make_url(self.url).password
         if password:
             message = message.replace(str(password), "***")
+        advice = _tls_advice(message, self.url)
+        if advice is not None:
+            return DatabaseUnavailableError(f"{URL_VARIABLE}={self.masked_url}: TLS failed ({message}): {advice}")
         return DatabaseUnavailableError(
             f"{URL_VARIABLE}={self.masked_url} could not be reached or refused the connection "
             f"({message}): {_STACK_HINT}, or check the credentials and set {URL_VARIABLE} "
             "to a reachable database"
         )
+
+
+def _tls_advice(message: str, url: str) -> str | None:
+    """The setting to fix when the server's certificate was refused (sslmode=verify-ca/verify-full)."""
+    root = make_url(url).query.get("sslrootcert", "~/.postgresql/root.crt (libpq's default)")
+    if "certificate verify failed" in message:
+        return (
+            f"the server's certificate is not signed by the CA in sslrootcert={root}: set sslrootcert in "
+            f"{URL_VARIABLE} to the CA file that signed it (the local stack's is "
+            "<SML_DATA_DIR>/stack/tls/ca.pem)"
+        )
+    if "does not match host name" in message:
+        return f"the server's certificate does not name the host in {URL_VARIABLE}: use the name it was issued for"
+    return None
 
 
 def _insert_many(
