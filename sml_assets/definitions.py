@@ -36,7 +36,9 @@ defs = Definitions(
         "spark": SparkResource(
             master=setting("SML_SPARK_MASTER"), jars_dir=setting("SML_SPARK_JARS_DIR")
         ),
-        "hdfs": HdfsResource(url=setting("SML_HDFS_URL"), user=setting("SML_HDFS_USER")),
+        "hdfs": HdfsResource(
+            url=setting("SML_HDFS_URL"), user=setting("SML_HDFS_USER"), ca_location=setting("SML_HDFS_CA_LOCATION")
+        ),
         "storage": LocalStorage(data_dir=setting("SML_DATA_DIR")),
     },
 )

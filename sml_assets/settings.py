@@ -16,6 +16,7 @@ DEFAULTS: dict[str, str] = {
     "SML_SPARK_MASTER": "local[2]",
     "SML_HDFS_URL": "http://localhost:9870",
     "SML_HDFS_USER": "root",
+    "SML_HDFS_CA_LOCATION": "",
     "SML_DATA_DIR": "./.sml-data",
 }
 

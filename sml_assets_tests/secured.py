@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import importlib.util
 import secrets
+import socket
+import ssl
 import sys
+import threading
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -82,3 +85,59 @@ class SecuredKafka(PrivateKafka):
         return devstack_kafka().SaslListener(
             port=self.sasl_port, keystore=self.certificate.bundle, truststore=self.ca.certificate
         )
+
+
+class TlsProxy:
+    """Terminate TLS on 127.0.0.1:<port> with `certificate` and forward the plaintext to `target_port`:
+    an HTTPS front of a real plaintext service (WebHDFS here), as a TLS-terminating balancer is."""
+
+    def __init__(self, target_port: int, certificate: Any) -> None:
+        self.target_port = target_port
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.context.load_cert_chain(str(certificate.certificate), str(certificate.key))
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.connections = 0
+        """Counted before the handshake starts, so a client that saw the server's certificate was counted."""
+        self.tls_sessions = 0
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"https://localhost:{self.port}"
+
+    def close(self) -> None:
+        self._closed = True
+        self.listener.close()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                raw, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(raw,), daemon=True).start()
+
+    def _serve(self, raw: socket.socket) -> None:
+        try:
+            client = self.context.wrap_socket(raw, server_side=True)
+        except (ssl.SSLError, OSError):
+            raw.close()
+            return
+        self.tls_sessions += 1
+        with client, socket.create_connection(("127.0.0.1", self.target_port), timeout=30) as upstream:
+            done = threading.Event()
+
+            def pump(source: socket.socket, sink: socket.socket) -> None:
+                try:
+                    while data := source.recv(65536):
+                        sink.sendall(data)
+                except OSError:
+                    pass
+                done.set()
+
+            threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
+            pump(client, upstream)
+            done.wait(30)

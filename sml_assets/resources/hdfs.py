@@ -48,6 +48,7 @@ TRANSIENT_REQUEST_ERRORS = (
     requests.exceptions.ChunkedEncodingError,
 )
 STACK_HINT = "is the stack up? run 'make stack-up'"
+CA_VARIABLE = "SML_HDFS_CA_LOCATION"
 
 
 class HdfsUnavailableError(RuntimeError):
@@ -67,9 +68,16 @@ class _ServerError(Exception):
 
 
 class _WebHdfsClient(InsecureClient):
-    """`InsecureClient` that raises on 5xx, so the retry loop sees it instead of a generic HdfsError."""
+    """`InsecureClient` that raises on 5xx, so the retry loop sees it instead of a generic HdfsError,
+    and verifies HTTPS with `verify` on every request: requests lets REQUESTS_CA_BUNDLE override a
+    session's own `verify`, so the CA is passed per request."""
+
+    def __init__(self, url: str, verify: str | bool = True, **kwargs: Any) -> None:
+        super().__init__(url, **kwargs)
+        self.verify = verify
 
     def _request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("verify", self.verify)
         response = super()._request(method, url, **kwargs)
         if response.status_code >= 500:
             raise _ServerError(response)
@@ -124,6 +132,11 @@ class HdfsResource(ConfigurableResource):
     )
     retry_seconds: float = Field(default=60.0, description="How long transient failures are retried.")
     request_timeout_seconds: float = Field(default=30.0, description="Per-request connect/read timeout.")
+    ca_location: str | None = Field(
+        default=None,
+        description="PEM file of the CA that signed an https:// WebHDFS URL's certificates (SML_HDFS_CA_LOCATION); "
+        "unset means the system's CAs.",
+    )
 
     @property
     def folder(self) -> str:
@@ -139,7 +152,9 @@ class HdfsResource(ConfigurableResource):
 
     def client(self) -> InsecureClient:
         """A WebHDFS client as this resource's user; building it opens no connection."""
-        return _WebHdfsClient(self.url, user=self.user, timeout=self.request_timeout_seconds)
+        return _WebHdfsClient(
+            self.url, verify=self.ca_location or True, user=self.user, timeout=self.request_timeout_seconds
+        )
 
     def replace(self, hdfs_path: str, data: bytes) -> Upload:
         """Make `hdfs_path` hold exactly `data`, atomically, creating parent folders.
@@ -234,6 +249,12 @@ class HdfsResource(ConfigurableResource):
             attempt += 1
             try:
                 return action(), attempt
+            except requests.exceptions.SSLError as error:
+                raise HdfsUnavailableError(
+                    f"SML_HDFS_URL={self.url}: the TLS handshake failed while {what} ({_first_line(error)}): "
+                    f"set {CA_VARIABLE} to the PEM file of the CA that signed the NameNode's and DataNodes' "
+                    f"certificates (now {self.ca_location or 'unset: the system CAs'})"
+                ) from None
             except Exception as error:
                 if not _is_transient(error):
                     raise
