@@ -43,12 +43,14 @@ class SaslListener:
     """A SASL_SSL listener beside PLAINTEXT: SCRAM logins over TLS with a PEM keystore.
 
     `keystore` holds the broker's key then its certificate chain (`tls.issue(...).bundle`);
-    `truststore` is the CA whose client certificates are accepted (mTLS is requested, not required).
+    `truststore` is the CA whose client certificates are accepted; `client_auth` is Kafka's
+    `ssl.client.auth`: `required` makes it mTLS (a client without a certificate from the CA is refused).
     """
 
     port: int
     keystore: Path
     truststore: Path
+    client_auth: str = "requested"
 
 
 def sasl_properties(listener: SaslListener) -> list[str]:
@@ -65,7 +67,7 @@ def sasl_properties(listener: SaslListener) -> list[str]:
         f"{prefix}.ssl.keystore.location={listener.keystore}",
         f"{prefix}.ssl.truststore.type=PEM",
         f"{prefix}.ssl.truststore.location={listener.truststore}",
-        f"{prefix}.ssl.client.auth=requested",
+        f"{prefix}.ssl.client.auth={listener.client_auth}",
     ]
 
 
@@ -173,17 +175,17 @@ def _create_topics() -> None:
             raise StackError(NAME, f"creating topic {topic} failed:\n{result.stdout}{result.stderr}")
 
 
-def _ensure_scram_user() -> None:
-    """Create (or reset) the SCRAM user through the PLAINTEXT listener: storage formatted before
-    SML_STACK_KAFKA_SASL was set has no SCRAM credentials yet."""
+def ensure_scram_user(bootstrap: str, user: str, password: str) -> None:
+    """Create (or reset) a SCRAM user through the PLAINTEXT listener at `bootstrap`: a storage
+    formatted before SML_STACK_KAFKA_SASL was set has no SCRAM credentials yet."""
     for mechanism in SCRAM_MECHANISMS:
         result = _java(
-            "kafka.admin.ConfigCommand", "--bootstrap-server", f"127.0.0.1:{PORT}", "--alter",
-            "--add-config", f"{mechanism}=[password={SASL_PASSWORD}]",
-            "--entity-type", "users", "--entity-name", SASL_USER,
+            "kafka.admin.ConfigCommand", "--bootstrap-server", bootstrap, "--alter",
+            "--add-config", f"{mechanism}=[password={password}]",
+            "--entity-type", "users", "--entity-name", user,
         )
         if result.returncode != 0:
-            raise StackError(NAME, f"creating SCRAM user {SASL_USER} ({mechanism}) failed:\n{result.stderr}")
+            raise StackError(NAME, f"creating SCRAM user {user} ({mechanism}) failed:\n{result.stderr}")
 
 
 def up() -> None:
@@ -211,7 +213,7 @@ def up() -> None:
                 NAME, f"{SASL_VARIABLE} is set but 127.0.0.1:{SASL_PORT} is closed: the broker was "
                 f"started without it; run 'python3 devstack/stack.py down kafka' then up", BROKER.logfile
             )
-        _ensure_scram_user()
+        ensure_scram_user(f"127.0.0.1:{PORT}", SASL_USER, SASL_PASSWORD)
         say(NAME, f"SASL_SSL: 127.0.0.1:{SASL_PORT}, SCRAM user {SASL_USER} (development password), "
                   f"CA {stack_dir('tls') / 'ca.pem'}")
 

@@ -42,8 +42,9 @@ class SecuredKafka(PrivateKafka):
     """A private broker with PLAINTEXT (through the proxy, for setting up topics) and SASL_SSL
     on `sasl_port`, whose certificate comes from `ca`; one SCRAM user with a random password."""
 
-    def __init__(self, root: Path, ca: Any) -> None:
+    def __init__(self, root: Path, ca: Any, client_auth: str = "requested") -> None:
         super().__init__(root)
+        self.client_auth = client_auth
         self.sasl_port = free_port()
         self.ca = ca
         self.user = SCRAM_USER
@@ -83,7 +84,8 @@ class SecuredKafka(PrivateKafka):
 
     def _listener(self) -> Any:
         return devstack_kafka().SaslListener(
-            port=self.sasl_port, keystore=self.certificate.bundle, truststore=self.ca.certificate
+            port=self.sasl_port, keystore=self.certificate.bundle, truststore=self.ca.certificate,
+            client_auth=self.client_auth,
         )
 
 

@@ -28,7 +28,7 @@ from sml_assets.resources.kafka import KafkaResource, KafkaUnavailableError
 from sml_assets.resources.spark import SparkResource
 from sml_assets.resources.storage import LocalStorage
 from sml_assets_tests.conftest import REPO_ROOT
-from sml_assets_tests.faults import SUBPROCESS_ENV
+from sml_assets_tests.faults import SUBPROCESS_ENV, devstack_kafka, wait_until
 from sml_assets_tests.secured import SecuredKafka, devstack_tls
 from sml_assets_tests.test_metrics_asset import failure_message, metadata, run
 
@@ -197,3 +197,51 @@ def test_a_run_with_the_password_in_the_resource_keeps_it_out_of_the_event_log(
     assert "SML_KAFKA_SASL_USERNAME" in message
     events = "\n".join(str(event) for event in result.all_events)
     assert "pw-bad-" not in events and "pw-bad-" not in message
+
+
+def test_a_scram_user_added_after_format_by_the_stack_code_logs_in(secured_kafka: SecuredKafka) -> None:
+    create_topics(secured_kafka, "late-user-topic")
+    password = "pw-late-" + secured_kafka.password[3:15]
+    devstack_kafka().ensure_scram_user(secured_kafka.bootstrap, "late-user", password)
+    for mechanism in ("SCRAM-SHA-512", "SCRAM-SHA-256"):
+        kafka = secured_kafka.resource(sasl_username="late-user", sasl_password=password, sasl_mechanism=mechanism)
+        marks = wait_until(lambda: _watermarks_or_none(kafka, "late-user-topic"), 30, f"{mechanism} login")
+        assert marks[0].high == 0
+
+
+def _watermarks_or_none(kafka: KafkaResource, topic: str) -> Any:
+    """Credentials reach the broker through the metadata log a moment after the command returns."""
+    try:
+        return kafka.watermarks(topic)
+    except KafkaUnavailableError:
+        return None
+
+
+@pytest.fixture
+def mtls_kafka(tmp_path_factory: pytest.TempPathFactory, ca: Any, stack: None) -> Iterator[SecuredKafka]:
+    """A broker of its own whose SASL_SSL listener requires a client certificate from the CA."""
+    broker = SecuredKafka(tmp_path_factory.mktemp("mtls-kafka"), ca, client_auth="required")
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+def test_a_client_certificate_from_the_ca_is_accepted_for_mtls_and_one_from_a_stranger_is_not(
+    mtls_kafka: SecuredKafka, tmp_path: Path
+) -> None:
+    create_topics(mtls_kafka, "mtls-topic")
+    client = devstack_tls().issue(mtls_kafka.ca, tmp_path, "sml-client", client=True)
+    kafka = mtls_kafka.resource(ssl_certificate_location=str(client.certificate), ssl_key_location=str(client.key))
+    assert kafka.watermarks("mtls-topic")[0].high == 0
+    assert kafka.spark_source_options()["kafka.ssl.keystore.key"].startswith("-----BEGIN PRIVATE KEY-----")
+
+    stranger_ca = devstack_tls().ensure_ca(tmp_path / "stranger-ca", subject="/CN=a stranger's CA")
+    stranger = devstack_tls().issue(stranger_ca, tmp_path / "stranger", "stranger", client=True)
+    for refused in (
+        mtls_kafka.resource(timeout_s=5),
+        mtls_kafka.resource(
+            ssl_certificate_location=str(stranger.certificate), ssl_key_location=str(stranger.key), timeout_s=5
+        ),
+    ):
+        with pytest.raises(KafkaUnavailableError, match="SML_KAFKA_SSL_CERTIFICATE_LOCATION"):
+            refused.watermarks("mtls-topic")
