@@ -90,7 +90,7 @@ def _openssl(*args: str) -> None:
     binary = shutil.which("openssl")
     if binary is None:
         raise TlsError("openssl is not installed: apt-get install openssl")
-    result = subprocess.run([binary, *args], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([binary, *args], capture_output=True, text=True, timeout=60, check=False)
     if result.returncode != 0:
         raise TlsError(f"openssl {args[0]} failed:\n{result.stdout}{result.stderr}")
 

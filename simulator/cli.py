@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from sml_assets.kafka_security import KafkaSecurity, KafkaSettingsError
 from simulator.clock import RealClock, SimulatedClock, now_ms, parse_start
 from simulator.generator import SimulationOptions, generate, random_seed
 from simulator.records import Stream
@@ -17,6 +16,7 @@ from simulator.runner import RunResult, run, stop_on_signals
 from simulator.sender import BrokerUnreachable, KafkaSink, Sink, StdoutSink
 from simulator.status import StatusLine
 from simulator.truth import Truth
+from sml_assets.kafka_security import KafkaSecurity, KafkaSettingsError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -24,9 +24,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sml-simulator",
         description="Play a server fleet and its load balancer into Kafka, with ground truth.",
-        epilog="Kafka security comes from the environment, as for sml's runs: SML_KAFKA_SECURITY_PROTOCOL, "
-               "SML_KAFKA_SASL_MECHANISM, SML_KAFKA_SASL_USERNAME, SML_KAFKA_SASL_PASSWORD, "
-               "SML_KAFKA_SSL_CA_LOCATION, SML_KAFKA_SSL_CERTIFICATE_LOCATION, SML_KAFKA_SSL_KEY_LOCATION.",
+        epilog=(
+            "Kafka security comes from the environment, as for sml's runs: SML_KAFKA_SECURITY_PROTOCOL, "
+            "SML_KAFKA_SASL_MECHANISM, SML_KAFKA_SASL_USERNAME, SML_KAFKA_SASL_PASSWORD, "
+            "SML_KAFKA_SSL_CA_LOCATION, SML_KAFKA_SSL_CERTIFICATE_LOCATION, SML_KAFKA_SSL_KEY_LOCATION."
+        ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     fleet = parser.add_argument_group("traffic")

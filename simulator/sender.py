@@ -8,9 +8,9 @@ from typing import BinaryIO, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Message as KafkaMessage, Producer
 
-from sml_assets.kafka_security import KafkaSecurity
 from simulator.records import Message, Stream
 from simulator.truth import Truth
+from sml_assets.kafka_security import KafkaSecurity
 
 DELIVERY_TIMEOUT_MS = 30_000
 """A message not acknowledged within this time is reported failed, so a run never hangs."""

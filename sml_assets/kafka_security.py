@@ -214,9 +214,11 @@ def speaks_tls(address: str, timeout_s: float) -> bool:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s) as raw:
-            with context.wrap_socket(raw, server_hostname=host.strip("[]")):
-                return True
+        with (
+            socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s) as raw,
+            context.wrap_socket(raw, server_hostname=host.strip("[]")),
+        ):
+            return True
     except (OSError, ValueError):
         return False
 
