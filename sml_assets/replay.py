@@ -23,12 +23,8 @@ from dagster import EnvVar
 
 from sml_assets.ingest import DEFAULT_CONSUMER
 from sml_assets.resources.database import DatabaseUnavailableError, MetricsDatabase
-from sml_assets.resources.kafka import (
-    KafkaResource,
-    KafkaSettingsError,
-    KafkaUnavailableError,
-    lag_per_partition,
-)
+from sml_assets.kafka_security import KafkaSettingsError
+from sml_assets.resources.kafka import KafkaResource, KafkaUnavailableError, lag_per_partition
 from sml_assets.settings import kafka_security_settings, setting
 
 

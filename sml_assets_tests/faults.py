@@ -227,7 +227,9 @@ class PrivateKafka:
         config = self._config()
         data = self.root / "data"
         if not (data / "meta.properties").exists():
-            cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+            cluster = "-"
+            while cluster.startswith("-"):  # kafka-storage would read a leading '-' as an option
+                cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
             formatted = subprocess.run(
                 [
                     *self._java("256m"),

@@ -24,6 +24,7 @@ from dagster import materialize
 from sqlalchemy import select
 
 from sml_assets.assets import logs
+from sml_assets.replay import main as replay_main
 from sml_assets.resources.database import MetricsDatabase
 from sml_assets.resources.kafka import KafkaResource, KafkaUnavailableError
 from sml_assets.resources.spark import SparkResource
@@ -89,7 +90,8 @@ def summarize(kafka: KafkaResource, spark: SparkResource, data: Path) -> pd.Data
 
 
 def test_simulator_server_metrics_and_log_summary_over_sasl_ssl_get_what_plaintext_gets(
-    secured_kafka: SecuredKafka, spark_jars_dir: Path, tmp_path: Path
+    secured_kafka: SecuredKafka, spark_jars_dir: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:
     create_topics(secured_kafka, "plain-metrics", "plain-logs", "secure-metrics", "secure-logs")
     plain_out = simulate(secured_kafka.bootstrap, "plain-metrics", "plain-logs", {}, tmp_path)
@@ -108,6 +110,13 @@ def test_simulator_server_metrics_and_log_summary_over_sasl_ssl_get_what_plainte
     assert reports[1]["messages read"] == reports[0]["messages read"] > 0
     assert reports[1]["rows inserted"] == reports[0]["rows inserted"] > 0
     assert rows(databases[1]) == rows(databases[0])
+
+    for name, value in {**secured_kafka.environment(), "SML_METRICS_DB_URL": databases[1].url}.items():
+        monkeypatch.setenv(name, value)
+    capsys.readouterr()
+    assert replay_main(["--topic", "secure-metrics", "show"]) == 0
+    shown = capsys.readouterr().out
+    assert f"{reports[1]['messages read']:>10}" in shown.splitlines()[-1], shown
 
     spark = SparkResource(jars_dir=str(spark_jars_dir))
     over_plaintext = summarize(plain, spark, tmp_path / "plain-data")
@@ -246,3 +255,19 @@ def test_a_client_certificate_from_the_ca_is_accepted_for_mtls_and_one_from_a_st
     ):
         with pytest.raises(KafkaUnavailableError, match="SML_KAFKA_SSL_CERTIFICATE_LOCATION"):
             refused.watermarks("mtls-topic")
+
+
+def test_the_simulator_with_a_wrong_password_exits_naming_the_variables_not_the_password(
+    secured_kafka: SecuredKafka,
+) -> None:
+    create_topics(secured_kafka, "sim-wrong-metrics", "sim-wrong-logs")
+    wrong = "pw-sim-" + secured_kafka.password[3:]
+    result = subprocess.run(
+        [sys.executable, "-m", "simulator", "--metrics-topic", "sim-wrong-metrics", "--logs-topic", "sim-wrong-logs",
+         "--count", "10", "--broker-timeout", "5"],
+        check=False, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+        env={**SUBPROCESS_ENV, **secured_kafka.environment(), "SML_KAFKA_SASL_PASSWORD": wrong},
+    )
+    assert result.returncode == 1
+    assert f"refused the login of SML_KAFKA_SASL_USERNAME={secured_kafka.user}" in result.stderr
+    assert wrong not in result.stdout + result.stderr

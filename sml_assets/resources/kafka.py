@@ -30,10 +30,7 @@ from sml_assets.kafka_security import (
     PROTOCOLS,
     USERNAME_VARIABLE,
     KafkaSecurity,
-    KafkaSettingsError,
 )
-
-__all__ = ["KafkaResource", "KafkaSettingsError", "KafkaUnavailableError"]
 
 BOOTSTRAP_VARIABLE = "SML_KAFKA_BOOTSTRAP_SERVERS"
 METRICS_TOPIC_VARIABLE = "SML_METRICS_TOPIC"
