@@ -9,6 +9,7 @@ import base64
 import os
 import subprocess
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,23 @@ SASL_PASSWORD = "sml-dev-only"  # local development broker only; production cred
 SCRAM_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256")
 HERE = Path(__file__).resolve().parent
 BROKER = Daemon(NAME, "broker")
+RESERVED_IDS = frozenset({bytes(16), bytes(15) + b"\x01"})
+"""Kafka's Uuid.ZERO_UUID and Uuid.ONE_UUID (the metadata topic's id): never handed out as ids."""
+
+
+def new_cluster_id(draw: Callable[[], bytes] = lambda: uuid.uuid4().bytes) -> str:
+    """A KRaft cluster id that `StorageTool format -t` accepts, drawn like Kafka's Uuid.randomUuid().
+
+    16 random bytes as unpadded base64url; an id starting with '-' (1 draw in 64) is drawn again,
+    as Kafka does, because the tool's argument parser takes it for an option and refuses it.
+    """
+    while True:
+        raw = draw()
+        if len(raw) != 16:
+            raise ValueError(f"a Kafka cluster id is 16 bytes, the draw gave {len(raw)}")
+        encoded = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+        if raw not in RESERVED_IDS and not encoded.startswith("-"):
+            return encoded
 
 
 def _topics() -> list[str]:
@@ -154,7 +172,7 @@ def _format(config: Path) -> None:
     marker = stack_dir(NAME) / "data" / "meta.properties"
     if marker.exists():
         return
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    cluster_id = new_cluster_id()
     say(NAME, f"formatting KRaft storage (cluster {cluster_id})")
     scram = scram_format_args(SASL_USER, SASL_PASSWORD) if sasl_enabled() else []
     result = _java(

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-import base64
+import functools
 import importlib.util
 import os
 import select
@@ -19,7 +19,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -64,6 +63,7 @@ def start_metrics_run(
     )
 
 
+@functools.cache
 def devstack_kafka() -> ModuleType:
     """devstack/kafka.py, loaded by path: as plain `kafka` it would hide kafka-python's package."""
     devstack = str(REPO_ROOT / "devstack")
@@ -227,9 +227,7 @@ class PrivateKafka:
         config = self._config()
         data = self.root / "data"
         if not (data / "meta.properties").exists():
-            cluster = "-"
-            while cluster.startswith("-"):  # kafka-storage would read a leading '-' as an option
-                cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+            cluster = devstack_kafka().new_cluster_id()
             formatted = subprocess.run(
                 [
                     *self._java("256m"),
