@@ -9,12 +9,15 @@ from typing import BinaryIO, Protocol
 from confluent_kafka import KafkaError, KafkaException, Message as KafkaMessage, Producer
 
 from simulator.records import Message, Stream
+from simulator.topics import POLL_S, topic_problem
 from simulator.truth import Truth
 from sml_assets.kafka_security import KafkaSecurity
 
 DELIVERY_TIMEOUT_MS = 30_000
 """A message not acknowledged within this time is reported failed, so a run never hangs."""
 POLL_EVERY = 1_000
+TOPIC_LOOK_AGAIN_S = 5.0
+"""A topic created a moment ago may not be in the broker's metadata yet: look again this long."""
 
 
 class BrokerUnreachable(RuntimeError):
@@ -102,14 +105,19 @@ class KafkaSink:
                 f"{timeout_s:g}s ({error.args[0].str()}{seen}): "
                 "is the stack up? run 'make stack-up'"
             ) from None
+        deadline = time.monotonic() + TOPIC_LOOK_AGAIN_S
         for topic in self._topics.values():
-            if topic in metadata.topics and metadata.topics[topic].error is None:
-                continue
-            found = self._producer.list_topics(topic=topic, timeout=timeout_s).topics.get(topic)
-            if found is None or found.error is not None:
+            problem = topic_problem(metadata, topic)
+            while problem is not None and time.monotonic() < deadline:
+                time.sleep(POLL_S)
+                try:
+                    problem = topic_problem(self._producer.list_topics(topic=topic, timeout=timeout_s), topic)
+                except KafkaException as error:
+                    problem = error.args[0].str()
+            if problem is not None:
                 raise BrokerUnreachable(
-                    f"topic {topic!r} does not exist on {self._bootstrap_servers} "
-                    f"({found.error.str() if found else 'no metadata'}): create it, or pick "
+                    f"topic {topic!r} does not exist on {self._bootstrap_servers} ({problem}, "
+                    f"still after looking again for {TOPIC_LOOK_AGAIN_S:g}s): create it, or pick "
                     f"another with --metrics-topic/--logs-topic"
                 )
 

@@ -1,5 +1,6 @@
 """Fixtures shared by the suite: the real local stack (started once, reused if running) and
-per-test isolation (own topic, own table, own HDFS path, own data dir)."""
+per-test isolation (own topic, own table, own HDFS path, own data dir), and the check at the end
+of the session that nothing a test made was left behind (`sml_assets_tests/leaks.py`)."""
 from __future__ import annotations
 
 import os
@@ -10,8 +11,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
+from simulator.topics import wait_for_topics
+from sml_assets.resources.database import MetricsDatabase
 from sml_assets.resources.hdfs import HdfsResource
+from sml_assets_tests.leaks import SESSION_VARIABLE, Leaks, find_leaks
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 KAFKA_BOOTSTRAP = os.environ.get("SML_TEST_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
@@ -20,6 +25,15 @@ POSTGRES_URL = os.environ.get(
 )
 HDFS_URL = os.environ.get("SML_TEST_HDFS_URL", "http://127.0.0.1:9870")
 HDFS_USER = "root"
+HDFS_TEST_ROOT = f"/user/{HDFS_USER}/sml-tests"
+TOPIC_READY_S = 30
+
+SESSION = uuid.uuid4().hex[:6]
+TEST_PREFIX = f"t_{SESSION}_"
+"""Every topic, PostgreSQL table and HDFS folder a test of this session makes starts with this, so
+the leak check looks at this session's leftovers only, while other sessions share the stack."""
+os.environ[SESSION_VARIABLE] = SESSION
+"""Inherited by every process a test starts: the leak check finds survivors by it."""
 
 
 def stack_data_dir() -> Path:
@@ -28,14 +42,17 @@ def stack_data_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def stack() -> None:
-    """Bring the local stack up once per session (a no-op when it already runs)."""
+def stack(pytestconfig: pytest.Config) -> None:
+    """Bring the local stack up once per session (a no-op when it already runs). Its services
+    outlive the session, so they do not carry the session's mark the leak check looks for."""
     result = subprocess.run(
         [sys.executable, str(REPO_ROOT / "devstack" / "stack.py"), "up"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=1800,
+        env={key: value for key, value in os.environ.items() if key != SESSION_VARIABLE},
     )
     if result.returncode != 0:
         pytest.fail(f"local stack did not come up:\n{result.stdout}\n{result.stderr}")
+    pytestconfig.stash[STACK_USED] = True
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +78,7 @@ def spark_jars_dir(stack: None) -> Path:
 @pytest.fixture
 def hdfs(hdfs_url: str, unique_name: str) -> Iterator[HdfsResource]:
     """An HDFS resource whose folder is this test's own; the folder is removed afterwards."""
-    root = f"/user/{HDFS_USER}/sml-tests/{unique_name}"
+    root = f"{HDFS_TEST_ROOT}/{unique_name}"
     resource = HdfsResource(url=hdfs_url, user=HDFS_USER, base_dir=f"{root}/HDFS_Proj", retry_seconds=20)
     yield resource
     resource.client().delete(root, recursive=True)
@@ -69,14 +86,26 @@ def hdfs(hdfs_url: str, unique_name: str) -> Iterator[HdfsResource]:
 
 @pytest.fixture
 def unique_name(request: pytest.FixtureRequest) -> str:
-    """A short name unique to this test, usable as topic, table or path component."""
-    stem = "".join(c if c.isalnum() else "_" for c in request.node.name)[:40].strip("_").lower()
-    return f"t_{stem}_{uuid.uuid4().hex[:8]}"
+    """A name unique to this test, at most 40 characters (a table name as it is), usable as topic,
+    table or path component; it starts with this session's TEST_PREFIX."""
+    stem = "".join(c if c.isalnum() else "_" for c in request.node.name)[:22].strip("_").lower()
+    return f"{TEST_PREFIX}{stem}_{uuid.uuid4().hex[:8]}"
+
+
+def drop_postgres_test_data(database: MetricsDatabase, unique_name: str) -> None:
+    """Remove what a test wrote to the shared PostgreSQL: its metrics table, and its topics' rows
+    in sml's shared tables (their names start with the test's `unique_name`)."""
+    with database.transaction() as connection:
+        connection.execute(text(f'DROP TABLE IF EXISTS "{database.table}"'))
+        for table in (database.tables.offsets, database.tables.dead_letters):
+            connection.execute(table.delete().where(table.c.kafka_topic.startswith(unique_name, autoescape=True)))
+    database.engine().dispose()
 
 
 @pytest.fixture
 def new_topic(kafka_bootstrap: str, unique_name: str) -> Iterator[Callable[..., str]]:
-    """Create topics of its own for a test (deleted afterwards): new_topic(partitions=1)."""
+    """Create topics of its own for a test (deleted afterwards, even when it fails):
+    new_topic(partitions=1). Returns once a new client sees every partition with a leader."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
@@ -85,17 +114,24 @@ def new_topic(kafka_bootstrap: str, unique_name: str) -> Iterator[Callable[..., 
     def make(partitions: int = 1, suffix: str = "") -> str:
         name = f"{unique_name}{suffix}-{len(created)}"
         futures = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
-        futures[name].result(timeout=30)
         created.append(name)
+        futures[name].result(timeout=30)
+        wait_for_topics(kafka_bootstrap, {name: partitions}, TOPIC_READY_S)
         return name
 
     yield make
-    if created:
-        for future in admin.delete_topics(created, operation_timeout=30).values():
-            try:
-                future.result(timeout=30)
-            except Exception:
-                pass
+    delete_topics(admin, created)
+
+
+def delete_topics(admin: object, names: list[str]) -> None:
+    """Delete topics a test made; what fails to go is reported by the leak check at the end."""
+    if not names:
+        return
+    for future in admin.delete_topics(names, operation_timeout=30).values():  # type: ignore[attr-defined]
+        try:
+            future.result(timeout=30)
+        except Exception:
+            pass
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -106,3 +142,35 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if stress:
         config.hook.pytest_deselected(items=stress)
         items[:] = [item for item in items if not item.get_closest_marker("stress")]
+
+
+STACK_USED = pytest.StashKey[bool]()
+LEAKS = pytest.StashKey[Leaks]()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Fail the run when a test left something behind (after every fixture's teardown)."""
+    leaks = find_leaks(
+        SESSION,
+        TEST_PREFIX,
+        services=session.config.stash.get(STACK_USED, False),
+        kafka_bootstrap=KAFKA_BOOTSTRAP,
+        postgres_url=POSTGRES_URL,
+        hdfs_url=HDFS_URL,
+        hdfs_roots=[HDFS_TEST_ROOT, "/user"],
+    )
+    session.config.stash[LEAKS] = leaks
+    if leaks and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    leaks = config.stash.get(LEAKS, None)
+    if leaks:
+        terminalreporter.section("left behind by this session's tests: the run fails", red=True)
+        terminalreporter.line(
+            f"made by tests of this session (names start with {TEST_PREFIX}, processes carry "
+            f"{SESSION_VARIABLE}={SESSION}) and not removed by their fixtures:"
+        )
+        terminalreporter.line(leaks.report())

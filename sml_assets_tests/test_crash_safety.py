@@ -24,14 +24,14 @@ from random import Random
 
 import pytest
 from dagster import materialize
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from sml_assets.assets import logs
 from sml_assets.resources.database import MetricsDatabase
 from sml_assets.resources.kafka import KafkaResource
 from sml_assets.resources.spark import SparkResource
 from sml_assets.resources.storage import LocalStorage
-from sml_assets_tests.conftest import REPO_ROOT
+from sml_assets_tests.conftest import REPO_ROOT, drop_postgres_test_data
 from sml_assets_tests.faults import SUBPROCESS_ENV, start_metrics_run, wait_until
 from sml_assets_tests.test_log_summary_asset import spark_resource  # noqa: F401  (module fixture)
 from sml_assets_tests.test_metrics_asset import metadata, run
@@ -130,8 +130,7 @@ def trial_database(
     yield make
     for database in made:
         if database.url.startswith("postgresql"):
-            with database.transaction() as connection:
-                connection.execute(text(f'DROP TABLE IF EXISTS "{database.table}"'))
+            drop_postgres_test_data(database, unique_name)
         database.engine().dispose()
 
 

@@ -73,10 +73,9 @@ def postgres_db(postgres_url: str, unique_name: str) -> Iterator[MetricsDatabase
     database.ensure_tables()
     yield database
     with database.transaction() as connection:
-        connection.execute(text(f'DROP TABLE IF EXISTS "{database.table}"'))
         for table in (database.tables.offsets, database.tables.dead_letters):
             connection.execute(table.delete().where(table.c.kafka_topic == TOPIC))
-    database.engine().dispose()
+    drop_postgres_test_data(database, unique_name)
 
 
 def test_tables_are_created_once_and_creation_is_idempotent(sqlite_db: MetricsDatabase) -> None:

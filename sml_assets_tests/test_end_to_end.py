@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 
@@ -11,6 +12,7 @@ import pytest
 from hdfs import InsecureClient
 from sqlalchemy import create_engine, text
 
+from simulator.topics import wait_for_topics
 from sml_assets_tests.conftest import REPO_ROOT
 from sml_assets_tests.e2e import BIN, Deployment
 
@@ -26,19 +28,26 @@ SIMULATION = ["--seed", "11", "--servers", "10", "--metrics-interval", "20", "--
 
 
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory, stack: None) -> Deployment:
+def deployment(tmp_path_factory: pytest.TempPathFactory, stack: None) -> Iterator[Deployment]:
+    """The module's deployment; its topics and its HDFS user folder go afterwards, pass or fail."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    from sml_assets_tests.conftest import KAFKA_BOOTSTRAP
+    from sml_assets_tests.conftest import KAFKA_BOOTSTRAP, TEST_PREFIX, TOPIC_READY_S, delete_topics
 
     root = tmp_path_factory.mktemp("e2e")
-    name = f"e2e_{root.name.replace('-', '_')}_{id(root) % 100000}"
-    metrics_topic, logs_topic = f"{name}-metrics", f"{name}-logs"
+    name = f"{TEST_PREFIX}e2e_{uuid.uuid4().hex[:8]}"
+    topics = {f"{name}-metrics": 3, f"{name}-logs": 2}
     admin = AdminClient({"bootstrap.servers": KAFKA_BOOTSTRAP})
-    futures = admin.create_topics([NewTopic(metrics_topic, 3, 1), NewTopic(logs_topic, 2, 1)])
-    for future in futures.values():
-        future.result(timeout=30)
-    return Deployment.create(root, name, metrics_topic, logs_topic)
+    futures = admin.create_topics([NewTopic(topic, partitions, 1) for topic, partitions in topics.items()])
+    deployment = Deployment.create(root, name, *topics)
+    try:
+        for future in futures.values():
+            future.result(timeout=30)
+        wait_for_topics(KAFKA_BOOTSTRAP, topics, TOPIC_READY_S)
+        yield deployment
+    finally:
+        delete_topics(admin, list(topics))
+        InsecureClient(deployment.env["SML_HDFS_URL"], user=name).delete(f"/user/{name}", recursive=True)
 
 
 def read_table(deployment: Deployment) -> list[tuple]:
@@ -148,29 +157,37 @@ def free_port() -> int:
 def webserver(deployment: Deployment) -> Iterator[str]:
     """dagster-webserver on a free loopback port over the deployment's instance."""
     import subprocess
-    import time
     import urllib.request
 
+    from sml_assets_tests.faults import wait_until
+
     port = free_port()
-    log = open(deployment.root / "webserver.log", "wb")
-    process = subprocess.Popen(
-        [str(BIN / "dagster-webserver"), "-m", "sml_assets.definitions", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=REPO_ROOT, env=deployment.env, stdout=log, stderr=subprocess.STDOUT,
-    )
+    log_path = deployment.root / "webserver.log"
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
+
+    def answers() -> bool:
+        assert process.poll() is None, f"dagster-webserver exited with {process.returncode}; see {log_path}"
         try:
-            urllib.request.urlopen(f"{base}/server_info", timeout=2)
-            break
+            with urllib.request.urlopen(f"{base}/server_info", timeout=2):
+                return True
         except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"dagster-webserver did not start; see {deployment.root / 'webserver.log'}")
-            time.sleep(0.5)
-    yield base
-    process.terminate()
-    process.wait(timeout=30)
-    log.close()
+            return False
+
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [str(BIN / "dagster-webserver"), "-m", "sml_assets.definitions", "-h", "127.0.0.1", "-p", str(port)],
+            cwd=REPO_ROOT, env=deployment.env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until(answers, 120, f"dagster-webserver answering {base}/server_info (log: {log_path})", 0.5)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=30)
 
 
 ASSET_NAMES = ["metrics_topic", "logs_topic", "server_metrics", "log_summary", "hdfs_log_summary"]

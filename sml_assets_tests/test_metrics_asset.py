@@ -25,7 +25,7 @@ from dagster import (
     build_sensor_context,
     materialize,
 )
-from sqlalchemy import Column, Float, Integer, MetaData, String, Table, func, insert, select, text
+from sqlalchemy import Column, Float, Integer, MetaData, String, Table, func, insert, select
 
 from sml_assets.assets import metrics as metrics_assets
 from sml_assets.assets.metrics import server_metrics
@@ -36,6 +36,7 @@ from sml_assets.replay import main as replay_main
 from sml_assets.resources.database import MetricsDatabase, UtcDateTime
 from sml_assets.resources.kafka import KafkaResource
 from sml_assets.resources.storage import LocalStorage
+from sml_assets_tests.conftest import drop_postgres_test_data
 from sml_assets_tests.faults import start_metrics_run, wait_until
 
 pytestmark = pytest.mark.integration
@@ -99,9 +100,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path, unique_name: str) -
         return
     db = MetricsDatabase(url=request.getfixturevalue("postgres_url"), table=unique_name[:40])
     yield db
-    with db.transaction() as connection:
-        connection.execute(text(f'DROP TABLE IF EXISTS "{db.table}"'))
-    db.engine().dispose()
+    drop_postgres_test_data(db, unique_name)
 
 
 @pytest.fixture

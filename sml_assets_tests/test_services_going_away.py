@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 from dagster import materialize
 from hdfs import InsecureClient
-from sqlalchemy import text
 
 from sml_assets.assets.hdfs import SUMMARY_FILE, hdfs_log_summary
 from sml_assets.resources.database import MetricsDatabase
 from sml_assets.resources.hdfs import HdfsResource
 from sml_assets.resources.kafka import KafkaResource
 from sml_assets.resources.storage import LocalStorage
+from simulator.topics import wait_for_topics
+from sml_assets_tests.conftest import TOPIC_READY_S, drop_postgres_test_data
 from sml_assets_tests.faults import PrivateKafka, TcpProxy, wait_until
 from sml_assets_tests.test_crash_safety import CONSUMER, assert_offsets_cover_exactly_what_is_stored
 from sml_assets_tests.test_metrics_asset import failure_message, good, metadata, produce, run, table_count
@@ -33,9 +34,11 @@ BACKLOG = 30_000
 @pytest.fixture(scope="module")
 def private_kafka(tmp_path_factory: pytest.TempPathFactory, stack: None) -> Iterator[PrivateKafka]:
     broker = PrivateKafka(tmp_path_factory.mktemp("private-kafka"))
-    broker.start()
-    yield broker
-    broker.stop()
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.stop()
 
 
 def cut_when(condition: Callable[[], bool], proxy: TcpProxy, timeout_s: float = 120) -> threading.Thread:
@@ -63,6 +66,7 @@ def test_kafka_going_away_mid_run_fails_naming_the_brokers_and_the_next_run_comp
     topic = "going-away"
     admin = AdminClient({"bootstrap.servers": private_kafka.bootstrap})
     admin.create_topics([NewTopic(topic, 2, 1)])[topic].result(timeout=30)
+    wait_for_topics(private_kafka.bootstrap, {topic: 2}, TOPIC_READY_S)
     padded = [good(n) + b", note: " + b"x" * 1000 for n in range(BACKLOG // 2)]
     for partition in range(2):
         produce(private_kafka.bootstrap, topic, padded, partition=partition)
@@ -127,9 +131,7 @@ def test_database_going_away_mid_run_fails_naming_the_url_masked_and_the_next_ru
         assert assert_offsets_cover_exactly_what_is_stored(direct, topic) == BACKLOG
     finally:
         proxy.close()
-        with direct.transaction() as connection:
-            connection.execute(text(f'DROP TABLE IF EXISTS "{direct.table}"'))
-        direct.engine().dispose()
+        drop_postgres_test_data(direct, unique_name)
         database.engine().dispose()
 
 

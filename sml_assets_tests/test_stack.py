@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sml_assets_tests.conftest import REPO_ROOT
+from sml_assets_tests.conftest import HDFS_TEST_ROOT, REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -42,14 +42,16 @@ def test_webhdfs_creates_renames_and_reads_a_file(hdfs_url: str, unique_name: st
     from hdfs import InsecureClient
 
     client = InsecureClient(hdfs_url, user="root")
-    base = f"/tmp/sml-tests/{unique_name}"
-    client.makedirs(base)
-    client.write(f"{base}/a.csv", data=b"x,y\n1,2\n", overwrite=True)
-    client.rename(f"{base}/a.csv", f"{base}/b.csv")
-    with client.read(f"{base}/b.csv") as reader:
-        assert reader.read() == b"x,y\n1,2\n"
-    assert client.status(f"{base}/a.csv", strict=False) is None
-    client.delete(base, recursive=True)
+    base = f"{HDFS_TEST_ROOT}/{unique_name}"
+    try:
+        client.makedirs(base)
+        client.write(f"{base}/a.csv", data=b"x,y\n1,2\n", overwrite=True)
+        client.rename(f"{base}/a.csv", f"{base}/b.csv")
+        with client.read(f"{base}/b.csv") as reader:
+            assert reader.read() == b"x,y\n1,2\n"
+        assert client.status(f"{base}/a.csv", strict=False) is None
+    finally:
+        client.delete(base, recursive=True)
 
 
 def test_postgres_accepts_sqlalchemy_connections(postgres_url: str) -> None:

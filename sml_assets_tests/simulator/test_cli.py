@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from sml_assets_tests.conftest import REPO_ROOT
+from sml_assets_tests.faults import wait_until
 from sml_assets_tests.simulator.grammar import parse_log_line, parse_metrics
 
 SIMULATOR = [sys.executable, "-m", "simulator"]
@@ -71,11 +72,15 @@ def test_sigterm_flushes_writes_the_truth_and_exits_cleanly(tmp_path: Path) -> N
         process = subprocess.Popen([*SIMULATOR, "--stdout", "--log-rate", "200", "--seed", "5",
                                     "--truth", str(truth)],
                                    cwd=REPO_ROOT, stdout=out, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 30
-        while output.stat().st_size == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
+    try:
+        wait_until(lambda: output.stat().st_size > 0 or process.poll() is not None, 30,
+                   f"the simulator's first line in {output}")
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
     assert process.returncode == 0, stderr
     assert b"stopped by SIGTERM" in stderr
     lines = output.read_bytes().splitlines()

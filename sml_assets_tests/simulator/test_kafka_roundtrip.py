@@ -14,6 +14,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from sml_assets_tests.conftest import REPO_ROOT
+from sml_assets_tests.faults import wait_until
 from sml_assets_tests.simulator.grammar import parse_metrics
 from sml_assets_tests.simulator.test_truth import as_counters, recount
 
@@ -68,19 +69,18 @@ def assert_truth_matches_topics(truth_path: Path, bootstrap: str, metrics: str, 
 
 
 def wait_for_records(bootstrap: str, topic: str, at_least: int, process: subprocess.Popen) -> None:
-    """Until partition 0 holds `at_least` records; a new topic's leader may take a moment."""
-    deadline = time.monotonic() + 30
+    """Until partition 0 holds `at_least` records, while the simulator still runs."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{topic}-probe"})
+
+    def arrived() -> bool:
+        assert process.poll() is None, f"the simulator exited ({process.returncode}) before {at_least} records"
+        try:
+            return consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=5)[1] >= at_least
+        except KafkaException:
+            return False
+
     try:
-        while True:
-            assert time.monotonic() < deadline and process.poll() is None, "no traffic arrived"
-            try:
-                _, end = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=5)
-                if end >= at_least:
-                    return
-            except KafkaException:
-                pass
-            time.sleep(0.1)
+        wait_until(arrived, 30, f"{at_least} records in {topic} partition 0", 0.1)
     finally:
         consumer.close()
 
@@ -118,10 +118,34 @@ def test_sigterm_mid_run_flushes_and_the_truth_still_matches(
          "--malformed-rate", "0.05", "--truth", str(truth_path)],
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
-    wait_for_records(kafka_bootstrap, logs, 20, process)
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=60)
+    try:
+        wait_for_records(kafka_bootstrap, logs, 20, process)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=30)
     assert process.returncode == 0, stderr.decode()
     assert b"stopped by SIGTERM" in stderr
     truth = assert_truth_matches_topics(truth_path, kafka_bootstrap, metrics, logs)
     assert truth["acked"] > 20
+
+
+def test_a_missing_topic_is_looked_for_again_then_named_in_a_clear_error(
+    kafka_bootstrap: str, new_topic: Callable[..., str], unique_name: str
+) -> None:
+    from simulator.sender import TOPIC_LOOK_AGAIN_S
+
+    missing = f"{unique_name}-never-created"
+    started = time.monotonic()
+    result = subprocess.run(
+        [*SIMULATOR, "--bootstrap-servers", kafka_bootstrap, "--metrics-topic", new_topic(),
+         "--logs-topic", missing, "--count", "10"],
+        cwd=REPO_ROOT, capture_output=True, timeout=60,
+    )
+    assert result.returncode == 1, result.stderr.decode()
+    message = result.stderr.decode()
+    assert f"topic {missing!r} does not exist on {kafka_bootstrap}" in message
+    assert f"still after looking again for {TOPIC_LOOK_AGAIN_S:g}s" in message
+    assert time.monotonic() - started >= TOPIC_LOOK_AGAIN_S
