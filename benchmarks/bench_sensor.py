@@ -92,8 +92,13 @@ def _finished_run(home: Path) -> dict[str, float]:
     deadline = time.monotonic() + LATENCY_DEADLINE_S
     while True:
         record = _last_run(home)
-        if record["ended"] is not None or time.monotonic() > deadline:
+        if record["ended"] is not None:
             return record
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"the newest {ingest_metrics_job.name} run in {home} had not ended after "
+                f"{LATENCY_DEADLINE_S:g}s (status {record['status']}); see the daemon log beside it"
+            )
         time.sleep(1)
 
 
@@ -123,7 +128,7 @@ def run(repeats: int) -> dict[str, Stat]:
                 )
             for index in range(repeats + 1):
                 if index:
-                    time.sleep(rng.uniform(0, 30))
+                    time.sleep(rng.uniform(0, 30))  # a random phase against the 30 s sensor tick, not a wait
                 produce(metrics, values[index * BACKLOG:(index + 1) * BACKLOG])
                 sent = time.time()
                 done = _wait_rows(engine, table, (index + 1) * BACKLOG,

@@ -27,16 +27,19 @@ from simulator.generator import SimulationOptions, generate
 from simulator.records import Stream
 from simulator.runner import FLUSH_TIMEOUT_S
 from simulator.sender import producer_config
+from simulator.topics import wait_for_topics
 
 START = "2026-11-25T16:00:00Z"
 START_MS = 1_795_622_400_000
 SEED = 1
 
 
-def create_topics(admin: AdminClient, names: list[str], partitions: int) -> None:
+def create_topics(admin: AdminClient, bootstrap: str, names: list[str], partitions: int) -> None:
+    """Create topics and return once a new client sees a leader for every partition."""
     futures = admin.create_topics([NewTopic(name, partitions, 1) for name in names])
     for future in futures.values():
         future.result(timeout=30)
+    wait_for_topics(bootstrap, dict.fromkeys(names, partitions), 30)
 
 
 def run_simulator(bootstrap: str, metrics: str, logs: str, messages: int) -> float:
@@ -107,8 +110,8 @@ def main() -> int:
             for mode in ("bare", "simulator"):
                 stem = f"{prefix}-{mode}-{repeat}"
                 metrics, logs = f"{stem}-metrics", f"{stem}-logs"
-                create_topics(admin, [metrics, logs], args.partitions)
                 created += [metrics, logs]
+                create_topics(admin, args.bootstrap_servers, [metrics, logs], args.partitions)
                 rate = (run_bare(args.bootstrap_servers, metrics, logs, prebuilt) if mode == "bare"
                         else run_simulator(args.bootstrap_servers, metrics, logs, args.messages))
                 rates[mode].append(rate)

@@ -20,6 +20,7 @@ from simulator.generator import SimulationOptions, generate
 from simulator.records import Stream
 from simulator.runner import FLUSH_TIMEOUT_S
 from simulator.sender import producer_config
+from simulator.topics import wait_for_topics
 
 BOOTSTRAP = os.environ.get("SML_BENCH_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 POSTGRES_URL = os.environ.get(
@@ -76,12 +77,15 @@ def admin() -> AdminClient:
 
 @contextlib.contextmanager
 def own_topics(count: int, stem: str, partitions: int = 1) -> Iterator[list[str]]:
-    """Fresh topics for one benchmark, deleted afterwards whatever happens."""
+    """Fresh topics for one benchmark, ready for clients (a leader for every partition), deleted
+    afterwards whatever happens."""
     client = admin()
     names = [unique(f"{stem}{i}") for i in range(count)]
-    for future in client.create_topics([NewTopic(n, partitions, 1) for n in names]).values():
-        future.result(timeout=30)
+    futures = client.create_topics([NewTopic(n, partitions, 1) for n in names])
     try:
+        for future in futures.values():
+            future.result(timeout=30)
+        wait_for_topics(BOOTSTRAP, dict.fromkeys(names, partitions), 30)
         yield names
     finally:
         for future in client.delete_topics(names, operation_timeout=30).values():

@@ -103,8 +103,8 @@ def simulator(messages: int, repeats: int) -> dict[str, Any]:
         for index in range(repeats):
             for mode in ("bare", "simulator"):
                 metrics, logs = f"{prefix}-{mode}-{index}-metrics", f"{prefix}-{mode}-{index}-logs"
-                bench_simulator.create_topics(client, [metrics, logs], 3)
                 created += [metrics, logs]
+                bench_simulator.create_topics(client, BOOTSTRAP, [metrics, logs], 3)
                 rate = (bench_simulator.run_bare(BOOTSTRAP, metrics, logs, prebuilt) if mode == "bare"
                         else bench_simulator.run_simulator(BOOTSTRAP, metrics, logs, messages))
                 rates[mode].append(rate)

@@ -10,10 +10,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+UI_START_TIMEOUT_S = 180.0
 
 
 def _dagster_home(data_dir: Path) -> Path:
@@ -21,6 +24,19 @@ def _dagster_home(data_dir: Path) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
     return home
+
+
+def _wait_for_ui(url: str, dagster: subprocess.Popen[bytes], timeout_s: float) -> bool:
+    """True once the webserver answers; False if `dagster dev` exits or the deadline passes."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    deadline = time.monotonic() + timeout_s
+    while dagster.poll() is None and time.monotonic() < deadline:
+        try:
+            with opener.open(f"{url}/server_info", timeout=2):
+                return True
+        except OSError:
+            time.sleep(0.5)
+    return False
 
 
 def _default_sigint() -> None:
@@ -47,8 +63,7 @@ def main() -> int:
         [str(BIN / "dagster"), "dev", "-w", str(REPO_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", port],
         cwd=REPO_ROOT, env=env, start_new_session=True, preexec_fn=_default_sigint,
     ))
-    print(f"Dagster UI: http://127.0.0.1:{port}  (Ctrl-C stops the simulator and Dagster; "
-          "`make stack-down` stops the services)", flush=True)
+    ui = f"http://127.0.0.1:{port}"
 
     def stop(*_: object) -> None:
         """SIGTERM makes the simulator flush; `dagster dev` shuts down its services on SIGINT."""
@@ -59,6 +74,13 @@ def main() -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop())
     try:
+        print(f"Dagster UI: starting on {ui} ...", flush=True)
+        if _wait_for_ui(ui, children[-1], UI_START_TIMEOUT_S):
+            print(f"Dagster UI: {ui}  (Ctrl-C stops the simulator and Dagster; "
+                  "`make stack-down` stops the services)", flush=True)
+        elif children[-1].poll() is None:
+            print(f"Dagster UI: {ui}/server_info did not answer within {UI_START_TIMEOUT_S:.0f}s; "
+                  "`dagster dev` is still starting, see its output above (Ctrl-C stops everything)", flush=True)
         children[-1].wait()
     finally:
         stop()

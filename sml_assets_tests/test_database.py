@@ -23,6 +23,7 @@ from sml_assets.resources.database import (
     metrics_schema,
     validate_table_name,
 )
+from sml_assets_tests.conftest import drop_postgres_test_data
 
 TOPIC = "metrics-test"
 EVENT_TIME = datetime(2026, 11, 25, 16, 0, 3, 250_000, tzinfo=UTC)
@@ -43,9 +44,9 @@ def row(offset: int, partition: int = 0, **overrides: Any) -> dict[str, Any]:
     }
 
 
-def dead_letter(offset: int, partition: int = 0) -> dict[str, Any]:
+def dead_letter(offset: int, partition: int = 0, topic: str = TOPIC) -> dict[str, Any]:
     return {
-        "kafka_topic": TOPIC,
+        "kafka_topic": topic,
         "kafka_partition": partition,
         "kafka_offset": offset,
         "raw_value": "id: x",
@@ -72,9 +73,6 @@ def postgres_db(postgres_url: str, unique_name: str) -> Iterator[MetricsDatabase
     database = MetricsDatabase(url=postgres_url, table=unique_name[:40])
     database.ensure_tables()
     yield database
-    with database.transaction() as connection:
-        for table in (database.tables.offsets, database.tables.dead_letters):
-            connection.execute(table.delete().where(table.c.kafka_topic == TOPIC))
     drop_postgres_test_data(database, unique_name)
 
 
@@ -277,14 +275,19 @@ def test_engine_options_set_a_connect_timeout_per_backend(url: str, expected: di
 
 @pytest.mark.integration
 def test_postgres_chunk_roundtrip_keeps_utc_and_offsets(postgres_db: MetricsDatabase) -> None:
+    """Its own topic name: sml_offsets and sml_dead_letters are shared by every session on the stack."""
+    topic = postgres_db.table
     postgres_db.ensure_tables()
-    postgres_db.commit_chunk("c", TOPIC, [row(0), row(1)], [dead_letter(2)], [OffsetAdvance(0, None, 3)])
+    postgres_db.commit_chunk(
+        "c", topic, [row(0, kafka_topic=topic), row(1, kafka_topic=topic)], [dead_letter(2, topic=topic)],
+        [OffsetAdvance(0, None, 3)],
+    )
     with postgres_db.transaction() as connection:
         times = connection.execute(select(postgres_db.tables.metrics.c.event_time)).scalars().all()
     assert times == [EVENT_TIME, EVENT_TIME]
-    assert postgres_db.stored_offsets("c", TOPIC) == {0: 3}
+    assert postgres_db.stored_offsets("c", topic) == {0: 3}
     with pytest.raises(OffsetConflictError):
-        postgres_db.commit_chunk("c", TOPIC, [row(3)], [], [OffsetAdvance(0, 0, 4)])
+        postgres_db.commit_chunk("c", topic, [row(3, kafka_topic=topic)], [], [OffsetAdvance(0, 0, 4)])
     assert count(postgres_db) == 2
 
 

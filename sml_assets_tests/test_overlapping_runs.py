@@ -68,9 +68,15 @@ def test_two_materializations_at_once_in_two_processes_never_double_insert(
         start_metrics_run(kafka_bootstrap, topic, database, CONSUMER, 100, stderr=subprocess.PIPE)
         for _ in range(2)
     ]
-    for process in runs:
-        _, stderr = process.communicate(timeout=300)
-        assert process.returncode == 0 or "OffsetConflictError" in stderr.decode(), stderr.decode()[-3000:]
+    try:
+        for process in runs:
+            _, stderr = process.communicate(timeout=300)
+            assert process.returncode == 0 or "OffsetConflictError" in stderr.decode(), stderr.decode()[-3000:]
+    finally:
+        for process in runs:
+            if process.poll() is None:
+                process.kill()
+                process.communicate(timeout=30)
     print(f"exit codes of the two runs: {[process.returncode for process in runs]}")
 
     assert_offsets_cover_exactly_what_is_stored(database, topic)
@@ -126,9 +132,15 @@ def test_the_tag_limit_queues_a_second_run_of_the_job_until_the_first_has_finish
         )
         for _ in range(2)
     ]
-    for launch in launches:
-        output, _ = launch.communicate(timeout=120)
-        assert launch.returncode == 0, output.decode()[-3000:]
+    try:
+        for launch in launches:
+            output, _ = launch.communicate(timeout=120)
+            assert launch.returncode == 0, output.decode()[-3000:]
+    finally:
+        for launch in launches:
+            if launch.poll() is None:
+                launch.kill()
+                launch.communicate(timeout=30)
     queued = instance.get_run_records(RunsFilter(job_name=ingest_metrics_job.name))
     assert [record.dagster_run.status for record in queued] == [DagsterRunStatus.QUEUED] * 2
 

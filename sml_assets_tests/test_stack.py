@@ -35,7 +35,7 @@ def test_kafka_round_trips_a_message(kafka_bootstrap: str, new_topic) -> None:
                 received = message.value()
     finally:
         consumer.close()
-    assert received == payload
+    assert received == payload, f"the produced message from {topic}, within 30s (got {received!r})"
 
 
 def test_webhdfs_creates_renames_and_reads_a_file(hdfs_url: str, unique_name: str) -> None:
