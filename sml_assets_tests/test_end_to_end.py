@@ -206,8 +206,8 @@ def test_ui_shows_lineage_and_latest_metadata(deployment: Deployment, webserver:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
         try:
-            page.goto(f"{webserver}/asset-groups")
             dismiss_welcome(page)
+            page.goto(f"{webserver}/asset-groups")
             expect(page.locator('[data-tooltip="kafka"]').first).to_be_visible(timeout=30_000)
             page.locator('[aria-label="settings"]').last.click()
             page.locator("text=Expand all groups >> visible=true").first.click()
@@ -242,10 +242,6 @@ def test_ui_shows_lineage_and_latest_metadata(deployment: Deployment, webserver:
 
 
 def dismiss_welcome(page) -> None:
-    """Dagster's first-visit community dialog covers the page; skip it when it shows."""
-    skip = page.get_by_role("button", name="Skip")
-    try:
-        skip.wait_for(timeout=5000)
-        skip.click()
-    except Exception:
-        pass
+    """Dagster's first-visit community dialog covers the page whenever it shows up (on a busy
+    machine, well after the page loads): skip it before any action or assertion it would block."""
+    page.add_locator_handler(page.get_by_role("button", name="Skip"), lambda skip: skip.click())
