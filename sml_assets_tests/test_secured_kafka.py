@@ -29,7 +29,8 @@ from sml_assets.resources.database import MetricsDatabase
 from sml_assets.resources.kafka import KafkaResource, KafkaUnavailableError
 from sml_assets.resources.spark import SparkResource
 from sml_assets.resources.storage import LocalStorage
-from sml_assets_tests.conftest import REPO_ROOT
+from simulator.topics import wait_for_topics
+from sml_assets_tests.conftest import REPO_ROOT, TOPIC_READY_S
 from sml_assets_tests.faults import SUBPROCESS_ENV, devstack_kafka, wait_until
 from sml_assets_tests.secured import SecuredKafka, devstack_tls
 from sml_assets_tests.test_metrics_asset import failure_message, metadata, run
@@ -48,9 +49,11 @@ def ca(tmp_path_factory: pytest.TempPathFactory) -> Any:
 @pytest.fixture(scope="module")
 def secured_kafka(tmp_path_factory: pytest.TempPathFactory, ca: Any, stack: None) -> Iterator[SecuredKafka]:
     broker = SecuredKafka(tmp_path_factory.mktemp("secured-kafka"), ca)
-    broker.start()
-    yield broker
-    broker.stop()
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.stop()
 
 
 def create_topics(broker: SecuredKafka, *names: str) -> None:
@@ -58,6 +61,7 @@ def create_topics(broker: SecuredKafka, *names: str) -> None:
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     for future in admin.create_topics([NewTopic(name, 1, 1) for name in names]).values():
         future.result(timeout=30)
+    wait_for_topics(broker.bootstrap, dict.fromkeys(names, 1), TOPIC_READY_S)
 
 
 def simulate(bootstrap: str, metrics: str, logs_topic: str, env: dict[str, str], tmp: Path) -> str:
@@ -231,9 +235,11 @@ def _watermarks_or_none(kafka: KafkaResource, topic: str) -> Any:
 def mtls_kafka(tmp_path_factory: pytest.TempPathFactory, ca: Any, stack: None) -> Iterator[SecuredKafka]:
     """A broker of its own whose SASL_SSL listener requires a client certificate from the CA."""
     broker = SecuredKafka(tmp_path_factory.mktemp("mtls-kafka"), ca, client_auth="required")
-    broker.start()
-    yield broker
-    broker.stop()
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.stop()
 
 
 def test_a_client_certificate_from_the_ca_is_accepted_for_mtls_and_one_from_a_stranger_is_not(
