@@ -13,7 +13,7 @@ from sml_assets.resources.hdfs import HdfsResource
 from sml_assets.resources.kafka import KafkaResource
 from sml_assets.resources.spark import SparkResource
 from sml_assets.resources.storage import LocalStorage
-from sml_assets.settings import kafka_security_settings, setting
+from sml_assets.settings import int_setting, kafka_security_settings, setting
 
 ASSET_MODULES = [topics, metrics, logs, hdfs]
 
@@ -28,6 +28,7 @@ defs = Definitions(
             bootstrap_servers=setting("SML_KAFKA_BOOTSTRAP_SERVERS"),
             metrics_topic=setting("SML_METRICS_TOPIC"),
             logs_topic=setting("SML_LOGS_TOPIC"),
+            max_clock_skew_s=int_setting("SML_MAX_CLOCK_SKEW"),
             **kafka_security_settings(),
         ),
         "metrics_db": MetricsDatabase(
