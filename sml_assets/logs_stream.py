@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from urllib.parse import unquote, urlparse
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -24,6 +25,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -146,6 +148,32 @@ def committed_positions(checkpoint: Path, topic: str) -> dict[int, int] | None:
     except (OSError, ValueError, AttributeError):
         return None
     return {}
+
+
+def read_rejects(rejects_dir: Path) -> pd.DataFrame:
+    """The rejects Spark's file sink committed (files its `_spark_metadata` log lists; a crashed
+    batch may leave others, which a replay writes again), `kafka_timestamp` in UTC; empty if none."""
+    log = rejects_dir / "_spark_metadata"
+    entries = sorted(
+        (p for p in log.iterdir() if p.name.split(".")[0].isdigit()) if log.is_dir() else [],
+        key=lambda p: int(p.name.split(".")[0]),
+    )
+    compacted = [i for i, p in enumerate(entries) if p.name.endswith(".compact")]
+    files: dict[str, None] = {}
+    for entry in entries[compacted[-1] if compacted else 0 :]:
+        for line in entry.read_text().splitlines()[1:]:
+            item = json.loads(line)
+            path = unquote(urlparse(item["path"]).path)
+            if item.get("action", "add") == "delete":
+                files.pop(path, None)
+            else:
+                files[path] = None
+    frames = [pd.read_parquet(path) for path in files if Path(path).exists()]
+    if not frames:
+        return pd.DataFrame(columns=["kafka_partition", "kafka_offset", "kafka_timestamp", "line", "reject_reason"])
+    rejects = pd.concat(frames, ignore_index=True)
+    rejects["kafka_timestamp"] = pd.to_datetime(rejects["kafka_timestamp"], utc=True)
+    return rejects
 
 
 def open_checkpoint(paths: StreamPaths, expected_id: str | None) -> Checkpoint:
