@@ -26,12 +26,13 @@ from pathlib import Path
 
 from dagster import DagsterInstance
 
-from sml_assets.assets.logs import state_path
+from sml_assets.assets.logs import STATE_FILE, state_path
 from sml_assets.automation import (
     CONCURRENCY_TAG,
     SUMMARIZE_LOGS_CONCURRENCY,
     run_in_flight,
 )
+from sml_assets.definitions import defs
 from sml_assets.logs_stream import SUMMARY_DIR, stream_paths
 from sml_assets.replay import resources_from_environment
 from sml_assets.resources.kafka import KafkaUnavailableError
@@ -50,9 +51,11 @@ def discard_summary(storage: LocalStorage, now: datetime | None = None) -> Path:
     target = storage.subdir(SUMMARY_DIR) / f"discarded-{stamp}"
     target.mkdir()
     paths = stream_paths(storage)
-    for source in (state_path(storage), paths.checkpoint_root, paths.rejects_dir):
+    for source, name in (
+        (state_path(storage), STATE_FILE), (paths.checkpoint_root, "checkpoint"), (paths.rejects_dir, "rejects")
+    ):
         if source.exists():
-            shutil.move(str(source), str(target / source.name))
+            shutil.move(str(source), str(target / name))
     return target
 
 
@@ -87,8 +90,6 @@ def main(argv: list[str] | None = None) -> int:
     if in_flight:
         print(f"error: run {in_flight} of {JOB} is in flight; wait for it, then run this again", file=sys.stderr)
         return 1
-    from sml_assets.definitions import defs
-
     aside = discard_summary(storage)
     print(f"moved the stored summary, checkpoint and rejects to {aside}; replaying {kafka.logs_topic} from earliest")
     result = defs.get_job_def(JOB).execute_in_process(
