@@ -38,8 +38,13 @@ def deployment(tmp_path: Path, stack: None) -> Iterator[Deployment]:
         InsecureClient(deployment.env["SML_HDFS_URL"], user=name).delete(f"/user/{name}", recursive=True)
 
 
+JOB_TIMEOUT_S = 1200
+"""Each run starts Spark in its own process; on a loaded 2-core machine one took over 600 s."""
+
+
 def summarize(deployment: Deployment) -> None:
-    deployment.run("dagster", "job", "execute", "-m", "sml_assets.definitions", "-j", "summarize_logs_job")
+    deployment.run("dagster", "job", "execute", "-m", "sml_assets.definitions", "-j", "summarize_logs_job",
+                   timeout=JOB_TIMEOUT_S)
 
 
 def test_a_poisoned_summary_is_rebuilt_from_the_topic_by_one_command(deployment: Deployment) -> None:
@@ -57,7 +62,7 @@ def test_a_poisoned_summary_is_rebuilt_from_the_topic_by_one_command(deployment:
     assert counted == first["logs"]["valid"], "the second part should have been dropped as late"
 
     del deployment.env["SML_MAX_CLOCK_SKEW"]
-    result = deployment.run("python", "-m", "sml_assets.rebuild", "log-summary")
+    result = deployment.run("python", "-m", "sml_assets.rebuild", "log-summary", timeout=JOB_TIMEOUT_S)
     assert "rebuilt" in result.stdout, result.stdout
 
     local = deployment.summary_csv.read_bytes()
