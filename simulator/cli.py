@@ -15,7 +15,7 @@ from simulator.records import Stream
 from simulator.runner import RunResult, run, stop_on_signals
 from simulator.sender import BrokerUnreachable, KafkaSink, Sink, StdoutSink
 from simulator.status import StatusLine
-from simulator.truth import Truth
+from simulator.truth import DEFAULT_MAX_CLOCK_SKEW_S, Truth
 from sml_assets.kafka_security import KafkaSecurity, KafkaSettingsError
 
 
@@ -58,6 +58,15 @@ def _parser() -> argparse.ArgumentParser:
                         help="fraction of valid events whose time is behind the clock")
     faults.add_argument("--max-lateness", type=float, default=900.0, metavar="SECONDS",
                         help="late events are 1s..this behind; above 600 some pass the watermark")
+    faults.add_argument("--skewed-clock-rate", type=float, default=0.0, metavar="RATE",
+                        help="fraction of valid events from a server whose clock is ahead")
+    faults.add_argument("--max-skew", type=float, default=31_536_000.0, metavar="SECONDS",
+                        help="skewed events are max-skew/2..max-skew ahead of the clock")
+    faults.add_argument("--max-clock-skew", type=int,
+                        default=int(env("SML_MAX_CLOCK_SKEW", str(DEFAULT_MAX_CLOCK_SKEW_S))),
+                        metavar="SECONDS",
+                        help="sml's tolerance (env SML_MAX_CLOCK_SKEW): the truth counts events "
+                             "further ahead of their record timestamp as refused")
     faults.add_argument("--out-of-order", type=float, default=0.0, metavar="RATE",
                         help="fraction of messages overtaken by up to 8 later ones")
     output = parser.add_argument_group("output")
@@ -96,11 +105,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             late_rate=args.late_rate,
             max_lateness_s=args.max_lateness,
             out_of_order_rate=args.out_of_order,
+            skewed_clock_rate=args.skewed_clock_rate,
+            max_skew_s=args.max_skew,
         )
     except ValueError as error:
         parser.error(str(error))
     topics = {Stream.METRICS: args.metrics_topic, Stream.LOGS: args.logs_topic}
-    truth = Truth(options.seed, topics)
+    truth = Truth(options.seed, topics, args.max_clock_skew)
     sink: Sink
     if args.stdout:
         sink = StdoutSink(topics, truth)
@@ -147,10 +158,12 @@ def _summary(result: RunResult, truth: Truth, seed: int, truth_path: Path | None
         f"unflushed {result.unflushed:,} in {result.elapsed_s:.2f}s ({rate:,.0f} msg/s), "
         f"seed {seed}",
         f"  metrics: {metrics['valid']:,} valid, {metrics['malformed_total']:,} malformed, "
-        f"{metrics['late']:,} late, {metrics['out_of_order']:,} out of order",
+        f"{metrics['late']:,} late, {metrics['out_of_order']:,} out of order, "
+        f"{metrics['skewed']:,} refused for a clock ahead",
         f"  logs:    {logs['valid']:,} valid, {logs['malformed_total']:,} malformed, "
         f"{logs['late']:,} late ({logs['late_beyond_watermark']:,} beyond the watermark), "
-        f"{logs['out_of_order']:,} out of order, {len(logs['windows']):,} windows",
+        f"{logs['out_of_order']:,} out of order, {logs['skewed']:,} refused for a clock ahead, "
+        f"{len(logs['windows']):,} windows",
     ]
     if result.stopped_by:
         lines.append(f"  stopped by {result.stopped_by}")

@@ -1,4 +1,5 @@
-"""Fault injection: malformed messages, late events and out-of-order delivery, each at a rate.
+"""Fault injection: malformed messages, late events, events from a clock set ahead (skewed) and
+out-of-order delivery, each at a rate.
 
 Every malformed kind breaks the documented grammar however a parser decodes the bytes (strictly,
 or with replacement or ignored errors), so each one is unambiguously a dead letter downstream.
@@ -31,6 +32,8 @@ class Faults:
         late_rate: float,
         max_lateness_s: float,
         out_of_order_rate: float,
+        skewed_clock_rate: float = 0.0,
+        max_skew_s: float = 0.0,
     ) -> None:
         self._malformed_rng = Random(f"{seed}/malformed")
         self._late_rng = Random(f"{seed}/late")
@@ -39,6 +42,9 @@ class Faults:
         self._late_rate = late_rate
         self._max_lateness_ms = int(max_lateness_s * 1000)
         self._out_of_order_rate = out_of_order_rate
+        self._skew_rng = Random(f"{seed}/skew")
+        self._skewed_clock_rate = skewed_clock_rate
+        self._max_skew_ms = int(max_skew_s * 1000)
 
     def malformation(self) -> Malformation | None:
         if self._malformed_rate and self._malformed_rng.random() < self._malformed_rate:
@@ -49,6 +55,13 @@ class Faults:
         """How far behind the clock this event's time is; 0 for an on-time event."""
         if self._late_rate and self._late_rng.random() < self._late_rate:
             return self._late_rng.randint(min(1000, self._max_lateness_ms), self._max_lateness_ms)
+        return 0
+
+    def skew_ms(self) -> int:
+        """How far ahead of the clock this event's time is (a server whose clock is wrong):
+        max_skew/2 .. max_skew; 0 for an event from a correct clock."""
+        if self._skewed_clock_rate and self._skew_rng.random() < self._skewed_clock_rate:
+            return self._skew_rng.randint(self._max_skew_ms // 2, self._max_skew_ms)
         return 0
 
     def malformed_metrics(self, kind: Malformation, reading: Reading, ts_ms: int) -> bytes:

@@ -31,6 +31,8 @@ class SimulationOptions:
     late_rate: float = 0.0
     max_lateness_s: float = 900.0
     out_of_order_rate: float = 0.0
+    skewed_clock_rate: float = 0.0
+    max_skew_s: float = 31_536_000.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -46,12 +48,15 @@ class SimulationOptions:
             "--malformed-rate": self.malformed_rate,
             "--late-rate": self.late_rate,
             "--out-of-order": self.out_of_order_rate,
+            "--skewed-clock-rate": self.skewed_clock_rate,
         }
         for name, rate in rates.items():
             if not 0.0 <= rate <= 1.0:
                 problems.append(f"{name} is a fraction in [0, 1], got {rate}")
         if self.late_rate and self.max_lateness_s < 1:
             problems.append(f"--max-lateness must be at least 1 second, got {self.max_lateness_s}")
+        if self.skewed_clock_rate and self.max_skew_s < 2:
+            problems.append(f"--max-skew must be at least 2 seconds, got {self.max_skew_s}")
         if self.count is not None and self.count < 0:
             problems.append(f"--count must not be negative, got {self.count}")
         if self.duration_s is not None and self.duration_s < 0:
@@ -69,7 +74,7 @@ def generate(options: SimulationOptions) -> Iterator[Message]:
     """Every message of the run in emission order; stops after `count` messages or `duration_s`."""
     faults = Faults(
         options.seed, options.malformed_rate, options.late_rate, options.max_lateness_s,
-        options.out_of_order_rate,
+        options.out_of_order_rate, options.skewed_clock_rate, options.max_skew_s,
     )
     messages = faults.reorder(_scheduled(options, faults))
     return messages if options.count is None else islice(messages, options.count)
@@ -102,14 +107,16 @@ def _scheduled(options: SimulationOptions, faults: Faults) -> Iterator[Message]:
             clock_ms = int(due)
             reading = fleet.read(server_id)
             lateness = faults.lateness_ms()
-            event_ms = clock_ms - lateness
+            skew = faults.skew_ms()
+            lateness = 0 if skew else lateness
+            event_ms = clock_ms - lateness + skew
             kind = faults.malformation()
             value = (
                 render_metrics(reading, event_ms) if kind is None
                 else faults.malformed_metrics(kind, reading, event_ms)
             )
             yield Message(Stream.METRICS, str(server_id).encode(), value, clock_ms, event_ms,
-                          server_id, lateness_ms=lateness, malformed=kind)
+                          server_id, lateness_ms=lateness, malformed=kind, skew_ms=skew)
         else:
             if next_request >= end_ms:
                 return
@@ -117,7 +124,9 @@ def _scheduled(options: SimulationOptions, faults: Faults) -> Iterator[Message]:
             next_request += balancer.gap_ms(log_rate)
             request = balancer.request()
             lateness = faults.lateness_ms()
-            epoch_s = (clock_ms - lateness) // 1000
+            skew = faults.skew_ms()
+            lateness = 0 if skew else lateness
+            epoch_s = (clock_ms - lateness + skew) // 1000
             kind = faults.malformation()
             value = (
                 renderer.render(request, epoch_s) if kind is None
@@ -125,4 +134,5 @@ def _scheduled(options: SimulationOptions, faults: Faults) -> Iterator[Message]:
             )
             sequence += 1
             yield Message(Stream.LOGS, str(sequence).encode(), value, clock_ms, epoch_s * 1000,
-                          request.server_id, request.method, request.status, lateness, kind)
+                          request.server_id, request.method, request.status, lateness, kind,
+                          skew_ms=skew)

@@ -27,8 +27,9 @@ class Message:
     """One Kafka record plus the facts the ground truth counts once the broker acknowledges it.
 
     `clock_ms` is when the simulator clock emits it; `event_ms` is the time written into it,
-    behind the clock by `lateness_ms` for late events. For log lines `event_ms` is whole seconds,
-    because the access-log date has second resolution.
+    behind the clock by `lateness_ms` for late events, ahead of it by `skew_ms` for events from a
+    server whose clock is wrong. For log lines `event_ms` is whole seconds, because the access-log
+    date has second resolution.
     """
 
     stream: Stream
@@ -42,3 +43,4 @@ class Message:
     lateness_ms: int = 0
     malformed: Malformation | None = None
     out_of_order: bool = False
+    skew_ms: int = 0

@@ -6,7 +6,13 @@ import time
 from functools import partial
 from typing import BinaryIO, Protocol
 
-from confluent_kafka import KafkaError, KafkaException, Message as KafkaMessage, Producer
+from confluent_kafka import (
+    TIMESTAMP_NOT_AVAILABLE,
+    KafkaError,
+    KafkaException,
+    Message as KafkaMessage,
+    Producer,
+)
 
 from simulator.records import Message, Stream
 from simulator.topics import POLL_S, topic_problem
@@ -140,10 +146,11 @@ class KafkaSink:
     def close(self, timeout_s: float) -> int:
         return self._producer.flush(timeout_s)
 
-    def _on_delivery(self, message: Message, error: KafkaError | None, _: KafkaMessage) -> None:
+    def _on_delivery(self, message: Message, error: KafkaError | None, record: KafkaMessage) -> None:
         if error is None:
             self.acked += 1
-            self._truth.delivered(message)
+            kind, record_ms = record.timestamp()
+            self._truth.delivered(message, None if kind == TIMESTAMP_NOT_AVAILABLE else record_ms)
         else:
             self.failed += 1
             self._truth.failed_delivery(message)

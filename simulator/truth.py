@@ -1,7 +1,9 @@
 """The ground truth: what the broker acknowledged, counted the way sml's outputs count it.
 
 Only acknowledged messages are counted (`delivered`), so a test can compare sml's table, dead
-letters and CSV to this file exactly, whatever failed on the way.
+letters and CSV to this file exactly, whatever failed on the way. An event dated ahead of its
+record timestamp by more than sml's tolerance (SML_MAX_CLOCK_SKEW) is counted as sml counts it:
+refused (`skewed`: a dead letter or a reject), never in a window.
 """
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ WINDOW_S = 300
 WATERMARK_S = 600
 """log_summary's watermark: events more than ten minutes behind may be dropped."""
 CATEGORIES = ("GET_success", "GET_failure", "POST_success", "POST_failure")
+DEFAULT_MAX_CLOCK_SKEW_S = 60
+"""sml's default SML_MAX_CLOCK_SKEW (sml_assets.parsing.DEFAULT_MAX_CLOCK_SKEW_S)."""
 
 
 def iso_utc(epoch_ms: int) -> str:
@@ -61,14 +65,20 @@ class _StreamCounts:
     late: int = 0
     late_beyond_watermark: int = 0
     out_of_order: int = 0
+    skewed: int = 0
+    skewed_accepted: int = 0
+    skewed_servers: Counter[int] = field(default_factory=Counter)
     malformed: Counter[str] = field(default_factory=Counter)
 
 
 class Truth:
     """Accumulates acknowledged messages; `to_dict` is the `--truth` JSON document."""
 
-    def __init__(self, seed: int, topics: dict[Stream, str]) -> None:
+    def __init__(
+        self, seed: int, topics: dict[Stream, str], max_clock_skew_s: int = DEFAULT_MAX_CLOCK_SKEW_S
+    ) -> None:
         self._seed = seed
+        self._max_clock_skew_ms = max_clock_skew_s * 1000
         self._topics = topics
         self._metrics = _StreamCounts()
         self._logs = _StreamCounts()
@@ -80,7 +90,7 @@ class Truth:
 
     @property
     def acked(self) -> int:
-        return sum(c.valid + sum(c.malformed.values()) for c in self._counts.values())
+        return sum(c.valid + c.skewed + sum(c.malformed.values()) for c in self._counts.values())
 
     @property
     def failed(self) -> int:
@@ -89,7 +99,8 @@ class Truth:
     def failed_delivery(self, message: Message) -> None:
         self._counts[message.stream].failed += 1
 
-    def delivered(self, message: Message) -> None:
+    def delivered(self, message: Message, record_ms: int | None = None) -> None:
+        """`record_ms` is the Kafka record timestamp the broker acknowledged (default: the clock)."""
         metrics = message.stream is Stream.METRICS
         counts = self._metrics if metrics else self._logs
         if message.out_of_order:
@@ -97,6 +108,13 @@ class Truth:
         if message.malformed is not None:
             counts.malformed[message.malformed.value] += 1
             return
+        if message.skew_ms:
+            ahead_ms = message.event_ms - (message.clock_ms if record_ms is None else record_ms)
+            if ahead_ms > self._max_clock_skew_ms:
+                counts.skewed += 1
+                counts.skewed_servers[message.server_id] += 1
+                return
+            counts.skewed_accepted += 1
         counts.valid += 1
         beyond_watermark = False
         if message.lateness_ms:
@@ -144,6 +162,7 @@ class Truth:
             "failed": self.failed,
             "window_seconds": WINDOW_S,
             "watermark_seconds": WATERMARK_S,
+            "max_clock_skew_seconds": self._max_clock_skew_ms // 1000,
             "metrics": {
                 **_stream_summary(metrics),
                 "valid_per_server": {
@@ -181,6 +200,9 @@ def _stream_summary(counts: _StreamCounts) -> dict[str, Any]:
         "late": counts.late,
         "late_beyond_watermark": counts.late_beyond_watermark,
         "out_of_order": counts.out_of_order,
+        "skewed": counts.skewed,
+        "skewed_accepted": counts.skewed_accepted,
+        "skewed_servers": {str(server): n for server, n in sorted(counts.skewed_servers.items())},
     }
 
 

@@ -7,15 +7,15 @@ from __future__ import annotations
 from dagster import Definitions, load_asset_checks_from_modules, load_assets_from_modules
 
 from sml_assets import automation
-from sml_assets.assets import hdfs, logs, metrics, topics
+from sml_assets.assets import clock_skew, hdfs, logs, metrics, topics
 from sml_assets.resources.database import MetricsDatabase
 from sml_assets.resources.hdfs import HdfsResource
 from sml_assets.resources.kafka import KafkaResource
 from sml_assets.resources.spark import SparkResource
 from sml_assets.resources.storage import LocalStorage
-from sml_assets.settings import kafka_security_settings, setting
+from sml_assets.settings import int_setting, kafka_security_settings, setting
 
-ASSET_MODULES = [topics, metrics, logs, hdfs]
+ASSET_MODULES = [topics, metrics, logs, hdfs, clock_skew]
 
 defs = Definitions(
     assets=load_assets_from_modules(ASSET_MODULES),
@@ -28,6 +28,7 @@ defs = Definitions(
             bootstrap_servers=setting("SML_KAFKA_BOOTSTRAP_SERVERS"),
             metrics_topic=setting("SML_METRICS_TOPIC"),
             logs_topic=setting("SML_LOGS_TOPIC"),
+            max_clock_skew_s=int_setting("SML_MAX_CLOCK_SKEW"),
             **kafka_security_settings(),
         ),
         "metrics_db": MetricsDatabase(

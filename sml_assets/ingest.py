@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, KafkaError, Message, TopicPartition
 
-from sml_assets.parsing import DeadLetter, parse_metric
+from sml_assets.parsing import DeadLetter, parse_metric, reason_kind, skew_reason
 from sml_assets.resources.database import MetricsDatabase, OffsetAdvance
 from sml_assets.resources.kafka import KafkaResource, KafkaUnavailableError, Watermarks
 
@@ -60,6 +61,8 @@ class IngestReport:
     duration_s: float = 0.0
     capped: bool = False
     lag_left: dict[int, int] = field(default_factory=dict)
+    dead_letter_kinds: Counter[str] = field(default_factory=Counter)
+    """Committed dead letters per `reason_kind`, e.g. 'event time s ahead of the clock'."""
 
     @property
     def messages(self) -> int:
@@ -181,7 +184,7 @@ def _drain(
                 run = pending.get(message.partition())
                 if run is None or message.offset() < run.next_offset or message.offset() >= run.target:
                     continue
-                _add(chunk, topic, message)
+                _add(chunk, topic, message, kafka.max_clock_skew_s)
                 run.next_offset = message.offset() + 1
                 chunk.next_offsets[run.partition] = run.next_offset
                 budget -= 1
@@ -204,15 +207,17 @@ def _drain(
         consumer.close()
 
 
-def _add(chunk: _Chunk, topic: str, message: Message) -> None:
+def _add(chunk: _Chunk, topic: str, message: Message, max_skew_s: int) -> None:
+    """One message into the chunk: a row, or a dead letter (malformed, or dated ahead of its
+    record timestamp or of this machine's clock by more than SML_MAX_CLOCK_SKEW)."""
     kind, timestamp_ms = message.timestamp()
-    kafka_time = (
-        datetime.now(UTC)
-        if kind == TIMESTAMP_NOT_AVAILABLE
-        else datetime.fromtimestamp(timestamp_ms / 1000, UTC)
-    )
+    now = datetime.now(UTC)
+    kafka_time = None if kind == TIMESTAMP_NOT_AVAILABLE else datetime.fromtimestamp(timestamp_ms / 1000, UTC)
     value = message.value()
-    parsed = parse_metric(value, kafka_time)
+    parsed = parse_metric(value, kafka_time or now)
+    if not isinstance(parsed, DeadLetter):
+        skewed = skew_reason(parsed.event_time, kafka_time, now, max_skew_s)
+        parsed = parsed if skewed is None else DeadLetter(skewed)
     if isinstance(parsed, DeadLetter):
         # PostgreSQL text cannot hold NUL (the chunk, and every rerun, would fail): escape it like
         # the bytes that are not UTF-8.
@@ -255,6 +260,7 @@ def _commit(
     committed.update(chunk.next_offsets)
     report.rows += len(chunk.rows)
     report.dead_letters += len(chunk.dead_letters)
+    report.dead_letter_kinds.update(reason_kind(letter["reason"]) for letter in chunk.dead_letters)
     report.chunks += 1
     log.info(
         f"{report.topic}: committed chunk {report.chunks} ({len(chunk.rows):,} rows, "

@@ -8,7 +8,9 @@ materialization processes what arrived since the last one and stops:
 - `rejects`: the lines that did not parse, with a reason, appended to a parquet folder by Spark's
   exactly-once file sink.
 
-Parsing uses Spark SQL functions only (no Python UDFs) and mirrors `sml_assets.parsing.parse_log_line`.
+Parsing uses Spark SQL functions only (no Python UDFs) and mirrors `sml_assets.parsing.parse_log_line`
+followed by `sml_assets.parsing.skew_reason`: a line dated ahead of its record timestamp or of the
+clock by more than SML_MAX_CLOCK_SKEW is a reject, so it never reaches `withWatermark`.
 """
 from __future__ import annotations
 
@@ -21,10 +23,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
-from pyspark.sql import DataFrame, SparkSession
+import pandas as pd
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from sml_assets.parsing import DEFAULT_MAX_CLOCK_SKEW_S, SKEW_REFERENCES
 from sml_assets.resources.storage import LocalStorage
 from sml_assets.windows import (
     CATEGORIES,
@@ -49,6 +54,23 @@ JAVA_WHITESPACE = " \t\n\u000b\f\r"
 """Java's regex whitespace class (space, tab, newline, vertical tab, form feed, carriage return):
 on valid UTF-8, `btrim` with these trims like the regex, without a regex scan of every line. Lines
 that are not UTF-8 keep the regex, which also replaces their bad bytes (the rejects file needs that)."""
+SKEW_KINDS = tuple(f"event time s ahead of {reference}" for reference in SKEW_REFERENCES)
+REJECT_KINDS = (
+    "empty message (no value)",
+    "not UTF-8",
+    "empty message",
+    "not an access-log line",
+    "date is not RFC 1123",
+    "date is not a valid time",
+    "date has the wrong weekday",
+    "expected 'METHOD path status size' after the date",
+    "method is not GET or POST",
+    "status is not a 3-digit HTTP status",
+    "size is not a whole number of bytes",
+    *SKEW_KINDS,
+)
+"""Every reason `parse_lines` gives, without particulars (`sml_assets.parsing.reason_kind`),
+in the order it checks them; each is counted per run in the query's observed metrics."""
 OBSERVATION = "log_lines"
 MARKER_FILE = "sml-checkpoint-id"
 CHECKPOINT_DIR = "spark-checkpoints/log_summary"
@@ -90,6 +112,8 @@ class StreamRun:
     input_rows: int
     parsed_rows: int
     rejected_rows: int
+    rejects_by_kind: dict[str, int]
+    """Rejected lines per kind of reason (REJECT_KINDS), only kinds seen in this run."""
     late_rows_dropped: int
     """Spark's `numRowsDroppedByWatermark`: counted after partial aggregation, so late events of
     one window in one batch count once; `MergeResult.counted` gives the exact event count."""
@@ -124,6 +148,32 @@ def committed_positions(checkpoint: Path, topic: str) -> dict[int, int] | None:
     except (OSError, ValueError, AttributeError):
         return None
     return {}
+
+
+def read_rejects(rejects_dir: Path) -> pd.DataFrame:
+    """The rejects Spark's file sink committed (files its `_spark_metadata` log lists; a crashed
+    batch may leave others, which a replay writes again), `kafka_timestamp` in UTC; empty if none."""
+    log = rejects_dir / "_spark_metadata"
+    entries = sorted(
+        (p for p in log.iterdir() if p.name.split(".")[0].isdigit()) if log.is_dir() else [],
+        key=lambda p: int(p.name.split(".")[0]),
+    )
+    compacted = [i for i, p in enumerate(entries) if p.name.endswith(".compact")]
+    files: dict[str, None] = {}
+    for entry in entries[compacted[-1] if compacted else 0 :]:
+        for line in entry.read_text().splitlines()[1:]:
+            item = json.loads(line)
+            path = unquote(urlparse(item["path"]).path)
+            if item.get("action", "add") == "delete":
+                files.pop(path, None)
+            else:
+                files[path] = None
+    frames = [pd.read_parquet(path) for path in files if Path(path).exists()]
+    if not frames:
+        return pd.DataFrame(columns=["kafka_partition", "kafka_offset", "kafka_timestamp", "line", "reject_reason"])
+    rejects = pd.concat(frames, ignore_index=True)
+    rejects["kafka_timestamp"] = pd.to_datetime(rejects["kafka_timestamp"], utc=True)
+    return rejects
 
 
 def open_checkpoint(paths: StreamPaths, expected_id: str | None) -> Checkpoint:
@@ -176,10 +226,15 @@ def kafka_lines(spark: SparkSession, kafka_options: Mapping[str, str], topic: st
     )
 
 
-def parse_lines(raw: DataFrame) -> DataFrame:
+def parse_lines(
+    raw: DataFrame, max_skew_s: int = DEFAULT_MAX_CLOCK_SKEW_S, now: Column | None = None
+) -> DataFrame:
     """Add `event_time`, `method`, `success` and `reject_reason` (null when the line is valid).
 
-    The checks and their order follow `parse_log_line`; the first failing one names the reason.
+    The checks and their order follow `parse_log_line`, then `skew_reason` against the
+    `kafka_timestamp` column (when there is one) and `now` (default: the micro-batch's time, which
+    Spark keeps in its offset log, so a replayed batch decides the same); the first failing one
+    names the reason.
     Each step is a projection of its own, so every regex runs once per line: inlined into one
     expression, the reason's chain re-evaluated them up to ten times (benchmarks/bench_logs.py).
     """
@@ -216,6 +271,9 @@ def parse_lines(raw: DataFrame) -> DataFrame:
         "*", F.when(status.rlike(r"^[0-9]{3}$"), status.cast("int")).alias("_sml_status_code")
     )
     code = F.col("_sml_status_code")
+    record = F.col("kafka_timestamp") if "kafka_timestamp" in raw.columns else F.lit(None).cast("timestamp")
+    ahead_ms = [F.unix_millis(event_time) - F.unix_millis(moment)
+                for moment in (record, F.current_timestamp() if now is None else now)]
     reason = (
         F.when(F.col("value").isNull(), F.lit("empty message (no value)"))
         .when(~utf8, F.lit("not UTF-8"))
@@ -233,6 +291,11 @@ def parse_lines(raw: DataFrame) -> DataFrame:
         .when(code.isNull() | ~code.between(100, 599), F.lit("status is not a 3-digit HTTP status"))
         .when(~F.col("_sml_size").rlike(r"^[0-9]+$"), F.lit("size is not a whole number of bytes"))
     )
+    for ahead, reference in zip(ahead_ms, SKEW_REFERENCES):
+        reason = reason.when(
+            ahead > max_skew_s * 1000,
+            F.concat(F.lit("event time "), F.floor(ahead / 1000).cast("string"), F.lit(f" s ahead of {reference}")),
+        )
     return status_code.select(
         *raw.columns,
         "line",
@@ -258,13 +321,16 @@ def window_counts(parsed: DataFrame) -> DataFrame:
 
 
 def observe_lines(parsed: DataFrame) -> DataFrame:
-    """Count read, parsed and rejected lines per batch, reported in the query's progress."""
+    """Count read, parsed and rejected lines (by kind of reason) per batch, reported in the
+    query's progress."""
     rejected = F.col("reject_reason").isNotNull()
+    kind = F.regexp_replace(F.col("reject_reason"), r"^event time [0-9]+ s ahead", "event time s ahead")
     return parsed.observe(
         OBSERVATION,
         F.count(F.lit(1)).alias("lines"),
         F.count(F.when(~rejected, 1)).alias("parsed"),
         F.count(F.when(rejected, 1)).alias("rejected"),
+        *(F.count(F.when(kind == name, 1)).alias(f"reject_kind_{i}") for i, name in enumerate(REJECT_KINDS)),
     )
 
 
@@ -294,12 +360,13 @@ def run_log_summary_stream(
     checkpoint: Checkpoint,
     on_batch: Callable[[BatchUpdate], None],
     timeout_s: float = 1800.0,
+    max_skew_s: int = DEFAULT_MAX_CLOCK_SKEW_S,
 ) -> StreamRun:
     """Process everything that arrived since the last run, then stop; `on_batch` sees each batch.
 
-    `checkpoint` comes from `open_checkpoint` on the same paths.
+    `checkpoint` comes from `open_checkpoint` on the same paths; `max_skew_s` is SML_MAX_CLOCK_SKEW.
     """
-    parsed = parse_lines(kafka_lines(spark, kafka_options, topic))
+    parsed = parse_lines(kafka_lines(spark, kafka_options, topic), max_skew_s)
     started = time.monotonic()
     rejects_query = (
         parsed.where(F.col("reject_reason").isNotNull())
@@ -361,6 +428,11 @@ def _summarize(checkpoint_id: str, progress: list[dict[str, Any]], duration_s: f
         input_rows=sum(int(p.get("numInputRows", 0)) for p in progress),
         parsed_rows=observed("parsed"),
         rejected_rows=observed("rejected"),
+        rejects_by_kind={
+            name: count
+            for i, name in enumerate(REJECT_KINDS)
+            if (count := observed(f"reject_kind_{i}"))
+        },
         late_rows_dropped=sum(
             int(op.get("numRowsDroppedByWatermark", 0))
             for p in progress

@@ -50,6 +50,12 @@ _SEED_LINE_TEXT = re.compile(_SEED_LINE)
 path (one regex instead of splitting, stripping and checking per field); anything else, and any
 value out of range, takes the general path, which gives the same record or the precise reason."""
 _PREVIEW = 40
+DEFAULT_MAX_CLOCK_SKEW_S = 60
+"""SML_MAX_CLOCK_SKEW's default, in seconds; README "Event time you can trust" says why."""
+SKEW_REFERENCES = ("the record timestamp", "the clock")
+"""What an event time is compared with, in the order the reasons name them."""
+_REASON_QUOTED = re.compile(r"""'(?:[^'\\]|\\.)*'(?:\.\.\.)?|"(?:[^"\\]|\\.)*"(?:\.\.\.)?|\([^)]*\)""")
+_REASON_NUMBER = re.compile(r"(?<![\w-])(?<!RFC )[-+]?\d[\d.,:]*(?![\w-])")
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +163,33 @@ def parse_log_line(line: bytes | str | None) -> LogRecord | DeadLetter:
         return LogRecord(head["client"], head["user"], time, method, path, int(status), int(size))
     except _Reject as reject:
         return DeadLetter(str(reject))
+
+
+def skew_reason(
+    event_time: datetime, record_time: datetime | None, now: datetime, max_skew_s: int
+) -> str | None:
+    """Why an event is refused for a clock ahead of time, or None when its time is believable.
+
+    An event cannot happen after it was written to Kafka, nor after the machine reading it looks at
+    its clock: a time ahead of either by more than `max_skew_s` seconds comes from a wrong clock, and
+    counting it would move the watermark into the future and drop every later event as late.
+    The difference is whole seconds rounded down, like Spark's `parse_lines` computes it.
+    """
+    for reference, moment in zip(SKEW_REFERENCES, (record_time, now)):
+        if moment is None:
+            continue
+        ahead_ms = (event_time - moment) // timedelta(milliseconds=1)
+        if ahead_ms > max_skew_s * 1000:
+            return f"event time {ahead_ms // 1000} s ahead of {reference}"
+    return None
+
+
+def reason_kind(reason: str) -> str:
+    """A reason without its particulars (quoted values, numbers, what follows a colon), so reasons
+    can be counted by kind: 'event time 31536000 s ahead of the clock' -> 'event time s ahead of
+    the clock', "cpu 123 is out of range 0..100" -> 'cpu is out of range'."""
+    kind = _REASON_NUMBER.sub("", _REASON_QUOTED.sub("", reason).split(": ", 1)[0])
+    return " ".join(kind.split()).rstrip(":,") or "unknown"
 
 
 def _decode(value: bytes | str | None, spaces: str | None = None) -> str:

@@ -18,6 +18,7 @@ DEFAULTS: dict[str, str] = {
     "SML_HDFS_USER": "root",
     "SML_HDFS_CA_LOCATION": "",
     "SML_DATA_DIR": "./.sml-data",
+    "SML_MAX_CLOCK_SKEW": "60",
 }
 
 
@@ -33,6 +34,20 @@ def setting(name: str) -> str | EnvVar:
     if name == "SML_SPARK_JARS_DIR":
         return str(data_dir() / "jars" / "spark-kafka")
     return DEFAULTS[name]
+
+
+def int_setting(name: str) -> int | EnvVar:
+    """`setting` for a whole number: `EnvVar.int` when set, so the field is an int either way."""
+    return EnvVar.int(name) if name in os.environ else int(DEFAULTS[name])
+
+
+def int_value(name: str) -> int:
+    """The variable's value now, outside a Dagster run (CLIs); an error names the variable."""
+    raw = os.environ.get(name, DEFAULTS[name])
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a whole number of seconds: set it to e.g. {DEFAULTS[name]}") from None
 
 
 def data_dir() -> Path:

@@ -187,7 +187,7 @@ def assert_matches_truth(database: MetricsDatabase, topic: str, truth: dict) -> 
     assert distinct == sum(per_server.values()) == truth["metrics"]["valid"], (
         "a message is in the table twice"
     )
-    assert dead_letters == truth["metrics"]["malformed_total"]
+    assert dead_letters == truth["metrics"]["malformed_total"] + truth["metrics"]["skewed"]
 
 
 def metrics_kill_trial(
@@ -215,7 +215,10 @@ def metrics_kill_trial(
         "0",
         "--malformed-rate",
         "0.05",
+        "--skewed-clock-rate",
+        "0.01",
     )
+    assert truth["metrics"]["skewed"] > 0, "no event from a clock ahead in the trial"
     assert truth["acked"] == METRICS_BACKLOG
     database = trial_database(trial.backend)
     database.ensure_tables()
@@ -327,7 +330,10 @@ def log_summary_kill_trial(
         "3600",
         "--malformed-rate",
         "0.03",
+        "--skewed-clock-rate",
+        "0.01",
     )
+    assert truth["logs"]["skewed"] > 0, "no line from a clock ahead in the trial"
     uninterrupted, killed = tmp_path / "uninterrupted", tmp_path / "killed"
     baseline = summarize(kafka_bootstrap, topic, spark, uninterrupted)
     assert baseline["parsed_rows"] == truth["logs"]["valid"]
@@ -360,7 +366,7 @@ def log_summary_kill_trial(
     assert (
         rejects_seen_by_spark(spark, killed)
         == rejects_seen_by_spark(spark, uninterrupted)
-        == truth["logs"]["malformed_total"]
+        == truth["logs"]["malformed_total"] + truth["logs"]["skewed"]
     )
 
 

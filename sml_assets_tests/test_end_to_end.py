@@ -24,7 +24,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 pytestmark = pytest.mark.integration
 
 SIMULATION = ["--seed", "11", "--servers", "10", "--metrics-interval", "20", "--log-rate", "3",
-              "--malformed-rate", "0.03", "--post-ratio", "0.3", "--error-ratio", "0.15"]
+              "--malformed-rate", "0.03", "--post-ratio", "0.3", "--error-ratio", "0.15",
+              "--skewed-clock-rate", "0.01"]
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +91,9 @@ def assert_outputs_match(deployment: Deployment, truths: list[dict]) -> None:
     for truth in truths:
         expected_per_server.update(truth["metrics"]["valid_per_server"])
     assert per_server == expected_per_server
-    assert count_dead_letters(deployment) == sum(t["metrics"]["malformed_total"] for t in truths)
+    assert count_dead_letters(deployment) == sum(
+        t["metrics"]["malformed_total"] + t["metrics"]["skewed"] for t in truths
+    )
 
     local = deployment.summary_csv.read_bytes()
     windows = csv_windows(local)
@@ -111,13 +114,16 @@ def test_jobs_run_through_dagster_match_the_truth_exactly(deployment: Deployment
     deployment.run("dagster", "job", "execute", "-m", "sml_assets.definitions", "-j", "ingest_metrics_job")
     deployment.run("dagster", "job", "execute", "-m", "sml_assets.definitions", "-j", "summarize_logs_job")
     assert_outputs_match(deployment, [first])
+    assert first["metrics"]["skewed"] > 0 and first["logs"]["skewed"] > 0, "no clock ahead in the simulation"
 
     metrics = deployment.latest_metadata("server_metrics")
     assert metrics["rows inserted"] == first["metrics"]["valid"]
-    assert metrics["dead letters"] == first["metrics"]["malformed_total"]
+    assert metrics["dead letters"] == first["metrics"]["malformed_total"] + first["metrics"]["skewed"]
+    assert metrics["dead letters by reason"]["event time s ahead of the record timestamp"] == first["metrics"]["skewed"]
     logs = deployment.latest_metadata("log_summary")
-    assert logs["rejects"] == first["logs"]["malformed_total"]
-    assert logs["input_rows"] == first["logs"]["valid"] + first["logs"]["malformed_total"]
+    assert logs["rejects"] == first["logs"]["malformed_total"] + first["logs"]["skewed"]
+    assert logs["rejects_by_reason"]["event time s ahead of the record timestamp"] == first["logs"]["skewed"]
+    assert logs["input_rows"] == first["logs"]["valid"] + first["logs"]["malformed_total"] + first["logs"]["skewed"]
     assert deployment.latest_metadata("hdfs_log_summary")["bytes"] == deployment.summary_csv.stat().st_size
 
     second = deployment.simulate(*SIMULATION, "--seed", "12", "--start", "2026-11-25T16:25:00Z",

@@ -18,11 +18,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from confluent_kafka import Producer
-from dagster import materialize
+from dagster import AssetCheckSeverity, materialize
+from pyspark.sql import functions as F
 
-from sml_assets.assets import logs
+from sml_assets.assets import clock_skew, logs
 from sml_assets.logs_stream import parse_lines
-from sml_assets.parsing import LogRecord, parse_log_line
+from sml_assets.parsing import LogRecord, parse_log_line, skew_reason
 from sml_assets.resources.kafka import KafkaResource
 from sml_assets.resources.spark import SparkResource
 from sml_assets.resources.storage import LocalStorage
@@ -198,23 +199,85 @@ def pipeline(
 
 
 def test_spark_parsing_agrees_with_parse_log_line(spark_resource: SparkResource) -> None:
+    """Same verdicts as `parse_log_line` then `skew_reason` (same skew reasons, word for word),
+    against each line's record timestamp and a fixed clock."""
+    now = T0 + timedelta(days=1)
     lines = [*MALFORMED, log_line(T0, "GET", 200), log_line(T0 + timedelta(minutes=7), "POST", 503),
              b"  " + log_line(T0, "POST", 201) + b" ", b"10.0.0.1 - u [Wed, 25 Nov 2026 16:01:00 EST] GET /x 200 1",
              b"10.0.0.1 - u [Wed, 25 Nov 2026 16:01:00 GMT] GET /x 099 1",
              b"10.0.0.1 - u [Wed, 25 Nov 2026 16:01:00 GMT] GET /x 200 1 extra",
              b"10.0.0.1 - u [Wed, 25 Nov 2026 16:01:00 GMT] get /x 200 1"]
+    records: list[datetime | None] = [T0 + timedelta(minutes=8)] * len(lines)
+    skewed = [
+        (log_line(T0 + timedelta(seconds=60), "GET", 200), T0),
+        (log_line(T0 + timedelta(seconds=61), "GET", 200), T0),
+        (log_line(T0 + timedelta(seconds=61), "GET", 200), T0 + timedelta(milliseconds=500)),
+        (log_line(T0 + timedelta(seconds=62), "POST", 500), T0 + timedelta(milliseconds=999)),
+        (log_line(T0 + timedelta(days=365), "POST", 200), T0),
+        (log_line(now + timedelta(minutes=5), "GET", 200), now + timedelta(days=1)),
+        (log_line(now + timedelta(seconds=61), "GET", 404), None),
+        (log_line(now + timedelta(seconds=60), "GET", 404), None),
+        (b"10.0.0.1 - u [Thu, 25 Nov 2027 16:01:00 GMT] PUT /x 200 10", T0),
+    ]
+    lines += [line for line, _ in skewed]
+    records += [record for _, record in skewed]
     spark = spark_resource.session()
-    frame = spark.createDataFrame([(line,) for line in lines], "value binary")
-    got = parse_lines(frame).select("reject_reason", "event_time", "method", "success").collect()
-    for line, row in zip(lines, got):
+    frame = spark.createDataFrame(list(zip(lines, records)), "value binary, kafka_timestamp timestamp")
+    got = parse_lines(frame, 60, now=F.lit(now)).select("reject_reason", "event_time", "method", "success").collect()
+    for line, record_time, row in zip(lines, records, got):
         record = parse_log_line(line)
-        if isinstance(record, LogRecord):
+        skew = None if not isinstance(record, LogRecord) else skew_reason(record.time, record_time, now, 60)
+        if isinstance(record, LogRecord) and skew is None:
             assert row["reject_reason"] is None, (line, row)
             assert row["event_time"].replace(tzinfo=None) == record.time.astimezone().replace(tzinfo=None)
             assert f"{row['method']}_{'success' if row['success'] else 'failure'}" == record.category
+        elif skew is not None:
+            assert row["reject_reason"] == skew, line
         else:
             assert row["reject_reason"] is not None, (line, record)
-        assert (oracle_parse(line) is None) == (row["reject_reason"] is not None), line
+            assert not row["reject_reason"].startswith("event time"), (line, row)
+    verdicts = [row["reject_reason"] for row in got[len(MALFORMED) + 7:]]
+    assert verdicts == [
+        None,
+        "event time 61 s ahead of the record timestamp",
+        "event time 60 s ahead of the record timestamp",
+        "event time 61 s ahead of the record timestamp",
+        "event time 31536000 s ahead of the record timestamp",
+        "event time 300 s ahead of the clock",
+        "event time 61 s ahead of the clock",
+        None,
+        "method is not GET or POST",
+    ]
+
+
+def test_a_clock_a_year_ahead_erases_nothing_and_is_named(pipeline: Pipeline) -> None:
+    """Issue 14's reproduction: lines dated a year ahead, then ordinary traffic, a run after each
+    part. The ordinary lines are all counted, no window a year ahead appears, the refused lines are
+    rejects counted by reason, and the clock-skew check names the source address."""
+    ahead = [log_line(T0 + timedelta(days=365, seconds=n), "GET", 200).replace(b"10.0.0.", b"10.9.9.", 1)
+             for n in range(4)]
+    for line in ahead:
+        pipeline.producer.produce(pipeline.topic, line)
+    rng = random.Random(14)
+    pipeline.send(events(rng, T0, T0 + timedelta(minutes=9), 100))
+    first = pipeline.materialize()
+    pipeline.assert_matches_recount()
+    assert first["rejects"] == 4 and first["rejects_by_reason"] == {"event time s ahead of the record timestamp": 4}
+    assert first["watermark"] < "2026-11-26", first["watermark"]
+
+    pipeline.send(events(rng, T0 + timedelta(minutes=9), T0 + timedelta(minutes=24), 150))
+    resources = {**pipeline.resources}
+    result = materialize([logs.log_summary, clock_skew.log_clocks_are_right], resources=resources)
+    assert result.success
+    pipeline.runs.append([])
+    expected = pipeline.assert_matches_recount()
+    assert int(expected.frame["total"].sum()) == 250, "an ordinary line was dropped"
+    assert pipeline.csv()["window_start"].max() < "2026-11-26"
+    [check] = result.get_asset_check_evaluations()
+    assert not check.passed and check.severity == AssetCheckSeverity.WARN
+    assert "10.9.9.0 (1)" in check.description and "10.0.0." not in check.description
+    assert check.metadata["refused for clock skew"].value == 4
+    assert check.metadata["events"].value == 254
 
 
 def test_summary_matches_recount_across_runs_final_late_rejects_and_idle_run(pipeline: Pipeline) -> None:

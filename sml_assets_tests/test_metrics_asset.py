@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -486,3 +486,48 @@ def test_ingest_metrics_job_runs_the_asset_and_its_checks_with_the_concurrency_t
         c.check_key.name for c in CHECKS
     }
     assert table_count(database, topic) == 50
+
+
+def test_a_clock_ahead_is_a_dead_letter_and_the_check_names_its_server(
+    new_topic: Callable[..., str], kafka_for: Callable[[str], KafkaResource], database: MetricsDatabase
+) -> None:
+    """Issue 14: a `ts` a year ahead of its record timestamp is refused, not stored as the newest row;
+    one a minute ahead of a record timestamp set in the future is refused against the clock."""
+    from sml_assets.assets import clock_skew
+
+    topic = new_topic()
+    now = now_ms()
+    year_ms = 365 * 24 * 3600 * 1000
+    ordinary = [good(n, now - 1000) for n in range(60)]
+    ahead = [f"id: 7, cpu: 1.0, mem: 2.0, disk: 3.0, ts: {now + year_ms}".encode()] * 3
+    within = f"id: 8, cpu: 1.0, mem: 2.0, disk: 3.0, ts: {now + 30_000}".encode()
+    produce(kafka_for(topic).bootstrap_servers, topic, [*ordinary, *ahead, within])
+    clock = f"id: 9, cpu: 1.0, mem: 2.0, disk: 3.0, ts: {now + 600_000}".encode()
+    produce(kafka_for(topic).bootstrap_servers, topic, [clock], timestamps_ms=[now + 590_000])
+
+    result = materialize(
+        [server_metrics, metrics_assets.newest_row_is_fresh, clock_skew.metrics_clocks_are_right],
+        resources={"kafka": kafka_for(topic), "metrics_db": database},
+    )
+    shown = metadata(result)
+    assert (shown["rows inserted"], shown["dead letters"]) == (61, 4)
+    assert shown["dead letters by reason"] == {
+        "event time s ahead of the record timestamp": 3, "event time s ahead of the clock": 1,
+    }
+    letters = database.tables.dead_letters
+    with database.transaction() as connection:
+        reasons = sorted(connection.execute(select(letters.c.reason).where(letters.c.kafka_topic == topic)).scalars())
+        newest = connection.execute(select(func.max(database.tables.metrics.c.event_time))).scalar_one()
+    [clock_reason] = [reason for reason in reasons if reason.endswith(" s ahead of the clock")]
+    assert 540 <= int(clock_reason.split()[2]) <= 600, clock_reason
+    assert all(
+        reason.startswith("event time 31535") and reason.endswith(" s ahead of the record timestamp")
+        for reason in reasons if reason != clock_reason
+    ), reasons
+    assert newest <= datetime.now(UTC) + timedelta(seconds=60), "a row from beyond the tolerance was stored"
+    checks = {check.check_name: check for check in result.get_asset_check_evaluations()}
+    skew = checks["metrics_clocks_are_right"]
+    assert not skew.passed and skew.severity == AssetCheckSeverity.WARN
+    assert "server 7 (3)" in skew.description and "server 9 (1)" in skew.description
+    assert "server 8" not in skew.description
+    assert skew.metadata["refused for clock skew"].value == 4 and skew.metadata["events"].value == 65

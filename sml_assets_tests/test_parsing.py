@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sml_assets.parsing import DeadLetter, LogRecord, MetricRecord, parse_log_line, parse_metric
+from sml_assets.parsing import (
+    DeadLetter,
+    LogRecord,
+    MetricRecord,
+    parse_log_line,
+    parse_metric,
+    reason_kind,
+    skew_reason,
+)
 
 KAFKA_TIME = datetime(2026, 11, 25, 16, 0, tzinfo=UTC)
 LINE = "10.0.0.7 - user42 [Wed, 25 Nov 2026 16:00:03 GMT] GET /files/report.pdf 200 5123"
@@ -331,3 +339,49 @@ def test_rendered_log_lines_round_trip(epoch_s: int, method: str, status: int, s
         user,
     )
     assert parsed.success == (200 <= status <= 299)
+
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("event", "record", "now", "expected"),
+    [
+        (NOW, NOW, NOW, None),
+        (NOW + timedelta(seconds=60), NOW, NOW + timedelta(hours=1), None),
+        (NOW + timedelta(seconds=61), NOW, NOW + timedelta(hours=1), "event time 61 s ahead of the record timestamp"),
+        (NOW + timedelta(seconds=61), NOW + timedelta(milliseconds=500), NOW + timedelta(hours=1),
+         "event time 60 s ahead of the record timestamp"),
+        (NOW + timedelta(days=365), NOW, NOW, "event time 31536000 s ahead of the record timestamp"),
+        (NOW + timedelta(minutes=5), NOW + timedelta(days=1), NOW, "event time 300 s ahead of the clock"),
+        (NOW + timedelta(minutes=5), None, NOW, "event time 300 s ahead of the clock"),
+        (NOW - timedelta(days=365), NOW, NOW, None),
+    ],
+)
+def test_an_event_time_ahead_of_the_record_timestamp_or_the_clock_is_refused(
+    event: datetime, record: datetime | None, now: datetime, expected: str | None
+) -> None:
+    assert skew_reason(event, record, now, 60) == expected
+
+
+def test_a_zero_tolerance_refuses_a_millisecond_ahead() -> None:
+    assert skew_reason(NOW + timedelta(milliseconds=1), NOW, NOW, 0) == "event time 0 s ahead of the record timestamp"
+
+
+@pytest.mark.parametrize(
+    ("reason", "kind"),
+    [
+        ("event time 31536000 s ahead of the record timestamp", "event time s ahead of the record timestamp"),
+        ("event time 61 s ahead of the clock", "event time s ahead of the clock"),
+        ("cpu 163.2 is out of range 0..100", "cpu is out of range"),
+        ("cpu 'high' is not a number", "cpu is not a number"),
+        ("not UTF-8: byte 0xff at position 12", "not UTF-8"),
+        ("field 'mem' has no ':' (expected 'key: value')", "field has no"),
+        ("invalid JSON: Expecting value: line 1 column 1 (char 0)", "invalid JSON"),
+        ("date 'Wed, 31 Feb 2026' is not RFC 1123 ('Wed, 25 Nov 2026 16:00:03 GMT')", "date is not RFC 1123"),
+        ("status '2OO' is not a 3-digit HTTP status", "status is not a 3-digit HTTP status"),
+        ("empty message (no value)", "empty message"),
+    ],
+)
+def test_reasons_are_counted_by_kind_without_their_particulars(reason: str, kind: str) -> None:
+    assert reason_kind(reason) == kind

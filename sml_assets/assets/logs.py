@@ -162,7 +162,8 @@ def log_summary(
         )
     merger = SummaryMerger(path=state, summary=before)
     run = run_log_summary_stream(
-        spark.session(), kafka.spark_source_options(), kafka.logs_topic, paths, checkpoint, merger
+        spark.session(), kafka.spark_source_options(), kafka.logs_topic, paths, checkpoint, merger,
+        max_skew_s=kafka.max_clock_skew_s,
     )
     after = merger.summary
     summary_rows = rows(after)
@@ -192,6 +193,7 @@ def run_metadata(
         "input_rows": MetadataValue.int(run.input_rows),
         "parsed_rows": MetadataValue.int(run.parsed_rows),
         "rejects": MetadataValue.int(run.rejected_rows),
+        "rejects_by_reason": MetadataValue.json(run.rejects_by_kind),
         "late_dropped": MetadataValue.int(late) if late is not None else MetadataValue.text(
             "n/a: checkpoint rebuilt, the replay re-read events already counted"
         ),

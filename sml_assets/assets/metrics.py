@@ -90,6 +90,7 @@ def report_metadata(report: IngestReport, metrics_db: MetricsDatabase) -> dict[s
     return {
         "rows inserted": MetadataValue.int(report.rows),
         "dead letters": MetadataValue.int(report.dead_letters),
+        "dead letters by reason": MetadataValue.json(dict(report.dead_letter_kinds.most_common())),
         "messages read": MetadataValue.int(report.messages),
         "offsets": MetadataValue.md("\n".join(lines)),
         "lag left": MetadataValue.int(sum(report.lag_left.values())),

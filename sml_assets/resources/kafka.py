@@ -31,6 +31,7 @@ from sml_assets.kafka_security import (
     USERNAME_VARIABLE,
     KafkaSecurity,
 )
+from sml_assets.parsing import DEFAULT_MAX_CLOCK_SKEW_S
 
 BOOTSTRAP_VARIABLE = "SML_KAFKA_BOOTSTRAP_SERVERS"
 METRICS_TOPIC_VARIABLE = "SML_METRICS_TOPIC"
@@ -91,6 +92,12 @@ class KafkaResource(ConfigurableResource):
     )
     ssl_key_location: str | None = Field(
         default=None, description=f"PEM (PKCS#8) key of the client certificate ({KEY_VARIABLE})"
+    )
+    max_clock_skew_s: int = Field(
+        default=DEFAULT_MAX_CLOCK_SKEW_S,
+        ge=0,
+        description="SML_MAX_CLOCK_SKEW: seconds an event time may be ahead of its record timestamp "
+        "or of the clock before the event is refused (a dead letter or a reject).",
     )
 
     def consumer(self, group_id: str, **overrides: Any) -> Consumer:

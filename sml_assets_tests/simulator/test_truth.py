@@ -115,3 +115,31 @@ def test_truth_file_is_json_with_every_malformed_kind_listed(tmp_path: Path) -> 
         "truncated", "wrong_types", "out_of_range", "not_utf8", "empty"
     }
     assert list(tmp_path.joinpath("deep").iterdir()) == [path]
+
+
+def test_events_from_a_clock_ahead_are_refused_exactly_when_ahead_of_their_record_by_more_than_the_tolerance() -> None:
+    """Recount from the bytes: an event dated more than 60 s after its record timestamp is refused
+    (not valid, in no window); a skewed event recorded later than its time (a backfill) is valid."""
+    options = replace(FAULTY, skewed_clock_rate=0.05, max_skew_s=7200, count=6_000)
+    truth = Truth(options.seed, TOPICS, max_clock_skew_s=60)
+    kept: list[tuple[str, bytes]] = []
+    refused: Counter[str] = Counter()
+    for index, message in enumerate(generate(options)):
+        record_ms = message.clock_ms + (3_600_000 if index % 4 == 0 else 0)
+        truth.delivered(message, record_ms)
+        parsed = parse_metrics(message.value) if message.stream is Stream.METRICS else parse_log_line(message.value)
+        event_ms = (
+            parsed.ts_ms if isinstance(parsed, Metrics)
+            else int(parsed.time.timestamp() * 1000) if isinstance(parsed, LogLine) else None
+        )
+        if event_ms is not None and event_ms - record_ms > 60_000:
+            refused[message.stream.value] += 1
+        else:
+            kept.append((message.stream.value, message.value))
+    document = truth.to_dict()
+    assert as_counters(document) == recount(kept)
+    assert (document["metrics"]["skewed"], document["logs"]["skewed"]) == (refused["metrics"], refused["logs"])
+    assert refused["metrics"] > 0 and refused["logs"] > 0
+    assert document["logs"]["skewed_accepted"] > 0, "no backfilled skewed event: the other branch is untested"
+    assert sum(document["logs"]["skewed_servers"].values()) == refused["logs"]
+    assert document["acked"] == 6_000
