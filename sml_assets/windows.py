@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sml_assets.parsing import EPOCH
+
 WINDOW = timedelta(minutes=5)
 WATERMARK_DELAY = timedelta(minutes=10)
 CATEGORIES = ("GET_success", "GET_failure", "POST_success", "POST_failure")
 CSV_COLUMNS = ("window_start", "window_end", *CATEGORIES, "total", "final")
 STATE_VERSION = 1
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from sml_assets.resources.hdfs import HdfsResource
+from sml_assets.settings import data_dir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 KAFKA_BOOTSTRAP = os.environ.get("SML_TEST_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
@@ -23,8 +24,7 @@ HDFS_USER = "root"
 
 
 def stack_data_dir() -> Path:
-    raw = Path(os.environ.get("SML_DATA_DIR", ".sml-data"))
-    return raw if raw.is_absolute() else REPO_ROOT / raw
+    return data_dir()
 
 
 @pytest.fixture(scope="session")

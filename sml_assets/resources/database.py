@@ -45,6 +45,8 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import mssql, postgresql
 from sqlalchemy.engine import URL, make_url
 
+from sml_assets.errors import STACK_HINT, first_line
+
 URL_VARIABLE = "SML_METRICS_DB_URL"
 TABLE_VARIABLE = "SML_METRICS_TABLE"
 OFFSETS_TABLE = "sml_offsets"
@@ -52,7 +54,6 @@ DEAD_LETTERS_TABLE = "sml_dead_letters"
 MAX_TABLE_NAME = 48
 """Leaves room for the `uq_<table>_kafka_position` constraint name within PostgreSQL's 63 characters."""
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_STACK_HINT = "is the stack up? run 'python3 devstack/stack.py up'"
 
 
 class DatabaseUnavailableError(RuntimeError):
@@ -307,7 +308,7 @@ class MetricsDatabase(ConfigurableResource):
         except sa_exc.IntegrityError as error:
             raise OffsetConflictError(
                 f"{topic}: a message of this chunk is already in {tables.metrics.name} or "
-                f"{DEAD_LETTERS_TABLE} ({_first_line(error)}); another run of consumer {consumer!r} wrote "
+                f"{DEAD_LETTERS_TABLE} ({first_line(error)}); another run of consumer {consumer!r} wrote "
                 "it, or the stored offsets were reset without the replay tool. "
                 "Nothing of this chunk was written."
             ) from None
@@ -382,7 +383,7 @@ class MetricsDatabase(ConfigurableResource):
             )
 
     def _unavailable(self, error: BaseException) -> DatabaseUnavailableError:
-        message = _first_line(error)
+        message = first_line(error)
         password = make_url(self.url).password
         if password:
             message = message.replace(str(password), "***")
@@ -391,7 +392,7 @@ class MetricsDatabase(ConfigurableResource):
             return DatabaseUnavailableError(f"{URL_VARIABLE}={self.masked_url}: TLS failed ({message}): {advice}")
         return DatabaseUnavailableError(
             f"{URL_VARIABLE}={self.masked_url} could not be reached or refused the connection "
-            f"({message}): {_STACK_HINT}, or check the credentials and set {URL_VARIABLE} "
+            f"({message}): {STACK_HINT}, or check the credentials and set {URL_VARIABLE} "
             "to a reachable database"
         )
 
@@ -449,9 +450,3 @@ def _offset_key(offsets: Table, consumer: str, topic: str, partition: int) -> An
 
 def _is_connection_error(error: sa_exc.DBAPIError) -> bool:
     return bool(error.connection_invalidated) or "connect" in str(error.orig).lower()
-
-
-def _first_line(error: BaseException) -> str:
-    orig = getattr(error, "orig", None) or error
-    text = str(orig).strip()
-    return text.splitlines()[0] if text else type(orig).__name__

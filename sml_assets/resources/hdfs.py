@@ -30,6 +30,8 @@ from dagster import ConfigurableResource, get_dagster_logger
 from hdfs import HdfsError, InsecureClient
 from pydantic import Field
 
+from sml_assets.errors import STACK_HINT, first_line
+
 T = TypeVar("T")
 
 TEMP_SUFFIX = ".sml-tmp"
@@ -47,7 +49,6 @@ TRANSIENT_REQUEST_ERRORS = (
     requests.exceptions.Timeout,
     requests.exceptions.ChunkedEncodingError,
 )
-STACK_HINT = "is the stack up? run 'make stack-up'"
 CA_VARIABLE = "SML_HDFS_CA_LOCATION"
 
 
@@ -180,7 +181,7 @@ class HdfsResource(ConfigurableResource):
                 raise
             raise HdfsReplaceError(
                 f"could not replace {target} on {self.url} ({error.exception or 'HdfsError'}: "
-                f"{_first_line(error)}); the previous version is untouched"
+                f"{first_line(error)}); the previous version is untouched"
             ) from error
 
     def _write_verify_rename(self, client: InsecureClient, target: str, data: bytes, expected: FileDigest) -> None:
@@ -228,7 +229,7 @@ class HdfsResource(ConfigurableResource):
             client.delete(temp)
         except Exception as error:
             get_dagster_logger().warning(
-                f"could not remove temporary file {temp} on {self.url} ({_first_line(error)}); "
+                f"could not remove temporary file {temp} on {self.url} ({first_line(error)}); "
                 "the next replacement of the same file removes it"
             )
 
@@ -251,7 +252,7 @@ class HdfsResource(ConfigurableResource):
                 return action(), attempt
             except requests.exceptions.SSLError as error:
                 raise HdfsUnavailableError(
-                    f"SML_HDFS_URL={self.url}: the TLS handshake failed while {what} ({_first_line(error)}): "
+                    f"SML_HDFS_URL={self.url}: the TLS handshake failed while {what} ({first_line(error)}): "
                     f"set {CA_VARIABLE} to the PEM file of the CA that signed the NameNode's and DataNodes' "
                     f"certificates (now {self.ca_location or 'unset: the system CAs'})"
                 ) from None
@@ -289,7 +290,7 @@ def _describe(error: BaseException) -> str:
     if isinstance(error, requests.exceptions.Timeout):
         return "did not answer in time"
     if isinstance(error, requests.exceptions.ConnectionError):
-        reason = "connection refused" if "refused" in str(error).lower() else _first_line(error)
+        reason = "connection refused" if "refused" in str(error).lower() else first_line(error)
         request = error.request
         where = f" at {request.url.split('?')[0]}" if request is not None and request.url else ""
         return f"did not answer ({reason}{where})"
@@ -297,10 +298,4 @@ def _describe(error: BaseException) -> str:
         return f"failed ({error})"
     if _in_safe_mode(error):
         return "is in safe mode"
-    return f"failed ({_first_line(error)})"
-
-
-def _first_line(error: BaseException) -> str:
-    """Hadoop puts a Java stack trace in the message; the first line is the part a person reads."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    return f"failed ({first_line(error)})"
