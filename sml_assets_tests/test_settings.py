@@ -11,10 +11,11 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from dagster import build_sensor_context, instance_for_test
+from dagster import EnvVar, build_sensor_context, instance_for_test
 
 from sml_assets import settings
 from sml_assets.automation import build_metrics_backlog_sensor
+from sml_assets.resources import build_resources, resources_now
 from sml_assets.resources.database import MetricsDatabase
 from sml_assets.resources.kafka import KafkaResource
 from sml_assets.resources.storage import LocalStorage
@@ -90,3 +91,25 @@ def test_the_backlog_threshold_defaults_to_1000(monkeypatch: pytest.MonkeyPatch)
     assert settings.backlog_threshold() == 1000
     monkeypatch.setenv("SML_METRICS_BACKLOG_THRESHOLD", "250")
     assert settings.backlog_threshold() == 250
+
+
+def test_definitions_and_commands_build_the_same_resources_from_the_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SML_KAFKA_BOOTSTRAP_SERVERS", "broker-a:9092,broker-b:9092")
+    monkeypatch.setenv("SML_METRICS_TABLE", "from_env")
+    monkeypatch.setenv("SML_DATA_DIR", str(tmp_path))
+    for_dagster = build_resources()
+    now = resources_now()
+    assert set(for_dagster) == set(now) == {"kafka", "metrics_db", "spark", "hdfs", "storage"}
+    assert for_dagster["kafka"].bootstrap_servers == EnvVar("SML_KAFKA_BOOTSTRAP_SERVERS")
+    assert now.kafka.bootstrap_servers == "broker-a:9092,broker-b:9092"
+    assert now.metrics_db.table == "from_env"
+    assert now.metrics_db.url == f"sqlite:///{tmp_path / 'sml.db'}"
+    assert now["storage"].data_dir == str(tmp_path)
+    assert now["spark"].jars_dir == str(tmp_path / "jars" / "spark-kafka")
+
+
+def test_spark_reads_kafka_with_the_resource_s_client_options() -> None:
+    kafka = KafkaResource(bootstrap_servers="broker-a:9092", metrics_topic="m", logs_topic="l")
+    assert kafka.spark_source_options() == {"kafka.bootstrap.servers": "broker-a:9092"}
