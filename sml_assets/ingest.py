@@ -15,7 +15,7 @@ from typing import Any
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, KafkaError, Message, TopicPartition
 
-from sml_assets.parsing import DeadLetter, parse_metric
+from sml_assets.parsing import METRIC_FIELDS, DeadLetter, parse_metric
 from sml_assets.resources.database import MetricsDatabase, OffsetAdvance
 from sml_assets.resources.kafka import KafkaResource, KafkaUnavailableError, Watermarks
 
@@ -233,9 +233,7 @@ def _add(chunk: _Chunk, topic: str, message: Message) -> None:
                 "kafka_partition": message.partition(),
                 "kafka_offset": message.offset(),
                 "server_id": parsed.server_id,
-                "cpu": parsed.cpu,
-                "mem": parsed.mem,
-                "disk": parsed.disk,
+                **{field: getattr(parsed, field) for field in METRIC_FIELDS},
                 "event_time": parsed.event_time,
             }
         )

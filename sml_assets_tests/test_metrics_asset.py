@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,11 +28,13 @@ from dagster import (
 )
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, func, insert, select, text
 
+from sml_assets import ingest, parsing
 from sml_assets.assets import metrics as metrics_assets
 from sml_assets.assets.metrics import server_metrics
 from sml_assets.assets.topics import LOGS_TOPIC_KEY, METRICS_TOPIC_KEY, snapshot_metrics_topic
 from sml_assets.automation import build_metrics_backlog_sensor, ingest_metrics_job
 from sml_assets.ingest import DEFAULT_CONSUMER
+from sml_assets.migrate import main as migrate_main
 from sml_assets.replay import main as replay_main
 from sml_assets.resources.database import MetricsDatabase, UtcDateTime
 from sml_assets.resources.kafka import KafkaResource
@@ -487,3 +490,61 @@ def test_ingest_metrics_job_runs_the_asset_and_its_checks_with_the_concurrency_t
         c.check_key.name for c in CHECKS
     }
     assert table_count(database, topic) == 50
+
+
+@dataclass(frozen=True, slots=True)
+class RecordWithNet:
+    """`MetricRecord` as it would be after adding a `net` field (the one edit that takes)."""
+
+    server_id: int
+    cpu: float
+    mem: float
+    disk: float
+    net: float
+    event_time: datetime
+
+
+def test_a_new_metric_field_stops_the_run_naming_the_migration_then_is_stored_after_it(
+    database: MetricsDatabase,
+    kafka_for: Callable[[str], KafkaResource],
+    new_topic: Callable[..., str],
+    kafka_bootstrap: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    topic = new_topic()
+    kafka = kafka_for(topic)
+    produce(kafka_bootstrap, topic, [good(1)])
+    assert metadata(run(kafka, database))["rows inserted"] == 1
+
+    fields_with_net = (*parsing.METRIC_FIELDS, "net")
+    monkeypatch.setattr(parsing, "MetricRecord", RecordWithNet)
+    for module in (parsing, ingest, metrics_assets):
+        monkeypatch.setattr(module, "METRIC_FIELDS", fields_with_net)
+    produce(kafka_bootstrap, topic, [b"id: 3, cpu: 1.5, mem: 2.5, disk: 3.5, net: 4.5"])
+    widened = MetricsDatabase(url=database.url, table=database.table)
+
+    refused = run(kafka, widened)
+    assert not refused.success
+    message = failure_message(refused)
+    assert f"{database.table} at {database.masked_url} has no column net" in message
+    assert "run 'python -m sml_assets.migrate'" in message
+    assert widened.stored_offsets(DEFAULT_CONSUMER, topic) == {0: 1}
+
+    monkeypatch.setenv("SML_METRICS_DB_URL", database.url)
+    monkeypatch.setenv("SML_METRICS_TABLE", database.table)
+    assert migrate_main([]) == 0
+    assert "added column net" in capsys.readouterr().out
+    assert migrate_main([]) == 0
+    assert "nothing to do" in capsys.readouterr().out
+
+    after = run(kafka, widened, checks=True)
+    assert metadata(after)["rows inserted"] == 1
+    assert all(e.passed for e in after.get_asset_check_evaluations())
+    with widened.transaction() as connection:
+        stored = connection.execute(
+            select(widened.tables.metrics.c.server_id, widened.tables.metrics.c.net)
+            .where(widened.tables.metrics.c.kafka_topic == topic)
+            .order_by(widened.tables.metrics.c.kafka_offset)
+        ).all()
+    assert [tuple(row) for row in stored] == [(2, None), (3, 4.5)]
