@@ -28,12 +28,13 @@ from pyspark.sql import functions as F
 from sml_assets.resources.storage import LocalStorage
 from sml_assets.windows import (
     CATEGORIES,
-    WINDOW,
     WATERMARK_DELAY,
+    WINDOW,
     BatchUpdate,
     Counts,
     WindowUpdate,
     from_epoch_seconds,
+    shape_tag,
 )
 
 HEAD_PATTERN = r"^(\S+) (\S+) (\S+) \[([^\]]*)\] (.*)$"
@@ -138,7 +139,7 @@ def open_checkpoint(paths: StreamPaths, expected_id: str | None) -> Checkpoint:
     marker = paths.checkpoint_root / MARKER_FILE
     committed = paths.windows_checkpoint / "commits"
     has_commits = committed.is_dir() and any(committed.iterdir())
-    if has_commits and marker.is_file() and marker.read_text().strip() == expected_id:
+    if expected_id is not None and has_commits and marker.is_file() and marker.read_text().strip() == expected_id:
         return Checkpoint(checkpoint_id=expected_id, fresh=False)
     if paths.checkpoint_root.exists():
         shutil.rmtree(paths.checkpoint_root)
@@ -147,7 +148,7 @@ def open_checkpoint(paths: StreamPaths, expected_id: str | None) -> Checkpoint:
         shutil.rmtree(paths.rejects_dir)
     paths.checkpoint_root.mkdir(parents=True)
     paths.rejects_dir.mkdir(parents=True)
-    checkpoint_id = uuid.uuid4().hex
+    checkpoint_id = f"{uuid.uuid4().hex}-{shape_tag()}"
     marker.write_text(checkpoint_id + "\n")
     return Checkpoint(checkpoint_id=checkpoint_id, fresh=True, discarded=discarded)
 

@@ -163,9 +163,11 @@ def webserver(deployment: Deployment) -> Iterator[str]:
         try:
             urllib.request.urlopen(f"{base}/server_info", timeout=2)
             break
-        except OSError:
+        except OSError as error:
             if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"dagster-webserver did not start; see {deployment.root / 'webserver.log'}")
+                raise AssertionError(
+                    f"dagster-webserver did not start; see {deployment.root / 'webserver.log'}"
+                ) from error
             time.sleep(0.5)
     yield base
     process.terminate()

@@ -4,29 +4,26 @@ from __future__ import annotations
 
 import signal
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer
 from dagster import (
     AssetCheckSeverity,
-    DagsterEventType,
     DagsterInstance,
     DagsterRun,
     DagsterRunStatus,
     Definitions,
-    ExecuteInProcessResult,
     RunRequest,
     SensorDefinition,
     SensorResult,
     build_sensor_context,
     materialize,
 )
-from sqlalchemy import Column, Float, Integer, MetaData, String, Table, func, insert, select, text
+from sqlalchemy import Column, Float, Integer, MetaData, String, Table, func, insert, select
 
 from sml_assets import ingest, parsing
 from sml_assets.assets import metrics as metrics_assets
@@ -40,15 +37,10 @@ from sml_assets.resources.database import MetricsDatabase, UtcDateTime
 from sml_assets.resources.kafka import KafkaResource
 from sml_assets.resources.storage import LocalStorage
 from sml_assets_tests.faults import start_metrics_run, wait_until
+from sml_assets_tests.helpers import CHECKS, failure_message, good, metadata, now_ms, produce, run, table_count
 
 pytestmark = pytest.mark.integration
 
-CHECKS = [
-    metrics_assets.no_duplicate_messages,
-    metrics_assets.values_in_range,
-    metrics_assets.dead_letter_ratio,
-    metrics_assets.newest_row_is_fresh,
-]
 MALFORMED = {
     b"": "empty message",
     b"id: 7, cpu: high, mem: 41.0, disk: 77.5": "cpu 'high' is not a number",
@@ -56,90 +48,6 @@ MALFORMED = {
     b"id: 7, cpu: \xff\xfe, mem: 1, disk: 2": "not UTF-8: byte 0xff at position 12",
     b"id: 7, cpu: 63.2, mem": "field 'mem' has no ':' (expected 'key: value')",
 }
-
-
-def now_ms() -> int:
-    return int(datetime.now(UTC).timestamp() * 1000)
-
-
-def good(n: int, ts_ms: int | None = None) -> bytes:
-    ts = f", ts: {ts_ms}" if ts_ms is not None else ""
-    return f"id: {n % 50 + 1}, cpu: {n % 100}.5, mem: 41.0, disk: 77.5{ts}".encode()
-
-
-def produce(
-    bootstrap: str,
-    topic: str,
-    values: list[bytes],
-    partition: int | None = None,
-    timestamps_ms: list[int] | None = None,
-) -> None:
-    """Send and wait for every acknowledgement; any delivery error fails the test."""
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
-    errors: list[Any] = []
-
-    def delivered(error: Any, _message: Any) -> None:
-        if error is not None:
-            errors.append(error)
-
-    for index, value in enumerate(values):
-        extra: dict[str, Any] = {} if partition is None else {"partition": partition}
-        if timestamps_ms is not None:
-            extra["timestamp"] = timestamps_ms[index]
-        producer.produce(topic, value, on_delivery=delivered, **extra)
-        producer.poll(0)
-    assert producer.flush(30) == 0, "messages still unacknowledged after 30s"
-    assert not errors, errors
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path, unique_name: str) -> Iterator[MetricsDatabase]:
-    """The metrics database on SQLite (a temp file) and on PostgreSQL (a table of its own)."""
-    if request.param == "sqlite":
-        db = MetricsDatabase(url=f"sqlite:///{tmp_path / 'sml.db'}", table="server_matric")
-        yield db
-        db.engine().dispose()
-        return
-    db = MetricsDatabase(url=request.getfixturevalue("postgres_url"), table=unique_name[:40])
-    yield db
-    with db.transaction() as connection:
-        connection.execute(text(f'DROP TABLE IF EXISTS "{db.table}"'))
-    db.engine().dispose()
-
-
-@pytest.fixture
-def kafka_for(kafka_bootstrap: str) -> Callable[[str], KafkaResource]:
-    return lambda topic: KafkaResource(bootstrap_servers=kafka_bootstrap, metrics_topic=topic, timeout_s=10)
-
-
-def run(
-    kafka: KafkaResource, database: MetricsDatabase, checks: bool = False, **config: Any
-) -> ExecuteInProcessResult:
-    return materialize(
-        [server_metrics, *(CHECKS if checks else [])],
-        resources={"kafka": kafka, "metrics_db": database},
-        run_config={"ops": {"server_metrics": {"config": config}}} if config else None,
-        raise_on_error=False,
-    )
-
-
-def metadata(result: ExecuteInProcessResult) -> dict[str, Any]:
-    assert result.success, failure_message(result)
-    [materialization] = result.asset_materializations_for_node("server_metrics")
-    return {key: value.value for key, value in materialization.metadata.items()}
-
-
-def failure_message(result: ExecuteInProcessResult) -> str:
-    failures = [event for event in result.all_events if event.event_type == DagsterEventType.STEP_FAILURE]
-    return "\n".join(event.step_failure_data.error.to_string() for event in failures)
-
-
-def table_count(database: MetricsDatabase, topic: str, dead_letters: bool = False) -> int:
-    table = database.tables.dead_letters if dead_letters else database.tables.metrics
-    with database.transaction() as connection:
-        return connection.execute(
-            select(func.count()).select_from(table).where(table.c.kafka_topic == topic)
-        ).scalar_one()
 
 
 def test_counts_match_what_was_produced_across_partitions_and_a_second_run_adds_nothing(

@@ -22,8 +22,16 @@ from sml_assets.resources.hdfs import HdfsResource
 from sml_assets.resources.kafka import KafkaResource
 from sml_assets.resources.storage import LocalStorage
 from sml_assets_tests.faults import PrivateKafka, TcpProxy, wait_until
-from sml_assets_tests.test_crash_safety import CONSUMER, assert_offsets_cover_exactly_what_is_stored
-from sml_assets_tests.test_metrics_asset import failure_message, good, metadata, produce, run, table_count
+from sml_assets_tests.helpers import (
+    CONSUMER,
+    assert_offsets_cover_exactly_what_is_stored,
+    failure_message,
+    good,
+    metadata,
+    produce,
+    run,
+    table_count,
+)
 
 pytestmark = pytest.mark.integration
 
