@@ -6,7 +6,8 @@ import time
 from functools import partial
 from typing import BinaryIO, Protocol
 
-from confluent_kafka import KafkaError, KafkaException, Message as KafkaMessage, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import Message as KafkaMessage
 
 from simulator.records import Message, Stream
 from simulator.truth import Truth

@@ -99,7 +99,11 @@ def build_metrics_backlog_sensor(
     """
     if threshold is not None:
         check_backlog_threshold(threshold)
-    shown = f"{threshold:,}" if threshold is not None else f"{BACKLOG_THRESHOLD_VARIABLE} (default {DEFAULT_BACKLOG_THRESHOLD:,})"
+    shown = (
+        f"{threshold:,}"
+        if threshold is not None
+        else f"{BACKLOG_THRESHOLD_VARIABLE} (default {DEFAULT_BACKLOG_THRESHOLD:,})"
+    )
 
     @sensor(
         name=name,

@@ -176,13 +176,15 @@ def _drain(
                 )
                 break
             for message in messages:
-                if message.error() is not None:
-                    raise kafka.unavailable(f"consuming {topic}", message.error())
-                run = pending.get(message.partition())
-                if run is None or message.offset() < run.next_offset or message.offset() >= run.target:
+                failure = message.error()
+                if failure is not None:
+                    raise kafka.unavailable(f"consuming {topic}", failure)
+                partition, offset = message.partition(), message.offset()
+                run = None if partition is None else pending.get(partition)
+                if run is None or offset is None or offset < run.next_offset or offset >= run.target:
                     continue
                 _add(chunk, topic, message)
-                run.next_offset = message.offset() + 1
+                run.next_offset = offset + 1
                 chunk.next_offsets[run.partition] = run.next_offset
                 budget -= 1
                 if run.done:

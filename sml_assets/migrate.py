@@ -24,9 +24,8 @@ def migrate(database: MetricsDatabase) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argparse.ArgumentParser(prog="python -m sml_assets.migrate", description=__doc__.split("\n\n")[0]).parse_args(
-        argv
-    )
+    description = (__doc__ or "").split("\n\n")[0]
+    argparse.ArgumentParser(prog="python -m sml_assets.migrate", description=description).parse_args(argv)
     database = resources_now().metrics_db
     try:
         added = migrate(database)

@@ -127,7 +127,7 @@ def parse_metric(value: bytes | str | None, default_time: datetime) -> MetricRec
 def _seed_line(value: bytes | str, default_time: datetime) -> MetricRecord | None:
     """The common case of `parse_metric` in one regex; None sends the value down the general path."""
     as_bytes, as_text = _seed_line_patterns(METRIC_FIELDS)
-    match = (as_bytes if isinstance(value, bytes) else as_text).fullmatch(value)
+    match = as_bytes.fullmatch(value) if isinstance(value, bytes) else as_text.fullmatch(value)
     if match is None:
         return None
     raw_id, *raw_values, raw_ts = match.groups()
@@ -135,11 +135,11 @@ def _seed_line(value: bytes | str, default_time: datetime) -> MetricRecord | Non
     if server_id > MAX_SERVER_ID or any(number > PERCENT_MAX for number in values):
         return None
     if raw_ts is None:
-        return MetricRecord(server_id, *values, default_time)
+        return MetricRecord(server_id, *values, event_time=default_time)
     ts = int(raw_ts)
     if not MIN_EPOCH_MS <= ts <= MAX_EPOCH_MS:
         return None
-    return MetricRecord(server_id, *values, EPOCH + timedelta(milliseconds=ts))
+    return MetricRecord(server_id, *values, event_time=EPOCH + timedelta(milliseconds=ts))
 
 
 def parse_log_line(line: bytes | str | None) -> LogRecord | DeadLetter:
@@ -217,7 +217,7 @@ def _metric_from_fields(fields: dict[str, object], default_time: datetime) -> Me
     server_id = _server_id(fields["id"])
     values = [_percent(key, fields[key]) for key in METRIC_FIELDS]
     event_time = default_time if fields.get("ts") in (None, "") else _timestamp(fields["ts"])
-    return MetricRecord(server_id, *values, event_time)
+    return MetricRecord(server_id, *values, event_time=event_time)
 
 
 def _server_id(raw: object) -> int:

@@ -79,7 +79,7 @@ def reset(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sml_assets.replay", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m sml_assets.replay", description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--topic", help="default: SML_METRICS_TOPIC")
     parser.add_argument(
         "--consumer", default=DEFAULT_CONSUMER, help=f"whose stored offsets (default {DEFAULT_CONSUMER})"

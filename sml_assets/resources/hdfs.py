@@ -211,7 +211,7 @@ class HdfsResource(ConfigurableResource):
                 return None
             raise
         with client.read(hdfs_path) as reader:
-            return FileDigest.of(reader.read())
+            return FileDigest.of(reader.read())  # pyright: ignore[reportAttributeAccessIssue, reportArgumentType]
 
     @staticmethod
     def _rename_overwrite(client: InsecureClient, source: str, target: str) -> None:
@@ -220,7 +220,7 @@ class HdfsResource(ConfigurableResource):
         Hadoop answers 200 with an empty body on success and an error status otherwise; a JSON
         `false` would mean the server ignored the option and did not replace the file.
         """
-        response = client._rename(source, destination=target, renameoptions="OVERWRITE")
+        response = client._rename(source, destination=target, renameoptions="OVERWRITE")  # pyright: ignore[reportCallIssue]
         if response.content and response.json().get("boolean") is False:
             raise HdfsError(f"RENAME {source} -> {target} with OVERWRITE answered false", exception="RenameRefused")
 
@@ -292,7 +292,8 @@ def _describe(error: BaseException) -> str:
     if isinstance(error, requests.exceptions.ConnectionError):
         reason = "connection refused" if "refused" in str(error).lower() else first_line(error)
         request = error.request
-        where = f" at {request.url.split('?')[0]}" if request is not None and request.url else ""
+        url = str(request.url) if request is not None and request.url else ""
+        where = f" at {url.split('?')[0]}" if url else ""
         return f"did not answer ({reason}{where})"
     if isinstance(error, _ServerError):
         return f"failed ({error})"
