@@ -108,8 +108,3 @@ def test_definitions_and_commands_build_the_same_resources_from_the_settings(
     assert now.metrics_db.url == f"sqlite:///{tmp_path / 'sml.db'}"
     assert now["storage"].data_dir == str(tmp_path)
     assert now["spark"].jars_dir == str(tmp_path / "jars" / "spark-kafka")
-
-
-def test_spark_reads_kafka_with_the_resource_s_client_options() -> None:
-    kafka = KafkaResource(bootstrap_servers="broker-a:9092", metrics_topic="m", logs_topic="l")
-    assert kafka.spark_source_options() == {"kafka.bootstrap.servers": "broker-a:9092"}

@@ -19,6 +19,7 @@ from confluent_kafka.admin import AdminClient
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from sml_assets.errors import STACK_HINT
 from sml_assets.kafka_security import (
     CA_VARIABLE,
     CERTIFICATE_VARIABLE,
@@ -31,8 +32,6 @@ from sml_assets.kafka_security import (
     USERNAME_VARIABLE,
     KafkaSecurity,
 )
-
-from sml_assets.errors import STACK_HINT
 
 BOOTSTRAP_VARIABLE = "SML_KAFKA_BOOTSTRAP_SERVERS"
 METRICS_TOPIC_VARIABLE = "SML_METRICS_TOPIC"
