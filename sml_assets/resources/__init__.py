@@ -34,7 +34,7 @@ def build_resources(resolve: bool = False) -> Resources:
     only at run time); commands that run outside Dagster (`resources_now`) resolve them now.
     """
     read: Callable[[str], str | EnvVar] = setting_value if resolve else setting
-    kafka_security = {
+    kafka_security: dict[str, Any] = {
         field: (variable.get_value() or "") if resolve else variable
         for field, variable in kafka_security_settings().items()
     }
