@@ -32,7 +32,7 @@ from sml_assets.resources.storage import LocalStorage
 from sml_assets_tests.conftest import REPO_ROOT
 from sml_assets_tests.faults import SUBPROCESS_ENV, devstack_kafka, wait_until
 from sml_assets_tests.secured import SecuredKafka, devstack_tls
-from sml_assets_tests.test_metrics_asset import failure_message, metadata, run
+from sml_assets_tests.helpers import failure_message, metadata, run
 
 pytestmark = pytest.mark.integration
 
