@@ -31,8 +31,8 @@ from sml_assets.resources.spark import SparkResource
 from sml_assets.resources.storage import LocalStorage
 from sml_assets_tests.conftest import REPO_ROOT
 from sml_assets_tests.faults import SUBPROCESS_ENV, devstack_kafka, wait_until
-from sml_assets_tests.secured import SecuredKafka, devstack_tls
 from sml_assets_tests.helpers import failure_message, metadata, run
+from sml_assets_tests.secured import SecuredKafka, devstack_tls
 
 pytestmark = pytest.mark.integration
 
