@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 export SML_DATA_DIR ?= $(CURDIR)/.sml-data
 
-.PHONY: install browser stack-up stack-down stack-status run test stress bench clean
+.PHONY: install browser stack-up stack-down stack-status run lint test stress bench clean
 
 install: $(STAMP)
 
@@ -33,7 +33,12 @@ stack-status:
 run: install stack-up
 	$(PY) devstack/run.py
 
-test: install browser stack-up
+# ruff (lint only; `ruff format` is configured but not enforced yet) and pyright, both from pyproject.toml.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pyright --pythonpath $(PY)
+
+test: install lint browser stack-up
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Crash trials: SML_STRESS_TRIALS (default 20) killed server_metrics runs and SML_STRESS_LOG_TRIALS

@@ -86,6 +86,38 @@ def run_bare(
     return len(prebuilt) / elapsed
 
 
+def alternate(bootstrap: str, messages: int, repeats: int, partitions: int, label: str = "") -> dict[str, list[float]]:
+    """The bare loop and the simulator, alternating `repeats` times on fresh topics (deleted after):
+    messages per second of each run, by mode. Shared with run_all.py, so both measure alike."""
+    prebuilt = [
+        (m.stream, m.key, m.value)
+        for m in generate(SimulationOptions(start_ms=START_MS, seed=SEED, count=messages))
+    ]
+    gc.freeze()  # the pre-built messages are scaffolding: keep them out of both runs' collections
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.list_topics(timeout=10)
+    prefix = f"bench-sim-{uuid.uuid4().hex[:8]}"
+    created: list[str] = []
+    rates: dict[str, list[float]] = {"bare": [], "simulator": []}
+    try:
+        for repeat in range(repeats):
+            for mode in ("bare", "simulator"):
+                stem = f"{prefix}-{mode}-{repeat}"
+                metrics, logs = f"{stem}-metrics", f"{stem}-logs"
+                create_topics(admin, bootstrap, [metrics, logs], partitions)
+                created += [metrics, logs]
+                rate = (run_bare(bootstrap, metrics, logs, prebuilt) if mode == "bare"
+                        else run_simulator(bootstrap, metrics, logs, messages))
+                rates[mode].append(rate)
+                print(f"  {label}repeat {repeat + 1}/{repeats} {mode:<9} {rate:>10,.0f} msg/s", file=sys.stderr)
+    finally:
+        if created:
+            for future in admin.delete_topics(created, operation_timeout=30).values():
+                with contextlib.suppress(Exception):
+                    future.result(timeout=30)
+    return rates
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bootstrap-servers",
@@ -95,33 +127,7 @@ def main() -> int:
     parser.add_argument("--partitions", type=int, default=3)
     args = parser.parse_args()
 
-    prebuilt = [
-        (m.stream, m.key, m.value)
-        for m in generate(SimulationOptions(start_ms=START_MS, seed=SEED, count=args.messages))
-    ]
-    gc.freeze()  # the pre-built messages are scaffolding: keep them out of both runs' collections
-    admin = AdminClient({"bootstrap.servers": args.bootstrap_servers})
-    admin.list_topics(timeout=10)
-    prefix = f"bench-sim-{uuid.uuid4().hex[:8]}"
-    created: list[str] = []
-    rates: dict[str, list[float]] = {"bare": [], "simulator": []}
-    try:
-        for repeat in range(args.repeats):
-            for mode in ("bare", "simulator"):
-                stem = f"{prefix}-{mode}-{repeat}"
-                metrics, logs = f"{stem}-metrics", f"{stem}-logs"
-                created += [metrics, logs]
-                create_topics(admin, args.bootstrap_servers, [metrics, logs], args.partitions)
-                rate = (run_bare(args.bootstrap_servers, metrics, logs, prebuilt) if mode == "bare"
-                        else run_simulator(args.bootstrap_servers, metrics, logs, args.messages))
-                rates[mode].append(rate)
-                print(f"  repeat {repeat + 1}/{args.repeats} {mode:<9} {rate:>10,.0f} msg/s",
-                      file=sys.stderr)
-    finally:
-        if created:
-            for future in admin.delete_topics(created, operation_timeout=30).values():
-                with contextlib.suppress(Exception):
-                    future.result(timeout=30)
+    rates = alternate(args.bootstrap_servers, args.messages, args.repeats, args.partitions)
 
     print(f"\n{args.messages:,} messages per run, {args.repeats} repeats, "
           f"{args.partitions} partitions, broker {args.bootstrap_servers}\n")

@@ -9,7 +9,6 @@ medians of the same run. The JSON lands in benchmarks/results/ (git-ignored).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -19,7 +18,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +27,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import bench_simulator
-from benchmarks.common import BOOTSTRAP, admin
+from benchmarks.common import BOOTSTRAP
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -91,30 +89,8 @@ def part(script: str, *args: str) -> Any:
 
 
 def simulator(messages: int, repeats: int) -> dict[str, Any]:
-    """bench_simulator's own functions: the bare loop and the simulator, alternating, fresh topics."""
-    client = admin()
-    prebuilt = [(m.stream, m.key, m.value) for m in bench_simulator.generate(
-        bench_simulator.SimulationOptions(start_ms=bench_simulator.START_MS, seed=bench_simulator.SEED,
-                                          count=messages))]
-    prefix = f"bench-sim-{uuid.uuid4().hex[:8]}"
-    created: list[str] = []
-    rates: dict[str, list[float]] = {"bare": [], "simulator": []}
-    try:
-        for index in range(repeats):
-            for mode in ("bare", "simulator"):
-                metrics, logs = f"{prefix}-{mode}-{index}-metrics", f"{prefix}-{mode}-{index}-logs"
-                created += [metrics, logs]
-                bench_simulator.create_topics(client, BOOTSTRAP, [metrics, logs], 3)
-                rate = (bench_simulator.run_bare(BOOTSTRAP, metrics, logs, prebuilt) if mode == "bare"
-                        else bench_simulator.run_simulator(BOOTSTRAP, metrics, logs, messages))
-                rates[mode].append(rate)
-                print(f"  simulator repeat {index + 1}/{repeats} {mode:<9} {rate:>10,.0f} msg/s",
-                      file=sys.stderr)
-    finally:
-        if created:
-            for future in client.delete_topics(created, operation_timeout=30).values():
-                with contextlib.suppress(Exception):
-                    future.result(timeout=30)
+    """bench_simulator's own loop: the bare loop and the simulator, alternating, fresh topics."""
+    rates = bench_simulator.alternate(BOOTSTRAP, messages, repeats, partitions=3, label="simulator ")
     return {mode: _stat(values) for mode, values in rates.items()}
 
 

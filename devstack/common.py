@@ -19,11 +19,10 @@ POMS_DIR = Path(__file__).resolve().parent / "poms"
 
 
 def data_dir() -> Path:
-    """SML_DATA_DIR (default ./.sml-data under the repo), created on demand."""
-    raw = os.environ.get("SML_DATA_DIR", str(REPO_ROOT / ".sml-data"))
-    path = Path(raw)
-    if not path.is_absolute():
-        path = REPO_ROOT / path
+    """SML_DATA_DIR, created on demand, by the rule of `sml_assets.settings.data_dir` (which this
+    stdlib-only code cannot import): relative values and the default `.sml-data` are under the repo."""
+    path = Path(os.environ.get("SML_DATA_DIR") or ".sml-data")
+    path = (path if path.is_absolute() else REPO_ROOT / path).resolve()
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -14,6 +14,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from common import data_dir as sml_data_dir
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 UI_START_TIMEOUT_S = 180.0
@@ -45,7 +47,7 @@ def _default_sigint() -> None:
 
 
 def main() -> int:
-    data_dir = Path(os.environ.get("SML_DATA_DIR", REPO_ROOT / ".sml-data")).resolve()
+    data_dir = sml_data_dir()
     env = {**os.environ, "SML_DATA_DIR": str(data_dir), "DAGSTER_HOME": str(_dagster_home(data_dir))}
     env.setdefault("JAVA_HOME", "/usr/lib/jvm/java-17-openjdk-amd64")
     port = env.get("SML_DAGSTER_PORT", "3000")

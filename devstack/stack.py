@@ -85,7 +85,7 @@ def cmd_status(names: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="devstack/stack.py", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="devstack/stack.py", description=(__doc__ or "").splitlines()[0])
     parser.add_argument("command", choices=["up", "down", "status"])
     parser.add_argument("services", nargs="*", help=f"default: all of {', '.join(SERVICES)}")
     parser.add_argument("--reset", action="store_true", help="with down: also delete the services' data")

@@ -10,8 +10,10 @@ from confluent_kafka import (
     TIMESTAMP_NOT_AVAILABLE,
     KafkaError,
     KafkaException,
-    Message as KafkaMessage,
     Producer,
+)
+from confluent_kafka import (
+    Message as KafkaMessage,
 )
 
 from simulator.records import Message, Stream

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, ClusterMetadata
+from confluent_kafka.admin import AdminClient, ClusterMetadata  # pyright: ignore[reportPrivateImportUsage]
 
 POLL_S = 0.1
 
@@ -37,7 +37,7 @@ def wait_for_topics(
 ) -> None:
     """Until a new client's metadata shows every topic (name -> partitions, or None for any) with a
     leader for each partition; `config` is a client config or a bootstrap string."""
-    client_config = {"bootstrap.servers": config} if isinstance(config, str) else dict(config)
+    client_config: dict[str, Any] = {"bootstrap.servers": config} if isinstance(config, str) else dict(config)
     deadline = time.monotonic() + timeout_s
     while True:
         remaining = deadline - time.monotonic()

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 from dagster import (
     AssetSelection,
@@ -35,12 +34,16 @@ from sml_assets.assets.topics import (
 from sml_assets.resources.database import DatabaseUnavailableError, MetricsDatabase
 from sml_assets.resources.kafka import KafkaResource, KafkaUnavailableError
 from sml_assets.resources.storage import LocalStorage
+from sml_assets.settings import (
+    BACKLOG_THRESHOLD_VARIABLE,
+    DEFAULT_BACKLOG_THRESHOLD,
+    backlog_threshold,
+    check_backlog_threshold,
+)
 
 CONCURRENCY_TAG = "sml/concurrency_key"
 INGEST_METRICS_CONCURRENCY = "ingest_metrics"
 SUMMARIZE_LOGS_CONCURRENCY = "summarize_logs"
-BACKLOG_THRESHOLD_VARIABLE = "SML_METRICS_BACKLOG_THRESHOLD"
-DEFAULT_BACKLOG_THRESHOLD = 1_000
 IN_FLIGHT_STATUSES = [
     DagsterRunStatus.QUEUED,
     DagsterRunStatus.NOT_STARTED,
@@ -83,7 +86,7 @@ def ingest_metrics_every_2_minutes(context: ScheduleEvaluationContext) -> RunReq
 
 
 def build_metrics_backlog_sensor(
-    threshold: int = DEFAULT_BACKLOG_THRESHOLD, name: str = "metrics_backlog_sensor"
+    threshold: int | None = None, name: str = "metrics_backlog_sensor"
 ) -> SensorDefinition:
     """The seed's 'or 1,000 messages' trigger, as a sensor that only reads offsets.
 
@@ -91,23 +94,29 @@ def build_metrics_backlog_sensor(
     them as observations of the topic assets when they changed, and requests a run when at least
     `threshold` metrics messages wait and no run is in flight. The cursor remembers the last
     offsets seen, and the run key (the end offsets) stops a second request for the same backlog.
+    Without `threshold`, each tick reads SML_METRICS_BACKLOG_THRESHOLD, so a bad value fails the
+    tick with a message naming it instead of breaking the loading of the code location.
     """
-    if threshold < 1:
-        raise ValueError(
-            f"{BACKLOG_THRESHOLD_VARIABLE}={threshold}: the backlog threshold must be at least 1"
-        )
+    if threshold is not None:
+        check_backlog_threshold(threshold)
+    shown = (
+        f"{threshold:,}"
+        if threshold is not None
+        else f"{BACKLOG_THRESHOLD_VARIABLE} (default {DEFAULT_BACKLOG_THRESHOLD:,})"
+    )
 
     @sensor(
         name=name,
         job=ingest_metrics_job,
         minimum_interval_seconds=30,
         default_status=DefaultSensorStatus.RUNNING,
-        description=f"Starts {ingest_metrics_job.name} when at least {threshold:,} metrics messages wait.",
+        description=f"Starts {ingest_metrics_job.name} when at least {shown} metrics messages wait.",
     )
     def metrics_backlog_sensor(
         context: SensorEvaluationContext, kafka: KafkaResource, metrics_db: MetricsDatabase,
         storage: LocalStorage,
     ) -> SensorResult:
+        wanted = threshold if threshold is not None else backlog_threshold()
         previous = json.loads(context.cursor) if context.cursor else {}
         try:
             metrics = snapshot_metrics_topic(kafka, metrics_db)
@@ -133,10 +142,10 @@ def build_metrics_backlog_sensor(
         if logs is not None and previous.get("logs_end") != logs.end_total:
             events.append(logs.observation(LOGS_TOPIC_KEY))
         cursor = json.dumps(seen, sort_keys=True)
-        if metrics.backlog < threshold:
+        if metrics.backlog < wanted:
             reason = (
                 f"{metrics.backlog:,} metrics messages wait in {metrics.topic}, "
-                f"below the threshold of {threshold:,}"
+                f"below the threshold of {wanted:,}"
             )
             return SensorResult(skip_reason=SkipReason(reason), cursor=cursor, asset_events=events)
         in_flight = run_in_flight(context.instance, ingest_metrics_job.name)
@@ -150,15 +159,6 @@ def build_metrics_backlog_sensor(
         return SensorResult(run_requests=[request], cursor=cursor, asset_events=events)
 
     return metrics_backlog_sensor
-
-
-def backlog_threshold() -> int:
-    """SML_METRICS_BACKLOG_THRESHOLD, or 1,000 (the seed's batch size)."""
-    raw = os.environ.get(BACKLOG_THRESHOLD_VARIABLE, str(DEFAULT_BACKLOG_THRESHOLD))
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"{BACKLOG_THRESHOLD_VARIABLE}={raw!r} is not a whole number of messages") from None
 
 
 summarize_logs_job = define_asset_job(
@@ -182,7 +182,7 @@ def summarize_logs_every_5_minutes(context: ScheduleEvaluationContext) -> RunReq
 
 JOBS = [ingest_metrics_job, summarize_logs_job]
 SCHEDULES: list[ScheduleDefinition] = [ingest_metrics_every_2_minutes, summarize_logs_every_5_minutes]
-SENSORS: list[SensorDefinition] = [build_metrics_backlog_sensor(backlog_threshold())]
+SENSORS: list[SensorDefinition] = [build_metrics_backlog_sensor()]
 
 hdfs_log_summary_automation = AutomationConditionSensorDefinition(
     "hdfs_log_summary_automation",

@@ -8,12 +8,7 @@ from dagster import Definitions, load_asset_checks_from_modules, load_assets_fro
 
 from sml_assets import automation
 from sml_assets.assets import clock_skew, hdfs, logs, metrics, topics
-from sml_assets.resources.database import MetricsDatabase
-from sml_assets.resources.hdfs import HdfsResource
-from sml_assets.resources.kafka import KafkaResource
-from sml_assets.resources.spark import SparkResource
-from sml_assets.resources.storage import LocalStorage
-from sml_assets.settings import int_setting, kafka_security_settings, setting
+from sml_assets.resources import build_resources
 
 ASSET_MODULES = [topics, metrics, logs, hdfs, clock_skew]
 
@@ -23,23 +18,5 @@ defs = Definitions(
     jobs=automation.JOBS,
     schedules=automation.SCHEDULES,
     sensors=automation.SENSORS,
-    resources={
-        "kafka": KafkaResource(
-            bootstrap_servers=setting("SML_KAFKA_BOOTSTRAP_SERVERS"),
-            metrics_topic=setting("SML_METRICS_TOPIC"),
-            logs_topic=setting("SML_LOGS_TOPIC"),
-            max_clock_skew_s=int_setting("SML_MAX_CLOCK_SKEW"),
-            **kafka_security_settings(),
-        ),
-        "metrics_db": MetricsDatabase(
-            url=setting("SML_METRICS_DB_URL"), table=setting("SML_METRICS_TABLE")
-        ),
-        "spark": SparkResource(
-            master=setting("SML_SPARK_MASTER"), jars_dir=setting("SML_SPARK_JARS_DIR")
-        ),
-        "hdfs": HdfsResource(
-            url=setting("SML_HDFS_URL"), user=setting("SML_HDFS_USER"), ca_location=setting("SML_HDFS_CA_LOCATION")
-        ),
-        "storage": LocalStorage(data_dir=setting("SML_DATA_DIR")),
-    },
+    resources=build_resources(),
 )

@@ -16,7 +16,7 @@ from typing import Any
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, KafkaError, Message, TopicPartition
 
-from sml_assets.parsing import DeadLetter, parse_metric, reason_kind, skew_reason
+from sml_assets.parsing import METRIC_FIELDS, DeadLetter, parse_metric, reason_kind, skew_reason
 from sml_assets.resources.database import MetricsDatabase, OffsetAdvance
 from sml_assets.resources.kafka import KafkaResource, KafkaUnavailableError, Watermarks
 
@@ -179,13 +179,15 @@ def _drain(
                 )
                 break
             for message in messages:
-                if message.error() is not None:
-                    raise kafka.unavailable(f"consuming {topic}", message.error())
-                run = pending.get(message.partition())
-                if run is None or message.offset() < run.next_offset or message.offset() >= run.target:
+                failure = message.error()
+                if failure is not None:
+                    raise kafka.unavailable(f"consuming {topic}", failure)
+                partition, offset = message.partition(), message.offset()
+                run = None if partition is None else pending.get(partition)
+                if run is None or offset is None or offset < run.next_offset or offset >= run.target:
                     continue
                 _add(chunk, topic, message, kafka.max_clock_skew_s)
-                run.next_offset = message.offset() + 1
+                run.next_offset = offset + 1
                 chunk.next_offsets[run.partition] = run.next_offset
                 budget -= 1
                 if run.done:
@@ -238,9 +240,7 @@ def _add(chunk: _Chunk, topic: str, message: Message, max_skew_s: int) -> None:
                 "kafka_partition": message.partition(),
                 "kafka_offset": message.offset(),
                 "server_id": parsed.server_id,
-                "cpu": parsed.cpu,
-                "mem": parsed.mem,
-                "disk": parsed.disk,
+                **{field: getattr(parsed, field) for field in METRIC_FIELDS},
                 "event_time": parsed.event_time,
             }
         )

@@ -177,7 +177,10 @@ class KafkaSecurity:
                 f"{self.ca_location or 'unset: the system CA store'})"
             )
         if "certificate" in text and ("hostname" in text or "name mismatch" in text):
-            return "the broker's certificate does not name the host in SML_KAFKA_BOOTSTRAP_SERVERS: use the name it was issued for"
+            return (
+                "the broker's certificate does not name the host in SML_KAFKA_BOOTSTRAP_SERVERS: "
+                "use the name it was issued for"
+            )
         if "connecting to a ssl listener" in text or "incorrect security.protocol" in text:
             return self._plaintext_on_tls()
         if "ssl handshake failed" in text or "ssl" in text and self.uses_tls:

@@ -33,12 +33,13 @@ from sml_assets.parsing import DEFAULT_MAX_CLOCK_SKEW_S, SKEW_REFERENCES
 from sml_assets.resources.storage import LocalStorage
 from sml_assets.windows import (
     CATEGORIES,
-    WINDOW,
     WATERMARK_DELAY,
+    WINDOW,
     BatchUpdate,
     Counts,
     WindowUpdate,
     from_epoch_seconds,
+    shape_tag,
 )
 
 HEAD_PATTERN = r"^(\S+) (\S+) (\S+) \[([^\]]*)\] (.*)$"
@@ -170,7 +171,8 @@ def read_rejects(rejects_dir: Path) -> pd.DataFrame:
                 files[path] = None
     frames = [pd.read_parquet(path) for path in files if Path(path).exists()]
     if not frames:
-        return pd.DataFrame(columns=["kafka_partition", "kafka_offset", "kafka_timestamp", "line", "reject_reason"])
+        columns = ["kafka_partition", "kafka_offset", "kafka_timestamp", "line", "reject_reason"]
+        return pd.DataFrame(columns=pd.Index(columns))
     rejects = pd.concat(frames, ignore_index=True)
     rejects["kafka_timestamp"] = pd.to_datetime(rejects["kafka_timestamp"], utc=True)
     return rejects
@@ -188,7 +190,7 @@ def open_checkpoint(paths: StreamPaths, expected_id: str | None) -> Checkpoint:
     marker = paths.checkpoint_root / MARKER_FILE
     committed = paths.windows_checkpoint / "commits"
     has_commits = committed.is_dir() and any(committed.iterdir())
-    if has_commits and marker.is_file() and marker.read_text().strip() == expected_id:
+    if expected_id is not None and has_commits and marker.is_file() and marker.read_text().strip() == expected_id:
         return Checkpoint(checkpoint_id=expected_id, fresh=False)
     if paths.checkpoint_root.exists():
         shutil.rmtree(paths.checkpoint_root)
@@ -197,7 +199,7 @@ def open_checkpoint(paths: StreamPaths, expected_id: str | None) -> Checkpoint:
         shutil.rmtree(paths.rejects_dir)
     paths.checkpoint_root.mkdir(parents=True)
     paths.rejects_dir.mkdir(parents=True)
-    checkpoint_id = uuid.uuid4().hex
+    checkpoint_id = f"{uuid.uuid4().hex}-{shape_tag()}"
     marker.write_text(checkpoint_id + "\n")
     return Checkpoint(checkpoint_id=checkpoint_id, fresh=True, discarded=discarded)
 

@@ -10,9 +10,10 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime, timedelta
+from functools import cache
 
-METRIC_FIELDS = ("cpu", "mem", "disk")
 PERCENT_MIN, PERCENT_MAX = 0.0, 100.0
 MAX_SERVER_ID = 2**31 - 1
 """The largest id a 32-bit INTEGER column holds in every supported database."""
@@ -40,15 +41,6 @@ Likewise `rest` stops at Java's line terminators, and a log line is trimmed of `
 _LINE_SPACE = " \t\n\r\f\v\x85\u2028\u2029"
 """ASCII whitespace (Spark trims it) and the line terminators Java's `$` accepts at the end."""
 _PERCENT_TEXT = r"([0-9]{1,3}(?:\.[0-9]{1,6})?)"
-_SEED_LINE = (
-    rf"id: ([1-9][0-9]{{0,9}}), cpu: {_PERCENT_TEXT}, mem: {_PERCENT_TEXT}, disk: {_PERCENT_TEXT}"
-    r"(?:, ts: ([1-9][0-9]{11,14}))?"
-)
-_SEED_LINE_BYTES = re.compile(_SEED_LINE.encode())
-_SEED_LINE_TEXT = re.compile(_SEED_LINE)
-"""The simulator's and the seed's exact line shape: matched whole, it is parsed without the general
-path (one regex instead of splitting, stripping and checking per field); anything else, and any
-value out of range, takes the general path, which gives the same record or the precise reason."""
 _PREVIEW = 40
 DEFAULT_MAX_CLOCK_SKEW_S = 60
 """SML_MAX_CLOCK_SKEW's default, in seconds; README "Event time you can trust" says why."""
@@ -60,13 +52,32 @@ _REASON_NUMBER = re.compile(r"(?<![\w-])(?<!RFC )[-+]?\d[\d.,:]*(?![\w-])")
 
 @dataclass(frozen=True, slots=True)
 class MetricRecord:
-    """One valid metrics message: a server's cpu/mem/disk percentages at `event_time` (UTC)."""
+    """One valid metrics message: a server's percentages at `event_time` (UTC).
+
+    The fields between `server_id` and `event_time` are the metric fields, the one source of
+    `METRIC_FIELDS`: the parser, the table's columns, ingest's rows and the checks derive from it,
+    so adding a field is adding it here (then `python -m sml_assets.migrate` on an existing table).
+    """
 
     server_id: int
     cpu: float
     mem: float
     disk: float
     event_time: datetime
+
+
+METRIC_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclass_fields(MetricRecord))[1:-1]
+"""The percentages of a metrics message, in the order of `MetricRecord` and of the seed line."""
+
+
+@cache
+def _seed_line_patterns(metric_fields: tuple[str, ...]) -> tuple[re.Pattern[bytes], re.Pattern[str]]:
+    """The simulator's and the seed's exact line shape: matched whole, it is parsed without the
+    general path (one regex instead of splitting, stripping and checking per field); anything else,
+    and any value out of range, takes the general path, which gives the same record or the reason."""
+    percents = "".join(f", {name}: {_PERCENT_TEXT}" for name in metric_fields)
+    line = rf"id: ([1-9][0-9]{{0,9}}){percents}" r"(?:, ts: ([1-9][0-9]{11,14}))?"
+    return re.compile(line.encode()), re.compile(line)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,19 +132,20 @@ def parse_metric(value: bytes | str | None, default_time: datetime) -> MetricRec
 
 def _seed_line(value: bytes | str, default_time: datetime) -> MetricRecord | None:
     """The common case of `parse_metric` in one regex; None sends the value down the general path."""
-    match = (_SEED_LINE_BYTES if isinstance(value, bytes) else _SEED_LINE_TEXT).fullmatch(value)
+    as_bytes, as_text = _seed_line_patterns(METRIC_FIELDS)
+    match = as_bytes.fullmatch(value) if isinstance(value, bytes) else as_text.fullmatch(value)
     if match is None:
         return None
-    raw_id, raw_cpu, raw_mem, raw_disk, raw_ts = match.groups()
-    server_id, cpu, mem, disk = int(raw_id), float(raw_cpu), float(raw_mem), float(raw_disk)
-    if server_id > MAX_SERVER_ID or cpu > PERCENT_MAX or mem > PERCENT_MAX or disk > PERCENT_MAX:
+    raw_id, *raw_values, raw_ts = match.groups()
+    server_id, values = int(raw_id), [float(raw) for raw in raw_values]
+    if server_id > MAX_SERVER_ID or any(number > PERCENT_MAX for number in values):
         return None
     if raw_ts is None:
-        return MetricRecord(server_id, cpu, mem, disk, default_time)
+        return MetricRecord(server_id, *values, event_time=default_time)
     ts = int(raw_ts)
     if not MIN_EPOCH_MS <= ts <= MAX_EPOCH_MS:
         return None
-    return MetricRecord(server_id, cpu, mem, disk, EPOCH + timedelta(milliseconds=ts))
+    return MetricRecord(server_id, *values, event_time=EPOCH + timedelta(milliseconds=ts))
 
 
 def parse_log_line(line: bytes | str | None) -> LogRecord | DeadLetter:
@@ -236,9 +248,9 @@ def _metric_from_fields(fields: dict[str, object], default_time: datetime) -> Me
     if missing:
         raise _Reject(f"missing key{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
     server_id = _server_id(fields["id"])
-    cpu, mem, disk = (_percent(key, fields[key]) for key in METRIC_FIELDS)
+    values = [_percent(key, fields[key]) for key in METRIC_FIELDS]
     event_time = default_time if fields.get("ts") in (None, "") else _timestamp(fields["ts"])
-    return MetricRecord(server_id, cpu, mem, disk, event_time)
+    return MetricRecord(server_id, *values, event_time=event_time)
 
 
 def _server_id(raw: object) -> int:

@@ -26,7 +26,6 @@ from pathlib import Path
 
 from dagster import DagsterInstance
 
-from sml_assets.assets.logs import STATE_FILE, state_path
 from sml_assets.automation import (
     CONCURRENCY_TAG,
     SUMMARIZE_LOGS_CONCURRENCY,
@@ -34,10 +33,11 @@ from sml_assets.automation import (
 )
 from sml_assets.definitions import defs
 from sml_assets.logs_stream import SUMMARY_DIR, stream_paths
-from sml_assets.replay import resources_from_environment
+from sml_assets.resources import resources_now
 from sml_assets.resources.kafka import KafkaUnavailableError
 from sml_assets.resources.storage import LocalStorage
 from sml_assets.settings import data_dir
+from sml_assets.summarize import STATE_FILE, state_path
 
 JOB = "summarize_logs_job"
 
@@ -60,7 +60,7 @@ def discard_summary(storage: LocalStorage, now: datetime | None = None) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sml_assets.rebuild", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m sml_assets.rebuild", description=(__doc__ or "").split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     command = commands.add_parser("log-summary", help="rebuild log_summary and its HDFS copy from the topic")
     command.add_argument(
@@ -68,9 +68,19 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="rebuild even though retention deleted the topic's first records (their windows are lost)",
     )
+    command.add_argument(
+        "--discard-only",
+        action="store_true",
+        help="only set the summary aside; the next run of summarize_logs_job recounts the topic",
+    )
     args = parser.parse_args(argv)
-    kafka, _ = resources_from_environment()
     storage = LocalStorage(data_dir=str(data_dir()))
+    if args.discard_only:
+        aside = discard_summary(storage)
+        print(f"moved the stored summary, checkpoint and rejects to {aside}; "
+              f"the next run of {JOB} recounts the logs topic from earliest")
+        return 0
+    kafka = resources_now().kafka
     try:
         marks = kafka.watermarks(kafka.logs_topic)
     except KafkaUnavailableError as error:

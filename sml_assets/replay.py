@@ -19,29 +19,15 @@ import argparse
 import sys
 from datetime import UTC, datetime
 
-from dagster import EnvVar
-
 from sml_assets.ingest import DEFAULT_CONSUMER
-from sml_assets.resources.database import DatabaseUnavailableError, MetricsDatabase
 from sml_assets.kafka_security import KafkaSettingsError
-from sml_assets.resources.kafka import KafkaResource, KafkaUnavailableError, lag_per_partition
-from sml_assets.settings import kafka_security_settings, setting
-
-
-def resources_from_environment() -> tuple[KafkaResource, MetricsDatabase]:
-    """The resources `definitions.py` would build, resolved now (outside a Dagster run)."""
-
-    def value(name: str) -> str:
-        raw = setting(name)
-        return (raw.get_value() or "") if isinstance(raw, EnvVar) else raw
-
-    kafka = KafkaResource(
-        bootstrap_servers=value("SML_KAFKA_BOOTSTRAP_SERVERS"),
-        metrics_topic=value("SML_METRICS_TOPIC"),
-        logs_topic=value("SML_LOGS_TOPIC"),
-        **{field: env.get_value() for field, env in kafka_security_settings().items()},
-    )
-    return kafka, MetricsDatabase(url=value("SML_METRICS_DB_URL"), table=value("SML_METRICS_TABLE"))
+from sml_assets.resources import resources_now
+from sml_assets.resources.database import DatabaseUnavailableError, MetricsDatabase
+from sml_assets.resources.kafka import (
+    KafkaResource,
+    KafkaUnavailableError,
+    lag_per_partition,
+)
 
 
 def parse_timestamp(text: str) -> int:
@@ -93,7 +79,7 @@ def reset(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sml_assets.replay", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m sml_assets.replay", description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--topic", help="default: SML_METRICS_TOPIC")
     parser.add_argument(
         "--consumer", default=DEFAULT_CONSUMER, help=f"whose stored offsets (default {DEFAULT_CONSUMER})"
@@ -108,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     target.add_argument("--earliest", action="store_true", help="the oldest retained message")
     target.add_argument("--latest", action="store_true", help="the end: skip everything waiting")
     args = parser.parse_args(argv)
-    kafka, database = resources_from_environment()
+    resources = resources_now()
+    kafka, database = resources.kafka, resources.metrics_db
     topic = args.topic or kafka.metrics_topic
     try:
         if args.command == "show":

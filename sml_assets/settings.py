@@ -1,4 +1,7 @@
-"""The contract's environment variables (DESIGN.md section 5) and their defaults, in one place."""
+"""The contract's environment variables (DESIGN.md section 5) and their defaults, in one place.
+
+Every SML_* setting is read here; the rest of the package asks this module, never `os.environ`.
+"""
 from __future__ import annotations
 
 import os
@@ -8,6 +11,7 @@ from dagster import EnvVar
 
 from sml_assets.kafka_security import VARIABLES as KAFKA_SECURITY_VARIABLES
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULTS: dict[str, str] = {
     "SML_KAFKA_BOOTSTRAP_SERVERS": "localhost:9092",
     "SML_METRICS_TOPIC": "test-topic4",
@@ -20,13 +24,19 @@ DEFAULTS: dict[str, str] = {
     "SML_DATA_DIR": "./.sml-data",
     "SML_MAX_CLOCK_SKEW": "60",
 }
+"""The contract's variables (docker-compose.yml sets exactly these)."""
+BACKLOG_THRESHOLD_VARIABLE = "SML_METRICS_BACKLOG_THRESHOLD"
+DEFAULT_BACKLOG_THRESHOLD = 1_000
 
 
 def setting(name: str) -> str | EnvVar:
     """An `EnvVar` when the variable is set (the UI then shows its source), else the default.
 
     `EnvVar` alone would fail on an unset variable; sml must run with embedded defaults.
+    SML_DATA_DIR is always the resolved path, so a relative value follows `data_dir`'s rule.
     """
+    if name == "SML_DATA_DIR":
+        return str(data_dir())
     if name in os.environ:
         return EnvVar(name)
     if name == "SML_METRICS_DB_URL":
@@ -50,9 +60,21 @@ def int_value(name: str) -> int:
         raise ValueError(f"{name}={raw!r} is not a whole number of seconds: set it to e.g. {DEFAULTS[name]}") from None
 
 
+def setting_value(name: str) -> str:
+    """The setting's value now, for code that runs outside Dagster's resource resolution."""
+    raw = setting(name)
+    return (raw.get_value() or "") if isinstance(raw, EnvVar) else raw
+
+
 def data_dir() -> Path:
-    """SML_DATA_DIR, absolute, resolved at call time (not import time)."""
-    return Path(os.environ.get("SML_DATA_DIR", DEFAULTS["SML_DATA_DIR"])).resolve()
+    """SML_DATA_DIR, absolute, resolved at call time (not import time).
+
+    The rule (the same in devstack/common.py, which cannot import this package): a relative
+    value, and the default `./.sml-data`, are taken relative to the repository root, so the
+    stack, `make run` and the code location agree whatever directory they were started from.
+    """
+    path = Path(os.environ.get("SML_DATA_DIR") or DEFAULTS["SML_DATA_DIR"])
+    return (path if path.is_absolute() else REPO_ROOT / path).resolve()
 
 
 def default_db_url() -> str:
@@ -67,3 +89,29 @@ def kafka_security_settings() -> dict[str, EnvVar]:
     in the UI; unset variables leave the resource's PLAINTEXT defaults.
     """
     return {field: EnvVar(variable) for field, variable in KAFKA_SECURITY_VARIABLES.items() if os.environ.get(variable)}
+
+
+def backlog_threshold() -> int:
+    """SML_METRICS_BACKLOG_THRESHOLD (default 1,000, the seed's batch size), read when used.
+
+    Read at a sensor tick, not at import, so a bad value fails that tick with this message
+    instead of breaking the loading of the code location.
+    """
+    raw = os.environ.get(BACKLOG_THRESHOLD_VARIABLE) or str(DEFAULT_BACKLOG_THRESHOLD)
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(
+            f"{BACKLOG_THRESHOLD_VARIABLE}={raw!r} is not a whole number of messages: "
+            f"set it to a whole number of at least 1, or unset it for {DEFAULT_BACKLOG_THRESHOLD:,}"
+        ) from None
+    check_backlog_threshold(value)
+    return value
+
+
+def check_backlog_threshold(value: int) -> None:
+    """A threshold below 1 would request a run on every tick."""
+    if value < 1:
+        raise ValueError(
+            f"{BACKLOG_THRESHOLD_VARIABLE}={value}: the backlog threshold must be at least 1"
+        )

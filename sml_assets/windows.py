@@ -15,12 +15,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sml_assets.parsing import EPOCH
+
 WINDOW = timedelta(minutes=5)
 WATERMARK_DELAY = timedelta(minutes=10)
 CATEGORIES = ("GET_success", "GET_failure", "POST_success", "POST_failure")
 CSV_COLUMNS = ("window_start", "window_end", *CATEGORIES, "total", "final")
 STATE_VERSION = 1
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class SummaryShapeError(ValueError):
+    """The stored summary was counted with another window size or watermark delay than now."""
+
+
+def shape_tag() -> str:
+    """WINDOW and WATERMARK_DELAY in a checkpoint id: a checkpoint counted with others is not resumed."""
+    return f"w{int(WINDOW.total_seconds())}s-d{int(WATERMARK_DELAY.total_seconds())}s"
 
 
 @dataclass(frozen=True)
@@ -221,6 +231,8 @@ def to_json(summary: Summary) -> str:
     """The stored form of the summary (the CSV cannot hold the watermark or the batch id)."""
     state: dict[str, Any] = {
         "version": STATE_VERSION,
+        "window_seconds": int(WINDOW.total_seconds()),
+        "watermark_delay_seconds": int(WATERMARK_DELAY.total_seconds()),
         "query_id": summary.query_id,
         "last_batch_id": summary.last_batch_id,
         "max_event_time": None if summary.max_event_time is None else iso(summary.max_event_time),
@@ -233,10 +245,22 @@ def to_json(summary: Summary) -> str:
 
 
 def from_json(text: str) -> Summary:
-    """Inverse of `to_json`; an unknown version is an error rather than a silent reset."""
+    """Inverse of `to_json`; an unknown version, or other windows than WINDOW and WATERMARK_DELAY
+    (a state without them predates them and was counted with 5 and 10 minutes), is an error
+    rather than a silent reset."""
     state = json.loads(text)
     if state.get("version") != STATE_VERSION:
         raise ValueError(f"summary state version {state.get('version')!r} is not {STATE_VERSION}")
+    stored = (
+        timedelta(seconds=int(state.get("window_seconds", 300))),
+        timedelta(seconds=int(state.get("watermark_delay_seconds", 600))),
+    )
+    if stored != (WINDOW, WATERMARK_DELAY):
+        raise SummaryShapeError(
+            f"the log summary was counted with WINDOW = {_minutes(stored[0])} and WATERMARK_DELAY = "
+            f"{_minutes(stored[1])}, but sml_assets/windows.py now sets WINDOW = {_minutes(WINDOW)} "
+            f"and WATERMARK_DELAY = {_minutes(WATERMARK_DELAY)}"
+        )
     windows: dict[datetime, Counts] = {}
     for item in state["windows"]:
         start = parse_iso(item["window_start"])
@@ -249,6 +273,10 @@ def from_json(text: str) -> Summary:
         query_id=state["query_id"],
         last_batch_id=int(state["last_batch_id"]),
     )
+
+
+def _minutes(delta: timedelta) -> str:
+    return f"{delta.total_seconds() / 60:g} minutes"
 
 
 def iso(moment: datetime) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +17,9 @@ from sqlalchemy import text
 from simulator.topics import wait_for_topics
 from sml_assets.resources.database import MetricsDatabase
 from sml_assets.resources.hdfs import HdfsResource
+from sml_assets.resources.kafka import KafkaResource
+from sml_assets.resources.spark import SparkResource
+from sml_assets.settings import data_dir
 from sml_assets_tests.leaks import SESSION_VARIABLE, Leaks, find_leaks
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -37,8 +41,7 @@ os.environ[SESSION_VARIABLE] = SESSION
 
 
 def stack_data_dir() -> Path:
-    raw = Path(os.environ.get("SML_DATA_DIR", ".sml-data"))
-    return raw if raw.is_absolute() else REPO_ROOT / raw
+    return data_dir()
 
 
 @pytest.fixture(scope="session")
@@ -174,3 +177,51 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
             f"{SESSION_VARIABLE}={SESSION}) and not removed by their fixtures:"
         )
         terminalreporter.line(leaks.report())
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path, unique_name: str) -> Iterator[MetricsDatabase]:
+    """The metrics database on SQLite (a temp file) and on PostgreSQL (a table of its own)."""
+    if request.param == "sqlite":
+        db = MetricsDatabase(url=f"sqlite:///{tmp_path / 'sml.db'}", table="server_matric")
+        yield db
+        db.engine().dispose()
+        return
+    db = MetricsDatabase(url=request.getfixturevalue("postgres_url"), table=unique_name[:40])
+    yield db
+    drop_postgres_test_data(db, unique_name)
+
+
+@pytest.fixture
+def kafka_for(kafka_bootstrap: str) -> Callable[[str], KafkaResource]:
+    return lambda topic: KafkaResource(bootstrap_servers=kafka_bootstrap, metrics_topic=topic, timeout_s=10)
+
+
+@pytest.fixture
+def trial_database(
+    request: pytest.FixtureRequest, tmp_path: Path, unique_name: str
+) -> Iterator[Callable[[str], MetricsDatabase]]:
+    """A metrics database of the trial's own: a SQLite file, or a PostgreSQL table."""
+    made: list[MetricsDatabase] = []
+
+    def make(backend: str) -> MetricsDatabase:
+        if backend == "sqlite":
+            database = MetricsDatabase(url=f"sqlite:///{tmp_path / 'trial.db'}", table="server_matric")
+        else:
+            database = MetricsDatabase(url=request.getfixturevalue("postgres_url"), table=unique_name[:40])
+        made.append(database)
+        return database
+
+    yield make
+    for database in made:
+        if database.url.startswith("postgresql"):
+            drop_postgres_test_data(database, unique_name)
+        database.engine().dispose()
+
+
+@pytest.fixture(scope="module")
+def spark_resource(spark_jars_dir: Path) -> SparkResource:
+    """The module's one Spark session, started here so its cost is paid (and timed) once."""
+    resource = SparkResource(jars_dir=str(spark_jars_dir))
+    started = time.monotonic()
+    resource.session()
+    print(f"\nSpark session start: {time.monotonic() - started:.1f} s")
+    return resource

@@ -52,7 +52,9 @@ class Deployment:
             [program, *args[1:]], cwd=REPO_ROOT, env=self.env, capture_output=True, text=True, timeout=timeout
         )
         if result.returncode != 0:
-            raise AssertionError(f"{' '.join(args)} exited {result.returncode}:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
+            raise AssertionError(
+                f"{' '.join(args)} exited {result.returncode}:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
+            )
         return result
 
     def simulate(self, *args: str) -> dict:

@@ -10,35 +10,39 @@ rerun with the same plan. `make test` runs a few trials; `make stress` runs `SML
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from random import Random
 
 import pytest
 from dagster import materialize
-from sqlalchemy import func, select
 
 from sml_assets.assets import logs
+from sml_assets.logs_stream import CHECKPOINT_DIR, SUMMARY_DIR
 from sml_assets.resources.database import MetricsDatabase
 from sml_assets.resources.kafka import KafkaResource
 from sml_assets.resources.spark import SparkResource
 from sml_assets.resources.storage import LocalStorage
-from sml_assets_tests.conftest import REPO_ROOT, drop_postgres_test_data
+from sml_assets.summarize import STATE_FILE
 from sml_assets_tests.faults import SUBPROCESS_ENV, start_metrics_run, wait_until
-from sml_assets_tests.test_log_summary_asset import spark_resource  # noqa: F401  (module fixture)
-from sml_assets_tests.test_metrics_asset import metadata, run
+from sml_assets_tests.helpers import (
+    CONSUMER,
+    assert_matches_truth,
+    assert_offsets_cover_exactly_what_is_stored,
+    committed,
+    metadata,
+    run,
+    simulate,
+)
 
 pytestmark = pytest.mark.integration
 
-CONSUMER = "crash_trial"
 STRESS_SEED = int(os.environ.get("SML_STRESS_SEED", "1000"))
 STRESS_TRIALS = int(os.environ.get("SML_STRESS_TRIALS", "20"))
 STRESS_LOG_TRIALS = int(os.environ.get("SML_STRESS_LOG_TRIALS", "5"))
@@ -57,34 +61,6 @@ materialize(
                "spark": SparkResource(jars_dir=jars), "storage": LocalStorage(data_dir=data_dir)},
 )
 """
-
-
-def simulate(bootstrap: str, metrics_topic: str, logs_topic: str, truth: Path, *args: str) -> dict:
-    """The simulator into the test's topics, returning its ground truth of acknowledged messages."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "simulator",
-            "--burst",
-            "--bootstrap-servers",
-            bootstrap,
-            "--metrics-topic",
-            metrics_topic,
-            "--logs-topic",
-            logs_topic,
-            "--truth",
-            str(truth),
-            *args,
-        ],
-        cwd=REPO_ROOT,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    return json.loads(truth.read_text())
 
 
 def kill_group(process: subprocess.Popen[bytes]) -> None:
@@ -110,84 +86,6 @@ class MetricsTrial:
     @property
     def rng(self) -> Random:
         return Random(self.seed)
-
-
-@pytest.fixture
-def trial_database(
-    request: pytest.FixtureRequest, tmp_path: Path, unique_name: str
-) -> Iterator[Callable[[str], MetricsDatabase]]:
-    """A metrics database of the trial's own: a SQLite file, or a PostgreSQL table."""
-    made: list[MetricsDatabase] = []
-
-    def make(backend: str) -> MetricsDatabase:
-        if backend == "sqlite":
-            database = MetricsDatabase(url=f"sqlite:///{tmp_path / 'trial.db'}", table="server_matric")
-        else:
-            database = MetricsDatabase(url=request.getfixturevalue("postgres_url"), table=unique_name[:40])
-        made.append(database)
-        return database
-
-    yield make
-    for database in made:
-        if database.url.startswith("postgresql"):
-            drop_postgres_test_data(database, unique_name)
-        database.engine().dispose()
-
-
-def committed(database: MetricsDatabase, topic: str) -> int:
-    return sum(database.stored_offsets(CONSUMER, topic).values())
-
-
-def assert_offsets_cover_exactly_what_is_stored(
-    database: MetricsDatabase, topic: str, consumer: str = CONSUMER
-) -> int:
-    """Per partition, the stored offset is the number of rows plus dead letters below it, and
-    nothing is stored at or after it: no half-advanced offset, no orphan row. Returns the total."""
-    stored = database.stored_offsets(consumer, topic)
-    tables = database.tables
-    with database.transaction() as connection:
-        per_partition: Counter[int] = Counter()
-        for table in (tables.metrics, tables.dead_letters):
-            for partition, count, highest in connection.execute(
-                select(table.c.kafka_partition, func.count(), func.max(table.c.kafka_offset))
-                .where(table.c.kafka_topic == topic)
-                .group_by(table.c.kafka_partition)
-            ):
-                per_partition[partition] += count
-                assert highest < stored.get(partition, 0), (partition, highest, stored)
-    for partition, next_offset in stored.items():
-        assert per_partition[partition] == next_offset, (partition, per_partition, stored)
-    assert set(per_partition) <= set(stored)
-    return sum(per_partition.values())
-
-
-def assert_matches_truth(database: MetricsDatabase, topic: str, truth: dict) -> None:
-    tables = database.tables
-    metrics, dead = tables.metrics, tables.dead_letters
-    with database.transaction() as connection:
-        per_server = dict(
-            connection.execute(
-                select(metrics.c.server_id, func.count())
-                .where(metrics.c.kafka_topic == topic)
-                .group_by(metrics.c.server_id)
-            ).all()
-        )
-        distinct = connection.execute(
-            select(func.count()).select_from(
-                select(metrics.c.kafka_partition, metrics.c.kafka_offset)
-                .where(metrics.c.kafka_topic == topic)
-                .distinct()
-                .subquery()
-            )
-        ).scalar_one()
-        dead_letters = connection.execute(
-            select(func.count()).select_from(dead).where(dead.c.kafka_topic == topic)
-        ).scalar_one()
-    assert {str(server): n for server, n in per_server.items()} == truth["metrics"]["valid_per_server"]
-    assert distinct == sum(per_server.values()) == truth["metrics"]["valid"], (
-        "a message is in the table twice"
-    )
-    assert dead_letters == truth["metrics"]["malformed_total"] + truth["metrics"]["skewed"]
 
 
 def metrics_kill_trial(
@@ -281,11 +179,11 @@ def test_stress_metrics_rerun_after_sigkill_holds_every_message_exactly_once(
 
 LOG_MILESTONES: dict[str, Callable[[Path], bool]] = {
     "during start-up": lambda data: True,
-    "checkpoint opened": lambda data: (data / logs.CHECKPOINT_DIR / "sml-checkpoint-id").exists(),
-    "batch 0 planned": lambda data: (data / logs.CHECKPOINT_DIR / "windows" / "offsets" / "0").exists(),
-    "summary state written": lambda data: (data / logs.SUMMARY_DIR / logs.STATE_FILE).exists(),
-    "batch 0 committed": lambda data: (data / logs.CHECKPOINT_DIR / "windows" / "commits" / "0").exists(),
-    "rejects committed": lambda data: (data / logs.CHECKPOINT_DIR / "rejects" / "commits" / "0").exists(),
+    "checkpoint opened": lambda data: (data / CHECKPOINT_DIR / "sml-checkpoint-id").exists(),
+    "batch 0 planned": lambda data: (data / CHECKPOINT_DIR / "windows" / "offsets" / "0").exists(),
+    "summary state written": lambda data: (data / SUMMARY_DIR / STATE_FILE).exists(),
+    "batch 0 committed": lambda data: (data / CHECKPOINT_DIR / "windows" / "commits" / "0").exists(),
+    "rejects committed": lambda data: (data / CHECKPOINT_DIR / "rejects" / "commits" / "0").exists(),
 }
 
 
@@ -305,7 +203,7 @@ def summarize(kafka_bootstrap: str, topic: str, spark: SparkResource, data_dir: 
 
 def rejects_seen_by_spark(spark: SparkResource, data_dir: Path) -> int:
     """Rows of the rejects folder as Spark reads it (through the file sink's commit log)."""
-    return spark.session().read.parquet(str(data_dir / logs.SUMMARY_DIR / "rejects")).count()
+    return spark.session().read.parquet(str(data_dir / SUMMARY_DIR / "rejects")).count()
 
 
 def log_summary_kill_trial(
@@ -373,7 +271,7 @@ def log_summary_kill_trial(
 def test_log_summary_rerun_after_sigkill_gives_the_csv_of_an_uninterrupted_run(
     new_topic: Callable[..., str],
     kafka_bootstrap: str,
-    spark_resource: SparkResource,  # noqa: F811
+    spark_resource: SparkResource,
     tmp_path: Path,
 ) -> None:
     log_summary_kill_trial(21, new_topic, kafka_bootstrap, spark_resource, tmp_path)
@@ -385,7 +283,7 @@ def test_stress_log_summary_rerun_after_sigkill_gives_the_uninterrupted_csv(
     seed: int,
     new_topic: Callable[..., str],
     kafka_bootstrap: str,
-    spark_resource: SparkResource,  # noqa: F811
+    spark_resource: SparkResource,
     tmp_path: Path,
 ) -> None:
     log_summary_kill_trial(seed, new_topic, kafka_bootstrap, spark_resource, tmp_path)

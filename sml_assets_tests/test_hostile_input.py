@@ -29,8 +29,7 @@ from sml_assets.resources.database import MetricsDatabase
 from sml_assets.resources.kafka import KafkaResource
 from sml_assets.resources.spark import SparkResource
 from sml_assets.resources.storage import LocalStorage
-from sml_assets_tests.test_log_summary_asset import spark_resource  # noqa: F401  (module fixture)
-from sml_assets_tests.test_metrics_asset import database, metadata, produce, run  # noqa: F401
+from sml_assets_tests.helpers import metadata, produce, run
 
 KAFKA_TIME = datetime(2026, 11, 25, 16, 0, tzinfo=UTC)
 METRIC = "id: 7, cpu: 63.2, mem: 41.0, disk: 77.5, ts: 1795622403000"
@@ -213,7 +212,7 @@ def test_each_hostile_log_line_is_rejected(name: str) -> None:
 
 @pytest.mark.integration
 def test_hostile_metrics_through_the_broker_become_counted_dead_letters_and_nothing_else(
-    database: MetricsDatabase,  # noqa: F811
+    database: MetricsDatabase,
     new_topic: Callable[..., str],
     kafka_bootstrap: str,
 ) -> None:
@@ -239,7 +238,7 @@ def test_hostile_metrics_through_the_broker_become_counted_dead_letters_and_noth
 
 
 def test_spark_rejects_exactly_the_hostile_lines_parse_log_line_rejects(
-    spark_resource: SparkResource,  # noqa: F811
+    spark_resource: SparkResource,
 ) -> None:
     accepted = {
         "valid": LINE,
@@ -264,7 +263,7 @@ def test_spark_rejects_exactly_the_hostile_lines_parse_log_line_rejects(
 def test_hostile_log_lines_through_the_broker_are_rejects_counted_and_kept_aside(
     new_topic: Callable[..., str],
     kafka_bootstrap: str,
-    spark_resource: SparkResource,  # noqa: F811
+    spark_resource: SparkResource,
     tmp_path: Path,
 ) -> None:
     topic = new_topic()

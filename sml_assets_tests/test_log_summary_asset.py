@@ -22,7 +22,7 @@ from dagster import AssetCheckSeverity, materialize
 from pyspark.sql import functions as F
 
 from sml_assets.assets import clock_skew, logs
-from sml_assets.logs_stream import parse_lines
+from sml_assets.logs_stream import CHECKPOINT_DIR, parse_lines
 from sml_assets.parsing import LogRecord, parse_log_line, skew_reason
 from sml_assets.resources.kafka import KafkaResource
 from sml_assets.resources.spark import SparkResource
@@ -127,16 +127,6 @@ def recount(runs: list[list[bytes]]) -> Expected:
     watermark = None if max_seen is None else max_seen - DELAY
     frame["final"] = [watermark is not None and s + FIVE_MIN <= watermark for s in counts.index]
     return Expected(frame=frame, late_last_run=late, rejected_last_run=rejected)
-
-
-@pytest.fixture(scope="module")
-def spark_resource(spark_jars_dir: Path) -> SparkResource:
-    """The module's one Spark session, started here so its cost is paid (and timed) once."""
-    resource = SparkResource(jars_dir=str(spark_jars_dir))
-    started = time.monotonic()
-    resource.session()
-    print(f"\nSpark session start: {time.monotonic() - started:.1f} s")
-    return resource
 
 
 @dataclass
@@ -321,7 +311,7 @@ def test_deleted_checkpoint_is_rebuilt_without_double_counting(pipeline: Pipelin
     pipeline.send(events(rng, T0, T0 + timedelta(minutes=20), 120) + MALFORMED[:2])
     pipeline.materialize()
     pipeline.assert_matches_recount()
-    shutil.rmtree(pipeline.storage.root / logs.CHECKPOINT_DIR)
+    shutil.rmtree(pipeline.storage.root / CHECKPOINT_DIR)
 
     late = [log_line(T0 + timedelta(minutes=2), "GET", 200)]
     pipeline.send(late + events(rng, T0 + timedelta(minutes=16), T0 + timedelta(minutes=21), 20))

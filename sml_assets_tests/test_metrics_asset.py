@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import signal
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer
 from dagster import (
     AssetCheckSeverity,
-    DagsterEventType,
     DagsterInstance,
     DagsterRun,
     DagsterRunStatus,
     Definitions,
-    ExecuteInProcessResult,
     RunRequest,
     SensorDefinition,
     SensorResult,
@@ -27,26 +25,22 @@ from dagster import (
 )
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, func, insert, select
 
+from sml_assets import ingest, parsing
 from sml_assets.assets import metrics as metrics_assets
 from sml_assets.assets.metrics import server_metrics
 from sml_assets.assets.topics import LOGS_TOPIC_KEY, METRICS_TOPIC_KEY, snapshot_metrics_topic
 from sml_assets.automation import build_metrics_backlog_sensor, ingest_metrics_job
 from sml_assets.ingest import DEFAULT_CONSUMER
+from sml_assets.migrate import main as migrate_main
 from sml_assets.replay import main as replay_main
 from sml_assets.resources.database import MetricsDatabase, UtcDateTime
 from sml_assets.resources.kafka import KafkaResource
 from sml_assets.resources.storage import LocalStorage
-from sml_assets_tests.conftest import drop_postgres_test_data
 from sml_assets_tests.faults import start_metrics_run, wait_until
+from sml_assets_tests.helpers import CHECKS, failure_message, good, metadata, now_ms, produce, run, table_count
 
 pytestmark = pytest.mark.integration
 
-CHECKS = [
-    metrics_assets.no_duplicate_messages,
-    metrics_assets.values_in_range,
-    metrics_assets.dead_letter_ratio,
-    metrics_assets.newest_row_is_fresh,
-]
 MALFORMED = {
     b"": "empty message",
     b"id: 7, cpu: high, mem: 41.0, disk: 77.5": "cpu 'high' is not a number",
@@ -54,88 +48,6 @@ MALFORMED = {
     b"id: 7, cpu: \xff\xfe, mem: 1, disk: 2": "not UTF-8: byte 0xff at position 12",
     b"id: 7, cpu: 63.2, mem": "field 'mem' has no ':' (expected 'key: value')",
 }
-
-
-def now_ms() -> int:
-    return int(datetime.now(UTC).timestamp() * 1000)
-
-
-def good(n: int, ts_ms: int | None = None) -> bytes:
-    ts = f", ts: {ts_ms}" if ts_ms is not None else ""
-    return f"id: {n % 50 + 1}, cpu: {n % 100}.5, mem: 41.0, disk: 77.5{ts}".encode()
-
-
-def produce(
-    bootstrap: str,
-    topic: str,
-    values: list[bytes],
-    partition: int | None = None,
-    timestamps_ms: list[int] | None = None,
-) -> None:
-    """Send and wait for every acknowledgement; any delivery error fails the test."""
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
-    errors: list[Any] = []
-
-    def delivered(error: Any, _message: Any) -> None:
-        if error is not None:
-            errors.append(error)
-
-    for index, value in enumerate(values):
-        extra: dict[str, Any] = {} if partition is None else {"partition": partition}
-        if timestamps_ms is not None:
-            extra["timestamp"] = timestamps_ms[index]
-        producer.produce(topic, value, on_delivery=delivered, **extra)
-        producer.poll(0)
-    assert producer.flush(30) == 0, "messages still unacknowledged after 30s"
-    assert not errors, errors
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path, unique_name: str) -> Iterator[MetricsDatabase]:
-    """The metrics database on SQLite (a temp file) and on PostgreSQL (a table of its own)."""
-    if request.param == "sqlite":
-        db = MetricsDatabase(url=f"sqlite:///{tmp_path / 'sml.db'}", table="server_matric")
-        yield db
-        db.engine().dispose()
-        return
-    db = MetricsDatabase(url=request.getfixturevalue("postgres_url"), table=unique_name[:40])
-    yield db
-    drop_postgres_test_data(db, unique_name)
-
-
-@pytest.fixture
-def kafka_for(kafka_bootstrap: str) -> Callable[[str], KafkaResource]:
-    return lambda topic: KafkaResource(bootstrap_servers=kafka_bootstrap, metrics_topic=topic, timeout_s=10)
-
-
-def run(
-    kafka: KafkaResource, database: MetricsDatabase, checks: bool = False, **config: Any
-) -> ExecuteInProcessResult:
-    return materialize(
-        [server_metrics, *(CHECKS if checks else [])],
-        resources={"kafka": kafka, "metrics_db": database},
-        run_config={"ops": {"server_metrics": {"config": config}}} if config else None,
-        raise_on_error=False,
-    )
-
-
-def metadata(result: ExecuteInProcessResult) -> dict[str, Any]:
-    assert result.success, failure_message(result)
-    [materialization] = result.asset_materializations_for_node("server_metrics")
-    return {key: value.value for key, value in materialization.metadata.items()}
-
-
-def failure_message(result: ExecuteInProcessResult) -> str:
-    failures = [event for event in result.all_events if event.event_type == DagsterEventType.STEP_FAILURE]
-    return "\n".join(event.step_failure_data.error.to_string() for event in failures)
-
-
-def table_count(database: MetricsDatabase, topic: str, dead_letters: bool = False) -> int:
-    table = database.tables.dead_letters if dead_letters else database.tables.metrics
-    with database.transaction() as connection:
-        return connection.execute(
-            select(func.count()).select_from(table).where(table.c.kafka_topic == topic)
-        ).scalar_one()
 
 
 def test_counts_match_what_was_produced_across_partitions_and_a_second_run_adds_nothing(
@@ -531,3 +443,61 @@ def test_a_clock_ahead_is_a_dead_letter_and_the_check_names_its_server(
     assert "server 7 (3)" in skew.description and "server 9 (1)" in skew.description
     assert "server 8" not in skew.description
     assert skew.metadata["refused for clock skew"].value == 4 and skew.metadata["events"].value == 65
+
+
+@dataclass(frozen=True, slots=True)
+class RecordWithNet:
+    """`MetricRecord` as it would be after adding a `net` field (the one edit that takes)."""
+
+    server_id: int
+    cpu: float
+    mem: float
+    disk: float
+    net: float
+    event_time: datetime
+
+
+def test_a_new_metric_field_stops_the_run_naming_the_migration_then_is_stored_after_it(
+    database: MetricsDatabase,
+    kafka_for: Callable[[str], KafkaResource],
+    new_topic: Callable[..., str],
+    kafka_bootstrap: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    topic = new_topic()
+    kafka = kafka_for(topic)
+    produce(kafka_bootstrap, topic, [good(1)])
+    assert metadata(run(kafka, database))["rows inserted"] == 1
+
+    fields_with_net = (*parsing.METRIC_FIELDS, "net")
+    monkeypatch.setattr(parsing, "MetricRecord", RecordWithNet)
+    for module in (parsing, ingest, metrics_assets):
+        monkeypatch.setattr(module, "METRIC_FIELDS", fields_with_net)
+    produce(kafka_bootstrap, topic, [b"id: 3, cpu: 1.5, mem: 2.5, disk: 3.5, net: 4.5"])
+    widened = MetricsDatabase(url=database.url, table=database.table)
+
+    refused = run(kafka, widened)
+    assert not refused.success
+    message = failure_message(refused)
+    assert f"{database.table} at {database.masked_url} has no column net" in message
+    assert "run 'python -m sml_assets.migrate'" in message
+    assert widened.stored_offsets(DEFAULT_CONSUMER, topic) == {0: 1}
+
+    monkeypatch.setenv("SML_METRICS_DB_URL", database.url)
+    monkeypatch.setenv("SML_METRICS_TABLE", database.table)
+    assert migrate_main([]) == 0
+    assert "added column net" in capsys.readouterr().out
+    assert migrate_main([]) == 0
+    assert "nothing to do" in capsys.readouterr().out
+
+    after = run(kafka, widened, checks=True)
+    assert metadata(after)["rows inserted"] == 1
+    assert all(e.passed for e in after.get_asset_check_evaluations())
+    with widened.transaction() as connection:
+        stored = connection.execute(
+            select(widened.tables.metrics.c.server_id, widened.tables.metrics.c.net)
+            .where(widened.tables.metrics.c.kafka_topic == topic)
+            .order_by(widened.tables.metrics.c.kafka_offset)
+        ).all()
+    assert [tuple(row) for row in stored] == [(2, None), (3, 4.5)]

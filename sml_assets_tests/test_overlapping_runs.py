@@ -21,14 +21,14 @@ from sml_assets.resources.database import MetricsDatabase
 from sml_assets.resources.kafka import KafkaResource
 from sml_assets_tests.conftest import REPO_ROOT
 from sml_assets_tests.faults import SUBPROCESS_ENV, start_metrics_run, wait_until
-from sml_assets_tests.test_crash_safety import (
+from sml_assets_tests.helpers import (
     CONSUMER,
     assert_matches_truth,
     assert_offsets_cover_exactly_what_is_stored,
+    metadata,
+    run,
     simulate,
-    trial_database,  # noqa: F401  (fixture)
 )
-from sml_assets_tests.test_metrics_asset import metadata, run
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,7 @@ DONE = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CAN
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_two_materializations_at_once_in_two_processes_never_double_insert(
     backend: str,
-    trial_database: Callable[[str], MetricsDatabase],  # noqa: F811
+    trial_database: Callable[[str], MetricsDatabase],
     new_topic: Callable[..., str],
     kafka_bootstrap: str,
     tmp_path: Path,

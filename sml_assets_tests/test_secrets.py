@@ -21,7 +21,7 @@ from sml_assets.resources.database import MetricsDatabase, validate_table_name
 from sml_assets.resources.kafka import KafkaResource
 from sml_assets_tests.conftest import REPO_ROOT
 from sml_assets_tests.faults import SUBPROCESS_ENV
-from sml_assets_tests.test_metrics_asset import failure_message, good, produce, run
+from sml_assets_tests.helpers import failure_message, good, produce, run
 
 PASSWORD = "zz-S3cret-pw-4711"
 BIN = Path(sys.executable).parent

@@ -23,17 +23,17 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from dagster import materialize
 from sqlalchemy import select
 
+from simulator.topics import wait_for_topics
 from sml_assets.assets import logs
 from sml_assets.replay import main as replay_main
 from sml_assets.resources.database import MetricsDatabase
 from sml_assets.resources.kafka import KafkaResource, KafkaUnavailableError
 from sml_assets.resources.spark import SparkResource
 from sml_assets.resources.storage import LocalStorage
-from simulator.topics import wait_for_topics
 from sml_assets_tests.conftest import REPO_ROOT, TOPIC_READY_S
 from sml_assets_tests.faults import SUBPROCESS_ENV, devstack_kafka, wait_until
+from sml_assets_tests.helpers import failure_message, metadata, run
 from sml_assets_tests.secured import SecuredKafka, devstack_tls
-from sml_assets_tests.test_metrics_asset import failure_message, metadata, run
 
 pytestmark = pytest.mark.integration
 

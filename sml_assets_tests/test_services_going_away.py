@@ -15,16 +15,24 @@ import pytest
 from dagster import materialize
 from hdfs import InsecureClient
 
+from simulator.topics import wait_for_topics
 from sml_assets.assets.hdfs import SUMMARY_FILE, hdfs_log_summary
 from sml_assets.resources.database import MetricsDatabase
 from sml_assets.resources.hdfs import HdfsResource
 from sml_assets.resources.kafka import KafkaResource
 from sml_assets.resources.storage import LocalStorage
-from simulator.topics import wait_for_topics
 from sml_assets_tests.conftest import TOPIC_READY_S, drop_postgres_test_data
 from sml_assets_tests.faults import PrivateKafka, TcpProxy, wait_until
-from sml_assets_tests.test_crash_safety import CONSUMER, assert_offsets_cover_exactly_what_is_stored
-from sml_assets_tests.test_metrics_asset import failure_message, good, metadata, produce, run, table_count
+from sml_assets_tests.helpers import (
+    CONSUMER,
+    assert_offsets_cover_exactly_what_is_stored,
+    failure_message,
+    good,
+    metadata,
+    produce,
+    run,
+    table_count,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -25,16 +25,14 @@ from sml_assets.ingest import (
     IngestReport,
     ingest_metrics,
 )
-from sml_assets.parsing import PERCENT_MAX, PERCENT_MIN
+from sml_assets.parsing import METRIC_FIELDS, PERCENT_MAX, PERCENT_MIN
 from sml_assets.resources.database import MetricsDatabase
 from sml_assets.resources.kafka import KafkaResource
 
 COLUMNS = TableSchema(
     columns=[
         TableColumn("server_id", "integer", description="server 1..N"),
-        TableColumn("cpu", "float", description="percent, 0..100"),
-        TableColumn("mem", "float", description="percent, 0..100"),
-        TableColumn("disk", "float", description="percent, 0..100"),
+        *(TableColumn(field, "float", description="percent, 0..100") for field in METRIC_FIELDS),
         TableColumn(
             "event_time", "timestamp (UTC)", description="the message's ts, else its Kafka timestamp"
         ),
@@ -138,13 +136,14 @@ def no_duplicate_messages(metrics_db: MetricsDatabase) -> AssetCheckResult:
 
 
 @asset_check(
-    asset=server_metrics, description="server_id >= 1 and cpu, mem, disk within 0..100 on every row."
+    asset=server_metrics,
+    description=f"server_id >= 1 and {', '.join(METRIC_FIELDS)} within 0..100 on every row.",
 )
 def values_in_range(metrics_db: MetricsDatabase) -> AssetCheckResult:
     table = metrics_db.tables.metrics
     outside = or_(
         table.c.server_id < 1,
-        *(~table.c[name].between(PERCENT_MIN, PERCENT_MAX) for name in ("cpu", "mem", "disk")),
+        *(~table.c[name].between(PERCENT_MIN, PERCENT_MAX) for name in METRIC_FIELDS),
     )
     with metrics_db.transaction() as connection:
         count = connection.execute(select(func.count()).select_from(table).where(outside)).scalar_one()

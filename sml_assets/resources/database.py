@@ -44,6 +44,10 @@ from sqlalchemy import (
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import mssql, postgresql
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.schema import CreateColumn
+
+from sml_assets import parsing
+from sml_assets.errors import STACK_HINT, first_line
 
 URL_VARIABLE = "SML_METRICS_DB_URL"
 TABLE_VARIABLE = "SML_METRICS_TABLE"
@@ -52,11 +56,15 @@ DEAD_LETTERS_TABLE = "sml_dead_letters"
 MAX_TABLE_NAME = 48
 """Leaves room for the `uq_<table>_kafka_position` constraint name within PostgreSQL's 63 characters."""
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_STACK_HINT = "is the stack up? run 'python3 devstack/stack.py up'"
+MIGRATE_COMMAND = "python -m sml_assets.migrate"
 
 
 class DatabaseUnavailableError(RuntimeError):
     """The metrics database could not be reached or used; the message names the variable."""
+
+
+class SchemaMismatchError(RuntimeError):
+    """The metrics table lacks a column sml writes (a metric field added since it was created)."""
 
 
 class OffsetConflictError(RuntimeError):
@@ -126,9 +134,7 @@ def metrics_schema(table_name: str) -> MetricsSchema:
         name,
         metadata,
         Column("server_id", Integer, nullable=False),
-        Column("cpu", Float, nullable=False),
-        Column("mem", Float, nullable=False),
-        Column("disk", Float, nullable=False),
+        *(Column(field, Float, nullable=False) for field in parsing.METRIC_FIELDS),
         Column("event_time", UtcDateTime, nullable=False),
         Column("kafka_topic", String(249), nullable=False),
         Column("kafka_partition", Integer, nullable=False),
@@ -256,7 +262,11 @@ class MetricsDatabase(ConfigurableResource):
             yield connection
 
     def ensure_tables(self) -> None:
-        """Create the three tables if missing; safe to call on every run and from parallel runs."""
+        """Create the three tables if missing; safe to call on every run and from parallel runs.
+
+        An existing metrics table that lacks a column sml writes raises `SchemaMismatchError`
+        naming the column and the migration command: sml never alters a table by itself.
+        """
         try:
             self.tables.metadata.create_all(self.engine(), checkfirst=True)
         except sa_exc.OperationalError as error:
@@ -265,6 +275,45 @@ class MetricsDatabase(ConfigurableResource):
             raise
         except (sa_exc.ProgrammingError, sa_exc.IntegrityError):
             self.tables.metadata.create_all(self.engine(), checkfirst=True)
+        missing = self.missing_columns()
+        if missing:
+            raise SchemaMismatchError(
+                f"{TABLE_VARIABLE}={self.table} at {self.masked_url} has no column "
+                f"{', '.join(missing)}, which sml now writes (a metric field added since the table was "
+                f"created): run '{MIGRATE_COMMAND}' with the same settings to add it, then run again"
+            )
+
+    def missing_columns(self) -> list[str]:
+        """Columns of the metrics table sml writes that the existing table lacks (none if absent)."""
+        metrics = self.tables.metrics
+        with self.transaction() as connection:
+            inspector = inspect(connection)
+            if not inspector.has_table(metrics.name):
+                return []
+            present = {column["name"].lower() for column in inspector.get_columns(metrics.name)}
+        return [column.name for column in metrics.columns if column.name.lower() not in present]
+
+    def add_missing_metric_columns(self) -> list[str]:
+        """The explicit migration: add the metric-field columns the table lacks, in one transaction.
+
+        They are nullable, as the rows already stored have no value for them. Any other missing
+        column means the table is not one sml created, and nothing is changed.
+        """
+        missing = self.missing_columns()
+        foreign = [name for name in missing if name not in parsing.METRIC_FIELDS]
+        if foreign:
+            raise SchemaMismatchError(
+                f"{TABLE_VARIABLE}={self.table} at {self.masked_url} lacks column {', '.join(foreign)}, "
+                "which is not a metric field: it is not a table sml created; point "
+                f"{TABLE_VARIABLE} at another name"
+            )
+        metrics = self.tables.metrics
+        with self.transaction() as connection:
+            table = connection.dialect.identifier_preparer.format_table(metrics)
+            for name in missing:
+                column = CreateColumn(Column(name, Float, nullable=True)).compile(dialect=connection.dialect)
+                connection.exec_driver_sql(f"ALTER TABLE {table} ADD {column}")
+        return missing
 
     def stored_offsets(self, consumer: str, topic: str) -> dict[int, int]:
         """Next offset to read per partition, as the last committed chunk left it."""
@@ -307,7 +356,7 @@ class MetricsDatabase(ConfigurableResource):
         except sa_exc.IntegrityError as error:
             raise OffsetConflictError(
                 f"{topic}: a message of this chunk is already in {tables.metrics.name} or "
-                f"{DEAD_LETTERS_TABLE} ({_first_line(error)}); another run of consumer {consumer!r} wrote "
+                f"{DEAD_LETTERS_TABLE} ({first_line(error)}); another run of consumer {consumer!r} wrote "
                 "it, or the stored offsets were reset without the replay tool. "
                 "Nothing of this chunk was written."
             ) from None
@@ -382,7 +431,7 @@ class MetricsDatabase(ConfigurableResource):
             )
 
     def _unavailable(self, error: BaseException) -> DatabaseUnavailableError:
-        message = _first_line(error)
+        message = first_line(error)
         password = make_url(self.url).password
         if password:
             message = message.replace(str(password), "***")
@@ -391,7 +440,7 @@ class MetricsDatabase(ConfigurableResource):
             return DatabaseUnavailableError(f"{URL_VARIABLE}={self.masked_url}: TLS failed ({message}): {advice}")
         return DatabaseUnavailableError(
             f"{URL_VARIABLE}={self.masked_url} could not be reached or refused the connection "
-            f"({message}): {_STACK_HINT}, or check the credentials and set {URL_VARIABLE} "
+            f"({message}): {STACK_HINT}, or check the credentials and set {URL_VARIABLE} "
             "to a reachable database"
         )
 
@@ -449,9 +498,3 @@ def _offset_key(offsets: Table, consumer: str, topic: str, partition: int) -> An
 
 def _is_connection_error(error: sa_exc.DBAPIError) -> bool:
     return bool(error.connection_invalidated) or "connect" in str(error.orig).lower()
-
-
-def _first_line(error: BaseException) -> str:
-    orig = getattr(error, "orig", None) or error
-    text = str(orig).strip()
-    return text.splitlines()[0] if text else type(orig).__name__

@@ -30,6 +30,8 @@ from dagster import ConfigurableResource, get_dagster_logger
 from hdfs import HdfsError, InsecureClient
 from pydantic import Field
 
+from sml_assets.errors import STACK_HINT, first_line
+
 T = TypeVar("T")
 
 TEMP_SUFFIX = ".sml-tmp"
@@ -47,7 +49,6 @@ TRANSIENT_REQUEST_ERRORS = (
     requests.exceptions.Timeout,
     requests.exceptions.ChunkedEncodingError,
 )
-STACK_HINT = "is the stack up? run 'make stack-up'"
 CA_VARIABLE = "SML_HDFS_CA_LOCATION"
 
 
@@ -180,7 +181,7 @@ class HdfsResource(ConfigurableResource):
                 raise
             raise HdfsReplaceError(
                 f"could not replace {target} on {self.url} ({error.exception or 'HdfsError'}: "
-                f"{_first_line(error)}); the previous version is untouched"
+                f"{first_line(error)}); the previous version is untouched"
             ) from error
 
     def _write_verify_rename(self, client: InsecureClient, target: str, data: bytes, expected: FileDigest) -> None:
@@ -210,7 +211,7 @@ class HdfsResource(ConfigurableResource):
                 return None
             raise
         with client.read(hdfs_path) as reader:
-            return FileDigest.of(reader.read())
+            return FileDigest.of(reader.read())  # pyright: ignore[reportAttributeAccessIssue, reportArgumentType]
 
     @staticmethod
     def _rename_overwrite(client: InsecureClient, source: str, target: str) -> None:
@@ -219,7 +220,7 @@ class HdfsResource(ConfigurableResource):
         Hadoop answers 200 with an empty body on success and an error status otherwise; a JSON
         `false` would mean the server ignored the option and did not replace the file.
         """
-        response = client._rename(source, destination=target, renameoptions="OVERWRITE")
+        response = client._rename(source, destination=target, renameoptions="OVERWRITE")  # pyright: ignore[reportCallIssue]
         if response.content and response.json().get("boolean") is False:
             raise HdfsError(f"RENAME {source} -> {target} with OVERWRITE answered false", exception="RenameRefused")
 
@@ -228,7 +229,7 @@ class HdfsResource(ConfigurableResource):
             client.delete(temp)
         except Exception as error:
             get_dagster_logger().warning(
-                f"could not remove temporary file {temp} on {self.url} ({_first_line(error)}); "
+                f"could not remove temporary file {temp} on {self.url} ({first_line(error)}); "
                 "the next replacement of the same file removes it"
             )
 
@@ -251,7 +252,7 @@ class HdfsResource(ConfigurableResource):
                 return action(), attempt
             except requests.exceptions.SSLError as error:
                 raise HdfsUnavailableError(
-                    f"SML_HDFS_URL={self.url}: the TLS handshake failed while {what} ({_first_line(error)}): "
+                    f"SML_HDFS_URL={self.url}: the TLS handshake failed while {what} ({first_line(error)}): "
                     f"set {CA_VARIABLE} to the PEM file of the CA that signed the NameNode's and DataNodes' "
                     f"certificates (now {self.ca_location or 'unset: the system CAs'})"
                 ) from None
@@ -289,18 +290,13 @@ def _describe(error: BaseException) -> str:
     if isinstance(error, requests.exceptions.Timeout):
         return "did not answer in time"
     if isinstance(error, requests.exceptions.ConnectionError):
-        reason = "connection refused" if "refused" in str(error).lower() else _first_line(error)
+        reason = "connection refused" if "refused" in str(error).lower() else first_line(error)
         request = error.request
-        where = f" at {request.url.split('?')[0]}" if request is not None and request.url else ""
+        url = str(request.url) if request is not None and request.url else ""
+        where = f" at {url.split('?')[0]}" if url else ""
         return f"did not answer ({reason}{where})"
     if isinstance(error, _ServerError):
         return f"failed ({error})"
     if _in_safe_mode(error):
         return "is in safe mode"
-    return f"failed ({_first_line(error)})"
-
-
-def _first_line(error: BaseException) -> str:
-    """Hadoop puts a Java stack trace in the message; the first line is the part a person reads."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    return f"failed ({first_line(error)})"

@@ -19,6 +19,7 @@ from confluent_kafka.admin import AdminClient
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from sml_assets.errors import STACK_HINT
 from sml_assets.kafka_security import (
     CA_VARIABLE,
     CERTIFICATE_VARIABLE,
@@ -36,7 +37,6 @@ from sml_assets.parsing import DEFAULT_MAX_CLOCK_SKEW_S
 BOOTSTRAP_VARIABLE = "SML_KAFKA_BOOTSTRAP_SERVERS"
 METRICS_TOPIC_VARIABLE = "SML_METRICS_TOPIC"
 LOGS_TOPIC_VARIABLE = "SML_LOGS_TOPIC"
-_STACK_HINT = "is the stack up? run 'python3 devstack/stack.py up'"
 
 
 class KafkaUnavailableError(RuntimeError):
@@ -210,7 +210,7 @@ class KafkaResource(ConfigurableResource):
             )
         return KafkaUnavailableError(
             f"{BOOTSTRAP_VARIABLE}={self.bootstrap_servers} did not answer within {self.timeout_s:g}s "
-            f"while {what} ({detail}): {_STACK_HINT}, or set {BOOTSTRAP_VARIABLE} to reachable brokers"
+            f"while {what} ({detail}): {STACK_HINT}, or set {BOOTSTRAP_VARIABLE} to reachable brokers"
         )
 
     def security(self) -> KafkaSecurity:

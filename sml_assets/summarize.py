@@ -1,0 +1,158 @@
+"""The *how* of `log_summary`: one `summarize_logs` run, the counterpart of `ingest.ingest_metrics`.
+
+The stored summary (`log_summary/summary_state.json` under SML_DATA_DIR) is the memory of the
+asset: window counts, the newest event time (hence the watermark and `final`), the window size
+and watermark delay it was counted with, and the id of the Spark checkpoint plus the last batch
+merged from it. `output_log_summary.csv` is rendered from it.
+
+A deleted checkpoint is rebuilt, not refused: the topic is replayed from earliest into a fresh
+checkpoint and merged under the rules of `sml_assets.windows.merge_batch` (final windows frozen,
+counts never decrease), so nothing is counted twice. A changed window size or watermark delay is
+refused with what to do: stored counts cannot be re-cut into other windows.
+
+    python -m sml_assets.rebuild log-summary    # set the summary aside and recount the topic
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sml_assets.logs_stream import (
+    SUMMARY_DIR,
+    StreamRun,
+    open_checkpoint,
+    run_log_summary_stream,
+    stream_paths,
+)
+from sml_assets.resources.kafka import KafkaResource
+from sml_assets.resources.spark import SparkResource
+from sml_assets.resources.storage import LocalStorage
+from sml_assets.windows import (
+    BatchUpdate,
+    MergeResult,
+    Summary,
+    SummaryShapeError,
+    from_json,
+    merge_batch,
+    render_csv,
+    rows,
+    to_json,
+)
+
+STATE_FILE = "summary_state.json"
+REBUILD_COMMAND = "python -m sml_assets.rebuild log-summary"
+
+
+@dataclass(frozen=True)
+class LogSummaryReport:
+    """What one run did: the summary before and after, each merged batch, Spark's own counts."""
+
+    before: Summary
+    after: Summary
+    results: list[MergeResult]
+    run: StreamRun
+    rebuilt: bool
+    csv_path: Path
+    rejects_dir: Path
+
+
+def state_path(storage: LocalStorage) -> Path:
+    return storage.subdir(SUMMARY_DIR) / STATE_FILE
+
+
+def load_summary(path: Path) -> Summary:
+    """The stored summary, or an empty one before the first run."""
+    if not path.exists():
+        return Summary()
+    try:
+        return from_json(path.read_text())
+    except SummaryShapeError as error:
+        raise SummaryShapeError(
+            f"{path}: {error}: put the constants back, or recount the topic "
+            f"under the new ones with '{REBUILD_COMMAND}' (same SML_DATA_DIR; windows older than "
+            "the topic's retention are then lost)"
+        ) from None
+    except (ValueError, KeyError) as error:
+        raise ValueError(
+            f"stored log summary {path} is unreadable ({error}): run '{REBUILD_COMMAND}' "
+            "to rebuild the summary from the topic"
+        ) from error
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write beside the target, fsync, then rename over it: readers see the old or the new file.
+
+    mkstemp creates the file 0600; the summary is for other readers too, so it becomes 0644."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class SummaryMerger:
+    """The foreachBatch side: merge each batch and persist the summary before Spark commits it,
+    so a crash replays the batch and the batch-id check skips what was already stored."""
+
+    path: Path
+    summary: Summary
+    results: list[MergeResult] = field(default_factory=list)
+
+    def __call__(self, batch: BatchUpdate) -> None:
+        result = merge_batch(self.summary, batch)
+        if not result.replayed:
+            write_atomically(self.path, to_json(result.summary))
+        self.summary = result.summary
+        self.results.append(result)
+
+
+def summarize_logs(
+    kafka: KafkaResource, spark: SparkResource, storage: LocalStorage, log: logging.Logger
+) -> LogSummaryReport:
+    """Process the logs that arrived since the last run (availableNow), merge, write the CSV."""
+    paths = stream_paths(storage)
+    state = state_path(storage)
+    before = load_summary(state)
+    marks = kafka.watermarks(kafka.logs_topic)
+    checkpoint = open_checkpoint(paths, expected_id=before.query_id)
+    rebuilt = checkpoint.fresh and before.query_id is not None
+    if rebuilt:
+        trimmed = {p: m.low for p, m in marks.items() if m.low > 0}
+        log.warning(
+            f"Spark checkpoint {paths.windows_checkpoint} is missing or not the one the summary "
+            f"{state} was built with: replaying {kafka.logs_topic} from earliest into a new "
+            "checkpoint; final windows keep their stored counts and no count decreases"
+            + (f"; partitions {trimmed} no longer start at offset 0, so windows older than "
+               "their first record keep their stored counts" if trimmed else "")
+        )
+    elif checkpoint.discarded:
+        log.warning(
+            f"no stored summary at {state} for the existing checkpoint {paths.windows_checkpoint}: "
+            f"discarded it; rebuilding the summary from the start of {kafka.logs_topic}"
+        )
+    merger = SummaryMerger(path=state, summary=before)
+    run = run_log_summary_stream(
+        spark.session(), kafka.spark_source_options(), kafka.logs_topic, paths, checkpoint, merger,
+        max_skew_s=kafka.max_clock_skew_s,
+    )
+    write_atomically(storage.summary_csv, render_csv(rows(merger.summary)))
+    return LogSummaryReport(
+        before=before,
+        after=merger.summary,
+        results=merger.results,
+        run=run,
+        rebuilt=rebuilt,
+        csv_path=storage.summary_csv,
+        rejects_dir=paths.rejects_dir,
+    )
