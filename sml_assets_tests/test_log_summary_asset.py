@@ -35,9 +35,25 @@ FIVE_MIN = timedelta(minutes=5)
 DELAY = timedelta(minutes=10)
 COLUMNS = ["GET_success", "GET_failure", "POST_success", "POST_failure"]
 ORACLE_LINE = re.compile(
-    r"\S+ \S+ \S+ \[([A-Z][a-z]{2}), (\d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2}) GMT\] "
+    r"\S+ \S+ \S+ \[([A-Z][a-z]{2}), (\d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2}) (GMT|UTC|[+-]\d{4})\] "
     r"(GET|POST) \S+ (\d{3}) \d+"
 )
+ZONED_DATES = [
+    "Wed, 25 Nov 2026 16:01:00 UTC",
+    "Wed, 25 Nov 2026 16:01:00 +0000",
+    "Wed, 25 Nov 2026 11:01:00 -0500",
+    "Wed, 25 Nov 2026 21:31:00 +0530",
+    "Thu, 26 Nov 2026 01:01:00 +0900",
+    "Wed, 25 Nov 2026 23:59:59 -1500",
+    "Wed, 26 Nov 2026 01:01:00 +0900",
+    "Wed, 25 Nov 2026 16:01:00 +2400",
+    "Wed, 25 Nov 2026 16:01:00 +0060",
+    "Wed, 25 Nov 2026 16:01:00 +000",
+    "Wed, 25 Nov 2026 16:01:00 Z",
+    "Fri, 31 Dec 9999 23:59:59 -0100",
+]
+"""Accepted zones (UTC, numeric, crossing midnight), and rejected ones (weekday of the UTC date
+rather than the written one, hour 24, minute 60, three digits, 'Z', past year 9999 in UTC)."""
 MALFORMED: list[bytes] = [
     b"garbage",
     b"",
@@ -73,16 +89,18 @@ def oracle_parse(raw: bytes) -> tuple[datetime, str] | None:
     match = ORACLE_LINE.fullmatch(text)
     if match is None:
         return None
+    zone = "+0000" if match[3] in ("GMT", "UTC") else match[3]
     try:
-        moment = datetime.strptime(match[2], "%d %b %Y %H:%M:%S").replace(tzinfo=UTC)
-    except ValueError:
+        written = datetime.strptime(f"{match[2]} {zone}", "%d %b %Y %H:%M:%S %z")
+        moment = written.astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    if moment.strftime("%a") != match[1]:
+    if written.strftime("%a") != match[1]:
         return None
-    status = int(match[4])
+    status = int(match[5])
     if not 100 <= status <= 599:
         return None
-    return moment, f"{match[3]}_{'success' if 200 <= status <= 299 else 'failure'}"
+    return moment, f"{match[4]}_{'success' if 200 <= status <= 299 else 'failure'}"
 
 
 @dataclass
@@ -221,6 +239,9 @@ def test_spark_parsing_agrees_with_parse_log_line(spark_resource: SparkResource)
     ]
     lines += [line for line, _ in skewed]
     records += [record for _, record in skewed]
+    zoned = [f"10.0.0.1 - u [{date}] GET /x 200 1".encode() for date in ZONED_DATES]
+    lines += zoned
+    records += [now] * len(zoned)
     spark = spark_resource.session()
     frame = spark.createDataFrame(list(zip(lines, records)), "value binary, kafka_timestamp timestamp")
     got = parse_lines(frame, 60, now=F.lit(now)).select("reject_reason", "event_time", "method", "success").collect()
@@ -230,13 +251,18 @@ def test_spark_parsing_agrees_with_parse_log_line(spark_resource: SparkResource)
         if isinstance(record, LogRecord) and skew is None:
             assert row["reject_reason"] is None, (line, row)
             assert row["event_time"].replace(tzinfo=None) == record.time.astimezone().replace(tzinfo=None)
+            assert record.time == oracle_parse(line)[0], line
             assert f"{row['method']}_{'success' if row['success'] else 'failure'}" == record.category
         elif skew is not None:
             assert row["reject_reason"] == skew, line
         else:
             assert row["reject_reason"] is not None, (line, record)
             assert not row["reject_reason"].startswith("event time"), (line, row)
-    verdicts = [row["reject_reason"] for row in got[len(MALFORMED) + 7:]]
+        if skew is None:
+            assert (oracle_parse(line) is None) == (row["reject_reason"] is not None), line
+    accepted = [line for line in zoned if oracle_parse(line) is not None]
+    assert len(accepted) == 6, "every zone a load balancer may write is accepted"
+    verdicts = [row["reject_reason"] for row in got[len(MALFORMED) + 7 : len(MALFORMED) + 7 + len(skewed)]]
     assert verdicts == [
         None,
         "event time 61 s ahead of the record timestamp",

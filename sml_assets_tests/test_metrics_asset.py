@@ -407,13 +407,13 @@ def test_replay_by_offset_and_by_timestamp_reingests_exactly_once(
     monkeypatch.setenv("SML_METRICS_DB_URL", database.url)
     monkeypatch.setenv("SML_METRICS_TABLE", database.table)
 
-    assert replay_main(["reset", "--partition", "0", "--offset", "6"]) == 0
+    assert replay_main(["reset", "--partition", "0", "--offset", "6", "--yes"]) == 0
     assert "stored offset 10 -> 6; 4 rows and dead letters at or after it removed" in capsys.readouterr().out
     assert table_count(database, topic) == 6
     assert metadata(run(kafka, database))["rows inserted"] == 4
 
     stamp = datetime.fromtimestamp((base + 3 * 60_000) / 1000, UTC).isoformat()
-    assert replay_main(["reset", "--partition", "0", "--timestamp", stamp]) == 0
+    assert replay_main(["reset", "--partition", "0", "--timestamp", stamp, "--yes"]) == 0
     assert database.stored_offsets(DEFAULT_CONSUMER, topic) == {0: 3}
     assert metadata(run(kafka, database))["rows inserted"] == 7
     assert table_count(database, topic) == 10
