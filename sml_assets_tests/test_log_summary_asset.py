@@ -18,15 +18,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from confluent_kafka import Producer
-from dagster import AssetCheckSeverity, materialize
+from dagster import AssetCheckSeverity, DagsterEventType, materialize
 from pyspark.sql import functions as F
 
 from sml_assets.assets import clock_skew, logs
-from sml_assets.logs_stream import parse_lines
+from sml_assets.logs_stream import TOPIC_FILE, parse_lines
 from sml_assets.parsing import LogRecord, parse_log_line, skew_reason
 from sml_assets.resources.kafka import KafkaResource
 from sml_assets.resources.spark import SparkResource
 from sml_assets.resources.storage import LocalStorage
+from sml_assets_tests.faults import printed_command, recreate_topic, run_command
 
 pytestmark = pytest.mark.integration
 
@@ -361,3 +362,50 @@ def test_deleted_checkpoint_is_rebuilt_without_double_counting(pipeline: Pipelin
     after = pipeline.materialize()
     assert after["checkpoint_rebuilt"] is False
     pipeline.assert_matches_recount()
+
+
+def failed_materialization(pipeline: Pipeline) -> str:
+    """Materialize expecting a failure; the line of the error that names SML_LOGS_TOPIC."""
+    result = materialize([logs.log_summary], resources=pipeline.resources, raise_on_error=False)
+    assert not result.success
+    failures = [event for event in result.all_events if event.event_type == DagsterEventType.STEP_FAILURE]
+    text = "\n".join(event.step_failure_data.error.to_string() for event in failures)
+    lines = [line for line in text.splitlines() if "SML_LOGS_TOPIC=" in line]
+    assert lines, text
+    return lines[0]
+
+
+def test_a_recreated_logs_topic_is_refused_in_one_line_and_the_printed_fix_runs_as_printed(
+    pipeline: Pipeline, kafka_bootstrap: str
+) -> None:
+    rng = random.Random(11)
+    pipeline.send(events(rng, T0, T0 + timedelta(minutes=20), 60))
+    pipeline.materialize()
+    windows_before = set(pipeline.csv()["window_start"])
+    checkpoint = pipeline.storage.root / logs.CHECKPOINT_DIR
+
+    new_id = recreate_topic(kafka_bootstrap, pipeline.topic, partitions=1)
+    later = events(rng, T0 + timedelta(minutes=40), T0 + timedelta(minutes=44), 10)
+    pipeline.send(later)
+    line = failed_materialization(pipeline)
+    assert f"SML_LOGS_TOPIC={pipeline.topic} (topic id {new_id!r}) was deleted and created again" in line
+    assert "nothing was read" in line
+    env = {"SML_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "SML_LOGS_TOPIC": pipeline.topic,
+           "SML_DATA_DIR": str(pipeline.storage.root)}
+    adopted = run_command(printed_command(line, "adopt-logs"), env)
+    assert adopted.returncode == 0, adopted.stdout + adopted.stderr
+    assert not checkpoint.exists() and list(checkpoint.parent.glob("log_summary.replaced-*"))
+
+    metadata = pipeline.materialize()
+    assert metadata["input_rows"] == 10 and metadata["checkpoint_rebuilt"] is True
+    windows_after = set(pipeline.csv()["window_start"])
+    assert windows_before < windows_after, "stored windows kept, the new topic's windows added"
+
+    # A checkpoint that does not record its topic (written by an older sml): Spark itself finds the
+    # offsets went backwards, and its error becomes the same kind of line.
+    (checkpoint / TOPIC_FILE).unlink()
+    recreate_topic(kafka_bootstrap, pipeline.topic, partitions=1)
+    pipeline.send(later[:2])
+    line = failed_materialization(pipeline)
+    assert f"SML_LOGS_TOPIC={pipeline.topic}: Spark found offsets in log_summary's checkpoint" in line
+    assert "python -m sml_assets.replay adopt-logs --topic-id" in line

@@ -255,6 +255,7 @@ def test_checks_fail_on_a_table_seeded_with_a_duplicate_and_an_out_of_range_row(
         Column("kafka_partition", Integer),
         Column("kafka_offset", Integer),
         Column("ingested_at", UtcDateTime),
+        Column("kafka_topic_id", String(32), server_default=""),
     )
     legacy.create(database.engine())
     stamp = datetime.now(UTC)
