@@ -20,7 +20,12 @@ from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, KafkaError, Message, TopicP
 
 from sml_assets.parsing import DeadLetter, parse_metric, reason_kind, skew_reason
 from sml_assets.resources.database import LEGACY_TOPIC_ID, MetricsDatabase, OffsetAdvance, StoredPosition
-from sml_assets.resources.kafka import METRICS_TOPIC_VARIABLE, KafkaResource, KafkaUnavailableError, Watermarks
+from sml_assets.resources.kafka import (
+    METRICS_TOPIC_VARIABLE,
+    KafkaResource,
+    KafkaUnavailableError,
+    Watermarks,
+)
 
 DEFAULT_MAX_MESSAGES = 100_000
 DEFAULT_CHUNK_SIZE = 5_000
@@ -48,7 +53,9 @@ def replay_command(subcommand: str, topic: str, table: str, consumer: str, *opti
 
 
 def describe_topic_id(topic_id: str) -> str:
-    return repr(topic_id) if topic_id != LEGACY_TOPIC_ID else "unknown (written before sml recorded topic ids)"
+    if topic_id == LEGACY_TOPIC_ID:
+        return "unknown (written before sml recorded topic ids)"
+    return repr(topic_id)
 
 
 def recreated_message(

@@ -260,7 +260,9 @@ def check_checkpoint_topic(paths: StreamPaths, checkpoint: Checkpoint, topic: st
     record.write_text(json.dumps(current) + "\n")
 
 
-def translate_stream_error(error: BaseException, topic: str, topic_id: str, paths: StreamPaths) -> LogsTopicChangedError | None:
+def translate_stream_error(
+    error: BaseException, topic: str, topic_id: str, paths: StreamPaths
+) -> LogsTopicChangedError | None:
     """Spark's "offsets went backwards" / "partitions missing" as one line naming the variable and the fix."""
     text = str(error)
     if not any(marker in text for marker in SPARK_LOST_OFFSETS):

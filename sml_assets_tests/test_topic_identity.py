@@ -13,7 +13,19 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 from dagster import DagsterEventType, ExecuteInProcessResult, materialize
-from sqlalchemy import BigInteger, Column, DateTime, Float, Integer, MetaData, String, Table, func, select, text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    func,
+    select,
+    text,
+)
 from sqlalchemy import insert as sql_insert
 
 from sml_assets.assets.metrics import server_metrics
@@ -40,7 +52,9 @@ def produce(bootstrap: str, topic: str, values: list[bytes], partition: int = 0)
 
 
 def run(kafka: KafkaResource, database: MetricsDatabase) -> ExecuteInProcessResult:
-    return materialize([server_metrics], resources={"kafka": kafka, "metrics_db": database}, raise_on_error=False)
+    return materialize(
+        [server_metrics], resources={"kafka": kafka, "metrics_db": database}, raise_on_error=False
+    )
 
 
 def rows_inserted(result: ExecuteInProcessResult) -> int:
@@ -59,9 +73,9 @@ def rows_by_topic_id(database: MetricsDatabase, topic: str) -> dict[str, int]:
     with database.transaction() as connection:
         return dict(
             connection.execute(
-                select(table.c.kafka_topic_id, func.count()).where(table.c.kafka_topic == topic).group_by(
-                    table.c.kafka_topic_id
-                )
+                select(table.c.kafka_topic_id, func.count())
+                .where(table.c.kafka_topic == topic)
+                .group_by(table.c.kafka_topic_id)
             ).all()
         )
 
@@ -186,7 +200,10 @@ def test_reset_deletes_only_what_can_be_read_again_unless_told_and_asks_first(
     assert rows_inserted(run(kafka, database)) == 5
 
     capsys.readouterr()
-    assert replay_main(["reset", *adopt, "--partition", "0", "--offset", "2", "--yes", "--delete-unrecoverable"]) == 0
+    assert (
+        replay_main(["reset", *adopt, "--partition", "0", "--offset", "2", "--yes", "--delete-unrecoverable"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "CANNOT be read again (--delete-unrecoverable)" in out
     assert rows_by_topic_id(database, topic) == {old_id: 2, new_id: 2}
@@ -209,10 +226,14 @@ def test_a_new_table_starts_from_the_earliest_retained_offset_and_the_old_table_
     [materialization] = switched.asset_materializations_for_node("server_metrics")
     assert materialization.metadata["dead letters"].value == 2
     assert rows_inserted(run(kafka, second)) == 0
-    assert second.stored_offsets(DEFAULT_CONSUMER, topic) == first.stored_offsets(DEFAULT_CONSUMER, topic) == {
-        0: 26,
-        1: 26,
-    }
+    assert (
+        second.stored_offsets(DEFAULT_CONSUMER, topic)
+        == first.stored_offsets(DEFAULT_CONSUMER, topic)
+        == {
+            0: 26,
+            1: 26,
+        }
+    )
     assert sum(rows_by_topic_id(first, topic).values()) == 50
 
 
@@ -246,25 +267,36 @@ def legacy_tables(database: MetricsDatabase) -> tuple[Table, Table, Table]:
     """The three tables as sml created them before it recorded topic ids and target tables."""
     metadata = MetaData()
     metrics = Table(
-        database.table, metadata,
-        Column("server_id", Integer, nullable=False), Column("cpu", Float, nullable=False),
-        Column("mem", Float, nullable=False), Column("disk", Float, nullable=False),
+        database.table,
+        metadata,
+        Column("server_id", Integer, nullable=False),
+        Column("cpu", Float, nullable=False),
+        Column("mem", Float, nullable=False),
+        Column("disk", Float, nullable=False),
         Column("event_time", DateTime(timezone=True), nullable=False),
-        Column("kafka_topic", String(249), nullable=False), Column("kafka_partition", Integer, nullable=False),
+        Column("kafka_topic", String(249), nullable=False),
+        Column("kafka_partition", Integer, nullable=False),
         Column("kafka_offset", BigInteger, nullable=False),
         Column("ingested_at", DateTime(timezone=True), nullable=False),
     )
     offsets = Table(
-        "sml_offsets", metadata,
-        Column("consumer", String(200), primary_key=True), Column("kafka_topic", String(249), primary_key=True),
-        Column("kafka_partition", Integer, primary_key=True), Column("next_offset", BigInteger, nullable=False),
+        "sml_offsets",
+        metadata,
+        Column("consumer", String(200), primary_key=True),
+        Column("kafka_topic", String(249), primary_key=True),
+        Column("kafka_partition", Integer, primary_key=True),
+        Column("next_offset", BigInteger, nullable=False),
         Column("updated_at", DateTime(timezone=True), nullable=False),
     )
     dead = Table(
-        "sml_dead_letters", metadata,
-        Column("kafka_topic", String(249), nullable=False), Column("kafka_partition", Integer, nullable=False),
-        Column("kafka_offset", BigInteger, nullable=False), Column("raw_value", String(4000), nullable=False),
-        Column("reason", String(4000), nullable=False), Column("recorded_at", DateTime(timezone=True), nullable=False),
+        "sml_dead_letters",
+        metadata,
+        Column("kafka_topic", String(249), nullable=False),
+        Column("kafka_partition", Integer, nullable=False),
+        Column("kafka_offset", BigInteger, nullable=False),
+        Column("raw_value", String(4000), nullable=False),
+        Column("reason", String(4000), nullable=False),
+        Column("recorded_at", DateTime(timezone=True), nullable=False),
     )
     return metrics, offsets, dead
 
@@ -304,13 +336,32 @@ def test_tables_of_an_older_sml_are_refused_until_migrate_which_ties_their_rows_
     with database.engine().begin() as connection:
         metrics.metadata.create_all(connection)
         for name, count in ((topic, 5), (gone, 3)):
-            connection.execute(sql_insert(metrics), [
-                {"server_id": 1, "cpu": 1.0, "mem": 1.0, "disk": 1.0, "event_time": now, "kafka_topic": name,
-                 "kafka_partition": 0, "kafka_offset": offset, "ingested_at": now} for offset in range(count)
-            ])
-            connection.execute(sql_insert(offsets).values(
-                consumer=DEFAULT_CONSUMER, kafka_topic=name, kafka_partition=0, next_offset=count, updated_at=now
-            ))
+            connection.execute(
+                sql_insert(metrics),
+                [
+                    {
+                        "server_id": 1,
+                        "cpu": 1.0,
+                        "mem": 1.0,
+                        "disk": 1.0,
+                        "event_time": now,
+                        "kafka_topic": name,
+                        "kafka_partition": 0,
+                        "kafka_offset": offset,
+                        "ingested_at": now,
+                    }
+                    for offset in range(count)
+                ],
+            )
+            connection.execute(
+                sql_insert(offsets).values(
+                    consumer=DEFAULT_CONSUMER,
+                    kafka_topic=name,
+                    kafka_partition=0,
+                    next_offset=count,
+                    updated_at=now,
+                )
+            )
     kafka = KafkaResource(bootstrap_servers=kafka_bootstrap, metrics_topic=topic)
 
     refused = run(kafka, database)

@@ -385,6 +385,7 @@ class MetricsDatabase(ConfigurableResource):
         `OffsetConflictError` instead of writing a message twice.
         """
         tables = self.tables
+        table_name = tables.metrics.name
         now = datetime.now(UTC)
         try:
             with self.transaction() as connection:
@@ -396,7 +397,7 @@ class MetricsDatabase(ConfigurableResource):
                     connection.execute(
                         insert(tables.dead_letters),
                         [
-                            dict(row, recorded_at=now, kafka_topic_id=topic_id, target_table=tables.metrics.name)
+                            dict(row, recorded_at=now, kafka_topic_id=topic_id, target_table=table_name)
                             for row in dead_letters
                         ],
                     )
@@ -436,7 +437,9 @@ class MetricsDatabase(ConfigurableResource):
                     .group_by(table.c.kafka_topic_id)
                 )
                 for topic_id, count, first, last in connection.execute(query):
-                    held.append(HeldRows(table.name, str(topic_id), partition, int(count), int(first), int(last)))
+                    held.append(
+                        HeldRows(table.name, str(topic_id), partition, int(count), int(first), int(last))
+                    )
         return held
 
     def reset_offset(
@@ -484,7 +487,9 @@ class MetricsDatabase(ConfigurableResource):
                 )
             return removed
 
-    def adopt_topic(self, consumer: str, topic: str, topic_id: str, starts: Mapping[int, int]) -> dict[int, StoredPosition]:
+    def adopt_topic(
+        self, consumer: str, topic: str, topic_id: str, starts: Mapping[int, int]
+    ) -> dict[int, StoredPosition]:
         """Replace this consumer's positions in `topic` by `starts` under the topic's new id.
 
         Rows already written keep their old topic id: nothing is deleted. Returns the old positions.
@@ -503,7 +508,10 @@ class MetricsDatabase(ConfigurableResource):
             if starts:
                 connection.execute(
                     insert(offsets),
-                    [self._position(consumer, topic, topic_id, p, offset, now) for p, offset in sorted(starts.items())],
+                    [
+                        self._position(consumer, topic, topic_id, partition, offset, now)
+                        for partition, offset in sorted(starts.items())
+                    ],
                 )
         return before
 
@@ -628,7 +636,8 @@ class MetricsDatabase(ConfigurableResource):
             raise OffsetConflictError(
                 f"{topic}[{advance.partition}]: stored offset of consumer {consumer!r} is no longer "
                 f"{advance.expected} of topic id {topic_id or '(unknown)'}; another run, a reset or an "
-                "adopt moved it. Nothing of this chunk was written; the next run resumes from the stored offset."
+                "adopt moved it. Nothing of this chunk was written; the next run resumes from the stored "
+                "offset."
             )
 
     def _unavailable(self, error: BaseException) -> DatabaseUnavailableError:
