@@ -225,6 +225,8 @@ def test_a_new_table_starts_from_the_earliest_retained_offset_and_the_old_table_
     assert rows_inserted(switched) == 50
     [materialization] = switched.asset_materializations_for_node("server_metrics")
     assert materialization.metadata["dead letters"].value == 2
+    assert materialization.metadata["started at earliest retained offsets"].value is True
+    assert materialization.metadata["topic id"].value == kafka.topic_id(topic)
     assert rows_inserted(run(kafka, second)) == 0
     assert (
         second.stored_offsets(DEFAULT_CONSUMER, topic)

@@ -102,6 +102,8 @@ def report_metadata(report: IngestReport, metrics_db: MetricsDatabase) -> dict[s
         "duration (s)": MetadataValue.float(round(report.duration_s, 3)),
         "rows/s": MetadataValue.float(round(report.rows_per_s, 1)),
         "topic": MetadataValue.text(report.topic),
+        "topic id": MetadataValue.text(report.topic_id),
+        "started at earliest retained offsets": MetadataValue.bool(report.new_table),
         "table": MetadataValue.text(f"{metrics_db.tables.metrics.name} at {metrics_db.masked_url}"),
         "dagster/table_name": MetadataValue.text(metrics_db.tables.metrics.name),
     }
