@@ -31,7 +31,7 @@ from sml_assets.assets.topics import (
     snapshot_logs_topic,
     snapshot_metrics_topic,
 )
-from sml_assets.resources.database import DatabaseUnavailableError, MetricsDatabase
+from sml_assets.resources.database import DatabaseUnavailableError, MetricsDatabase, SchemaMigrationError
 from sml_assets.resources.kafka import KafkaResource, KafkaUnavailableError
 from sml_assets.resources.storage import LocalStorage
 from sml_assets.settings import (
@@ -120,7 +120,7 @@ def build_metrics_backlog_sensor(
         previous = json.loads(context.cursor) if context.cursor else {}
         try:
             metrics = snapshot_metrics_topic(kafka, metrics_db)
-        except (KafkaUnavailableError, DatabaseUnavailableError) as error:
+        except (KafkaUnavailableError, DatabaseUnavailableError, SchemaMigrationError) as error:
             reason = f"could not read the backlog: {error}"
             return SensorResult(skip_reason=SkipReason(reason), cursor=context.cursor)
         try:

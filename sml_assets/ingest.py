@@ -2,12 +2,14 @@
 
 Positions come from `sml_offsets`, never from Kafka's group offsets, and move only in the
 transaction that writes the messages they cover: a run killed at any instant and run again
-leaves every message in the table exactly once.
+leaves every message in the table exactly once. They belong to one table and one topic id: a
+recreated topic stops the run before anything is read, with the command that adopts it.
 """
 
 from __future__ import annotations
 
 import logging
+import shlex
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -17,8 +19,13 @@ from typing import Any
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, KafkaError, Message, TopicPartition
 
 from sml_assets.parsing import METRIC_FIELDS, DeadLetter, parse_metric, reason_kind, skew_reason
-from sml_assets.resources.database import MetricsDatabase, OffsetAdvance
-from sml_assets.resources.kafka import KafkaResource, KafkaUnavailableError, Watermarks
+from sml_assets.resources.database import LEGACY_TOPIC_ID, MetricsDatabase, OffsetAdvance, StoredPosition
+from sml_assets.resources.kafka import (
+    METRICS_TOPIC_VARIABLE,
+    KafkaResource,
+    KafkaUnavailableError,
+    Watermarks,
+)
 
 DEFAULT_MAX_MESSAGES = 100_000
 DEFAULT_CHUNK_SIZE = 5_000
@@ -27,6 +34,43 @@ CONSUMER_TUNING: dict[str, int] = {"queued.min.messages": 1_000_000, "queued.max
 """Prefetch by size, not by librdkafka's default count (100,000 messages), so consume() seldom
 waits on a fetch (about 2x faster alone); capped at 16 MiB, so a run's memory stays flat whatever
 the backlog (64 MiB, the default cap, added about 200 MiB of RSS; benchmarks/bench_memory.py)."""
+
+
+class TopicRecreatedError(RuntimeError):
+    """The stored positions belong to another topic id: the topic was deleted and created again."""
+
+
+class PositionPastEndError(RuntimeError):
+    """Stored offsets beyond the end of the topic they claim to belong to; the message says what to run."""
+
+
+def replay_command(subcommand: str, topic: str, table: str, consumer: str, *options: str) -> str:
+    """A `python -m sml_assets.replay` command line, quoted for a shell, as sml prints it."""
+    words = ["python", "-m", "sml_assets.replay", subcommand, "--topic", topic, "--table", table]
+    if consumer != DEFAULT_CONSUMER:
+        words += ["--consumer", consumer]
+    return shlex.join([*words, *options])
+
+
+def describe_topic_id(topic_id: str) -> str:
+    if topic_id == LEGACY_TOPIC_ID:
+        return "unknown (written before sml recorded topic ids)"
+    return repr(topic_id)
+
+
+def recreated_message(
+    topic: str, table: str, consumer: str, topic_id: str, stored: dict[int, StoredPosition]
+) -> str:
+    """Why a run stops on positions of another topic id, and the one command that adopts the new topic."""
+    old_ids = sorted({position.topic_id for position in stored.values() if position.topic_id != topic_id})
+    partitions = sorted(p for p, position in stored.items() if position.topic_id != topic_id)
+    return (
+        f"{METRICS_TOPIC_VARIABLE}={topic}: the stored positions of consumer {consumer!r} for table {table} "
+        f"(partitions {partitions}) belong to topic id {', '.join(map(describe_topic_id, old_ids))}, but "
+        f"{topic} now has topic id {topic_id!r}: it was deleted and created again. Nothing was read. "
+        f"Rows of the old topic stay in {table} under their old kafka_topic_id. To read the new topic from "
+        f"its earliest offset, run: {replay_command('adopt', topic, table, consumer, '--topic-id', topic_id)}"
+    )
 
 
 @dataclass
@@ -55,6 +99,9 @@ class IngestReport:
     topic: str
     consumer: str
     partitions: list[PartitionRun]
+    topic_id: str = LEGACY_TOPIC_ID
+    new_table: bool = False
+    """No stored position for this table yet: the run started at the earliest retained offsets."""
     rows: int = 0
     dead_letters: int = 0
     chunks: int = 0
@@ -105,10 +152,22 @@ def ingest_metrics(
     topic = topic or kafka.metrics_topic
     started = time.monotonic()
     database.ensure_tables()
-    watermarks = kafka.watermarks(topic)
-    stored = database.stored_offsets(consumer_name, topic)
+    topic_id, watermarks, stored = _read_positions(kafka, database, topic, consumer_name)
+    table = database.tables.metrics.name
     plan = [_plan_partition(topic, marks, stored.get(marks.partition), log) for marks in watermarks.values()]
-    report = IngestReport(topic, consumer_name, plan)
+    _refuse_positions_past_end(topic, table, consumer_name, watermarks, plan)
+    report = IngestReport(topic, consumer_name, plan, topic_id=topic_id, new_table=not stored)
+    if report.new_table:
+        lost = {marks.partition: marks.low for marks in watermarks.values() if marks.low > 0}
+        log.info(
+            f"{topic}: no stored position of consumer {consumer_name!r} for table {table}: starting at the "
+            f"earliest retained offsets {({m.partition: m.low for m in watermarks.values()})}"
+        )
+        if lost:
+            log.warning(
+                f"{topic}: {table} starts without the messages Kafka no longer retains (below offsets "
+                f"{lost} per partition); rows read earlier into another table are not copied"
+            )
     pending = {run.partition: run for run in plan if not run.done}
     waiting = sum(run.target - run.start for run in pending.values())
     log.info(
@@ -127,14 +186,52 @@ def ingest_metrics(
     return report
 
 
+def _read_positions(
+    kafka: KafkaResource, database: MetricsDatabase, topic: str, consumer: str
+) -> tuple[str, dict[int, Watermarks], dict[int, int]]:
+    """The topic's id, its watermarks and this table's stored offsets, all of the same topic.
+
+    The id is read before and after, so a topic recreated meanwhile cannot pair new watermarks
+    with old positions.
+    """
+    topic_id = kafka.topic_id(topic)
+    watermarks = kafka.watermarks(topic)
+    positions = database.stored_positions(consumer, topic)
+    if kafka.topic_id(topic) != topic_id:
+        raise TopicRecreatedError(
+            f"{METRICS_TOPIC_VARIABLE}={topic} was deleted and created again while this run was "
+            "planning; nothing was read. Run again: it then reports what to do."
+        )
+    if any(position.topic_id != topic_id for position in positions.values()):
+        raise TopicRecreatedError(
+            recreated_message(topic, database.tables.metrics.name, consumer, topic_id, positions)
+        )
+    return topic_id, watermarks, {p: position.next_offset for p, position in positions.items()}
+
+
+def _refuse_positions_past_end(
+    topic: str, table: str, consumer: str, watermarks: dict[int, Watermarks], plan: list[PartitionRun]
+) -> None:
+    """One message for every partition whose stored offset is past its end, with one command."""
+    past = [run for run in plan if run.start > watermarks[run.partition].high]
+    if not past:
+        return
+    where = ", ".join(
+        f"[{run.partition}] stored {run.start} > end {watermarks[run.partition].high}" for run in past
+    )
+    options = [word for run in past for word in ("--partition", str(run.partition))]
+    raise PositionPastEndError(
+        f"{topic}: stored offsets of consumer {consumer!r} for table {table} are past the end of the "
+        f"topic in {len(past)} partition(s): {where}; messages were deleted from Kafka (unclean leader "
+        f"election or a restored broker). Nothing was read. To read these partitions again from their "
+        f"earliest offset, run: {replay_command('reset', topic, table, consumer, *options, '--earliest')}"
+    )
+
+
 def _plan_partition(topic: str, marks: Watermarks, stored: int | None, log: logging.Logger) -> PartitionRun:
     start = marks.low if stored is None else stored
     if start > marks.high:
-        raise RuntimeError(
-            f"{topic}[{marks.partition}]: stored offset {start} is past the end offset {marks.high}; "
-            f"the topic was probably deleted and recreated. Reset the stored offset with "
-            f"'python -m sml_assets.replay reset --topic {topic} --partition {marks.partition} --earliest'"
-        )
+        return PartitionRun(marks.partition, stored, start, marks.high, start)
     skipped = 0
     if start < marks.low:
         skipped = marks.low - start
@@ -256,7 +353,9 @@ def _commit(
     advances = [
         OffsetAdvance(p, committed[p], next_offset) for p, next_offset in sorted(chunk.next_offsets.items())
     ]
-    database.commit_chunk(report.consumer, report.topic, chunk.rows, chunk.dead_letters, advances)
+    database.commit_chunk(
+        report.consumer, report.topic, chunk.rows, chunk.dead_letters, advances, topic_id=report.topic_id
+    )
     committed.update(chunk.next_offsets)
     report.rows += len(chunk.rows)
     report.dead_letters += len(chunk.dead_letters)

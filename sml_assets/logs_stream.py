@@ -15,6 +15,7 @@ clock by more than SML_MAX_CLOCK_SKEW is a reject, so it never reaches `withWate
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import time
 import uuid
@@ -43,7 +44,11 @@ from sml_assets.windows import (
 )
 
 HEAD_PATTERN = r"^(\S+) (\S+) (\S+) \[([^\]]*)\] (.*)$"
-RFC1123_PATTERN = r"^([A-Z][a-z]{2}), (\d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT)$"
+RFC1123_PATTERN = (
+    r"^([A-Z][a-z]{2}), (\d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2}) (GMT|UTC|[+-](?:[01]\d|2[0-3])[0-5]\d)$"
+)
+"""As `sml_assets.parsing`: zone GMT, UTC or +hhmm/-hhmm; the weekday is checked on the date as
+written (parsed as if GMT), then a numeric zone is subtracted to give UTC."""
 REST_PATTERN = r"^([^ ]*) ([^ ]*) ([^ ]*) ([^ ]*)$"
 # Spark 3+ parsers reject 'E' (day of week), so the weekday is split off by the regex above,
 # the rest parsed with this pattern, and the weekday checked against the parsed time's day of week.
@@ -74,8 +79,28 @@ REJECT_KINDS = (
 in the order it checks them; each is counted per run in the query's observed metrics."""
 OBSERVATION = "log_lines"
 MARKER_FILE = "sml-checkpoint-id"
+TOPIC_FILE = "sml-checkpoint-topic.json"
+"""The topic (name and Kafka topic id) the checkpoint's offsets belong to."""
+LOGS_TOPIC_VARIABLE = "SML_LOGS_TOPIC"
+SPARK_LOST_OFFSETS = (
+    "Some data may have been missed",
+    "offset was changed from",
+    "are gone",
+    "Cannot find earliest offsets",
+    "KAFKA_DATA_LOSS",
+    "START_OFFSET_GREATER_THAN_END_OFFSET",
+    "LOST_TOPIC_PARTITIONS",
+    "MISMATCHED_TOPIC_PARTITIONS",
+    "START_OFFSET_DOES_NOT_MATCH_ASSIGNED",
+)
+"""What Spark's Kafka source says when the checkpoint's offsets went backwards or its partitions
+are missing (spark-sql-kafka's KafkaOffsetReaderBase, KafkaMicroBatchStream, error conditions)."""
 CHECKPOINT_DIR = "spark-checkpoints/log_summary"
 SUMMARY_DIR = "log_summary"
+
+
+class LogsTopicChangedError(RuntimeError):
+    """The logs topic is not the one log_summary's checkpoint read: recreated, or SML_LOGS_TOPIC changed."""
 
 
 @dataclass(frozen=True)
@@ -204,6 +229,63 @@ def open_checkpoint(paths: StreamPaths, expected_id: str | None) -> Checkpoint:
     return Checkpoint(checkpoint_id=checkpoint_id, fresh=True, discarded=discarded)
 
 
+def adopt_logs_command(topic_id: str) -> str:
+    return shlex.join(["python", "-m", "sml_assets.replay", "adopt-logs", "--topic-id", topic_id])
+
+
+def check_checkpoint_topic(paths: StreamPaths, checkpoint: Checkpoint, topic: str, topic_id: str) -> None:
+    """Before the query starts: a resumed checkpoint must be of this topic, name and id.
+
+    A checkpoint from before sml recorded its topic is taken as it is (Spark's own errors, then
+    translated by `translate_stream_error`, catch a mismatch); the record is written from now on.
+    """
+    record = paths.checkpoint_root / TOPIC_FILE
+    current = {"topic": topic, "topic_id": topic_id}
+    if not checkpoint.fresh and record.is_file():
+        try:
+            recorded = json.loads(record.read_text())
+        except ValueError:
+            recorded = None
+        if recorded != current:
+            was = recorded if isinstance(recorded, dict) else {}
+            what = (
+                "was deleted and created again"
+                if was.get("topic") == topic
+                else f"is not {was.get('topic')!r}, the topic it read"
+            )
+            raise LogsTopicChangedError(
+                f"{LOGS_TOPIC_VARIABLE}={topic} (topic id {topic_id!r}) {what}: log_summary's Spark "
+                f"checkpoint {paths.checkpoint_root} holds offsets of topic id {was.get('topic_id')!r}, "
+                f"so Spark cannot resume from it; nothing was read. To summarize {topic} from its earliest "
+                f"offset into the stored windows, run: {adopt_logs_command(topic_id)}"
+            )
+    record.write_text(json.dumps(current) + "\n")
+
+
+def translate_stream_error(
+    error: BaseException, topic: str, topic_id: str, paths: StreamPaths
+) -> LogsTopicChangedError | None:
+    """Spark's "offsets went backwards" / "partitions missing" as one line naming the variable and the fix."""
+    text = str(error)
+    if not any(marker in text for marker in SPARK_LOST_OFFSETS):
+        return None
+    return LogsTopicChangedError(
+        f"{LOGS_TOPIC_VARIABLE}={topic}: Spark found offsets in log_summary's checkpoint "
+        f"{paths.checkpoint_root} that the topic no longer has (its offsets went backwards or partitions "
+        f"are missing: it was deleted and created again, or lost data); the query stopped. To summarize "
+        f"{topic} from its earliest offset into the stored windows, run: {adopt_logs_command(topic_id)}"
+    )
+
+
+def adopt_logs_topic(paths: StreamPaths) -> Path | None:
+    """Move the checkpoint aside (kept, not deleted), so the next run starts a fresh one from earliest."""
+    if not paths.checkpoint_root.exists():
+        return None
+    aside = paths.checkpoint_root.with_name(f"{paths.checkpoint_root.name}.replaced-{uuid.uuid4().hex[:8]}")
+    paths.checkpoint_root.rename(aside)
+    return aside
+
+
 def kafka_lines(spark: SparkSession, kafka_options: Mapping[str, str], topic: str) -> DataFrame:
     """The logs topic as a stream, from the earliest offset on a fresh checkpoint.
 
@@ -257,13 +339,27 @@ def parse_lines(
         F.regexp_extract(line, HEAD_PATTERN, 5).alias("_sml_rest"),
     )
     date_text, rest = F.col("_sml_date"), F.col("_sml_rest")
-    fields = split.select(
+    dated = split.select(
         "*",
         date_text.rlike(RFC1123_PATTERN).alias("_sml_date_ok"),
         F.regexp_extract(date_text, RFC1123_PATTERN, 1).alias("_sml_weekday"),
         F.try_to_timestamp(
-            F.regexp_extract(date_text, RFC1123_PATTERN, 2), F.lit(SPARK_DATE_FORMAT)
-        ).alias("event_time"),
+            F.concat(F.regexp_extract(date_text, RFC1123_PATTERN, 2), F.lit(" GMT")), F.lit(SPARK_DATE_FORMAT)
+        ).alias("_sml_written_time"),
+        F.regexp_extract(date_text, RFC1123_PATTERN, 3).alias("_sml_zone"),
+    )
+    written, zone = F.col("_sml_written_time"), F.col("_sml_zone")
+    offset_s = (
+        F.when(zone.isin("GMT", "UTC"), F.lit(0))
+        .otherwise(
+            F.when(F.substring(zone, 1, 1) == "-", F.lit(-1)).otherwise(F.lit(1))
+            * (F.substring(zone, 2, 2).try_cast("int") * 3600 + F.substring(zone, 4, 2).try_cast("int") * 60)
+        )
+    )
+    utc = F.when(offset_s == 0, written).otherwise(F.timestamp_seconds(F.unix_seconds(written) - offset_s))
+    fields = dated.select(
+        "*",
+        F.when(F.year(utc).between(1, 9999), utc).alias("event_time"),
         rest.rlike(REST_PATTERN).alias("_sml_rest_ok"),
         *(F.regexp_extract(rest, REST_PATTERN, i).alias(name)
           for i, name in ((1, "method"), (3, "_sml_status"), (4, "_sml_size"))),
@@ -282,12 +378,13 @@ def parse_lines(
         .when(line == "", F.lit("empty message"))
         .when(~F.col("_sml_head_ok"), F.lit("not an access-log line"))
         .when(~F.col("_sml_date_ok"), F.lit("date is not RFC 1123"))
-        .when(event_time.isNull(), F.lit("date is not a valid time"))
+        .when(written.isNull(), F.lit("date is not a valid time"))
         .when(
-            F.element_at(F.array(*map(F.lit, WEEKDAYS_FROM_SUNDAY)), F.dayofweek(event_time))
+            F.element_at(F.array(*map(F.lit, WEEKDAYS_FROM_SUNDAY)), F.dayofweek(written))
             != F.col("_sml_weekday"),
             F.lit("date has the wrong weekday"),
         )
+        .when(event_time.isNull(), F.lit("date is not a valid time"))
         .when(~F.col("_sml_rest_ok"), F.lit("expected 'METHOD path status size' after the date"))
         .when(~method.isin("GET", "POST"), F.lit("method is not GET or POST"))
         .when(code.isNull() | ~code.between(100, 599), F.lit("status is not a 3-digit HTTP status"))

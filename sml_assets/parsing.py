@@ -27,9 +27,13 @@ _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _RFC1123 = re.compile(
     r"(?P<wday>[A-Z][a-z]{2}), (?P<day>\d{2}) (?P<mon>[A-Z][a-z]{2}) (?P<year>\d{4}) "
-    r"(?P<hour>\d{2}):(?P<minute>\d{2}):(?P<second>\d{2}) GMT",
+    r"(?P<hour>\d{2}):(?P<minute>\d{2}):(?P<second>\d{2}) "
+    r"(?P<zone>GMT|UTC|[+-](?:[01]\d|2[0-3])[0-5]\d)",
     re.ASCII,
 )
+"""RFC 1123 as load balancers write it: zone `GMT`, `UTC` or a numeric `+hhmm`/`-hhmm` (RFC 2822);
+the weekday is that of the date as written, and a numeric zone is converted to UTC."""
+RFC1123_EXAMPLE = "'Wed, 25 Nov 2026 16:00:03 GMT', zone GMT, UTC or +hhmm"
 _LOG_HEAD = re.compile(
     r"(?P<client>\S+) (?P<ident>\S+) (?P<user>\S+) \[(?P<date>[^\]]*)\] (?P<rest>[^\r\n\x85\u2028\u2029]*)",
     re.ASCII,
@@ -316,7 +320,7 @@ def _int(what: str, digits: str) -> int:
 def _rfc1123(text: str) -> datetime:
     match = _RFC1123.fullmatch(text)
     if match is None:
-        raise _Reject(f"date {_preview(text)} is not RFC 1123 ('Wed, 25 Nov 2026 16:00:03 GMT')")
+        raise _Reject(f"date {_preview(text)} is not RFC 1123 ({RFC1123_EXAMPLE})")
     if match["mon"] not in _MONTHS:
         raise _Reject(f"date {_preview(text)} has unknown month {match['mon']!r}")
     try:
@@ -335,7 +339,14 @@ def _rfc1123(text: str) -> datetime:
         raise _Reject(
             f"date {_preview(text)} says {match['wday']} but that day is a {_DAYS[parsed.weekday()]}"
         )
-    return parsed
+    zone = match["zone"]
+    if zone in ("GMT", "UTC"):
+        return parsed
+    offset = timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5]))
+    try:
+        return parsed - offset if zone[0] == "+" else parsed + offset
+    except OverflowError:
+        raise _Reject(f"date {_preview(text)} is not a valid time: out of range in UTC") from None
 
 
 def _preview(raw: object) -> str:

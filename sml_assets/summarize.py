@@ -23,9 +23,11 @@ from pathlib import Path
 from sml_assets.logs_stream import (
     SUMMARY_DIR,
     StreamRun,
+    check_checkpoint_topic,
     open_checkpoint,
     run_log_summary_stream,
     stream_paths,
+    translate_stream_error,
 )
 from sml_assets.resources.kafka import KafkaResource
 from sml_assets.resources.spark import SparkResource
@@ -124,8 +126,10 @@ def summarize_logs(
     paths = stream_paths(storage)
     state = state_path(storage)
     before = load_summary(state)
+    topic_id = kafka.topic_id(kafka.logs_topic)
     marks = kafka.watermarks(kafka.logs_topic)
     checkpoint = open_checkpoint(paths, expected_id=before.query_id)
+    check_checkpoint_topic(paths, checkpoint, kafka.logs_topic, topic_id)
     rebuilt = checkpoint.fresh and before.query_id is not None
     if rebuilt:
         trimmed = {p: m.low for p, m in marks.items() if m.low > 0}
@@ -142,10 +146,16 @@ def summarize_logs(
             f"discarded it; rebuilding the summary from the start of {kafka.logs_topic}"
         )
     merger = SummaryMerger(path=state, summary=before)
-    run = run_log_summary_stream(
-        spark.session(), kafka.spark_source_options(), kafka.logs_topic, paths, checkpoint, merger,
-        max_skew_s=kafka.max_clock_skew_s,
-    )
+    try:
+        run = run_log_summary_stream(
+            spark.session(), kafka.spark_source_options(), kafka.logs_topic, paths, checkpoint, merger,
+            max_skew_s=kafka.max_clock_skew_s,
+        )
+    except Exception as error:
+        translated = translate_stream_error(error, kafka.logs_topic, topic_id, paths)
+        if translated is None:
+            raise
+        raise translated from None
     write_atomically(storage.summary_csv, render_csv(rows(merger.summary)))
     return LogSummaryReport(
         before=before,

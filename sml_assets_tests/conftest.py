@@ -65,6 +65,12 @@ def kafka_bootstrap(stack: None) -> str:
 
 @pytest.fixture(scope="session")
 def postgres_url(stack: None) -> str:
+    """The stack's database, its shared sml tables brought to the current schema as an operator
+    would (`migrate`): tables an older sml created lack the topic id and target table columns."""
+    database = MetricsDatabase(url=POSTGRES_URL)
+    if database.missing_columns():
+        database.migrate({})
+    database.engine().dispose()
     return POSTGRES_URL
 
 

@@ -303,3 +303,80 @@ class PrivateKafka:
             )
         )
         return config
+
+
+def recreate_topic(bootstrap: str, topic: str, partitions: int, timeout_s: float = 60.0) -> str:
+    """Delete `topic` and create it again (the routine fix for a wrong partition count); returns the
+    new topic id. Waits for the deletion, then for the new topic to be described, on the broker."""
+    from confluent_kafka import KafkaException, TopicCollection
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+
+    def described_id() -> str | None:
+        try:
+            futures = admin.describe_topics(TopicCollection([topic]), request_timeout=5)
+            return str(futures[topic].result(timeout=10).topic_id)
+        except KafkaException:
+            return None
+
+    old_id = described_id()
+    admin.delete_topics([topic], operation_timeout=30)[topic].result(timeout=timeout_s)
+    wait_until(lambda: described_id() is None, timeout_s, f"topic {topic} deleted", poll_s=0.2)
+
+    def created() -> bool:
+        try:
+            futures = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
+            futures[topic].result(timeout=30)
+            return True
+        except KafkaException as error:
+            if "already exists" in str(error) or "marked for deletion" in str(error):
+                return False
+            raise
+
+    wait_until(created, timeout_s, f"topic {topic} created again", poll_s=0.2)
+    new_id = wait_until(described_id, timeout_s, f"topic {topic} described after creation", poll_s=0.2)
+    assert new_id != old_id, f"{topic} kept its topic id {old_id} across delete and create"
+    return new_id
+
+
+def printed_command(message: str, subcommand: str) -> list[str]:
+    """The `python -m sml_assets.replay <subcommand> ...` command at the end of an sml message,
+    as argv for this interpreter (the printed `python` is whichever the user runs sml with)."""
+    import re
+    import shlex
+
+    found = re.search(rf"run: (python -m sml_assets\.replay {subcommand}\b[^\n]*)", message)
+    assert found, f"no printed '{subcommand}' command in: {message}"
+    words = shlex.split(found[1])
+    return [sys.executable, *words[1:]]
+
+
+def run_command(
+    argv: list[str], env: dict[str, str], answer: str | None = None, timeout_s: float = 180.0
+) -> subprocess.CompletedProcess[str]:
+    """Run a command line as a user would from the repository root; with `answer`, stdin is a
+    terminal that types it (for commands that ask for confirmation)."""
+    full_env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **env}
+    if answer is None:
+        return subprocess.run(
+            argv, cwd=REPO_ROOT, env=full_env, capture_output=True, text=True, timeout=timeout_s,
+            stdin=subprocess.DEVNULL,
+        )
+    import pty
+
+    controller, terminal = pty.openpty()
+    try:
+        process = subprocess.Popen(
+            argv, cwd=REPO_ROOT, env=full_env, stdin=terminal, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )
+        os.close(terminal)
+        terminal = -1
+        os.write(controller, f"{answer}\n".encode())
+        stdout, stderr = process.communicate(timeout=timeout_s)
+        return subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
+    finally:
+        if terminal >= 0:
+            os.close(terminal)
+        os.close(controller)

@@ -95,9 +95,12 @@ def test_metrics_table_has_the_contract_columns_and_unique_kafka_position(sqlite
         "kafka_partition",
         "kafka_offset",
         "ingested_at",
+        "kafka_topic_id",
     ]
     unique = inspector.get_unique_constraints("server_matric")
-    assert [c["column_names"] for c in unique] == [["kafka_topic", "kafka_partition", "kafka_offset"]]
+    assert [c["column_names"] for c in unique] == [
+        ["kafka_topic", "kafka_topic_id", "kafka_partition", "kafka_offset"]
+    ]
 
 
 def test_chunk_writes_rows_dead_letters_and_offsets_together(sqlite_db: MetricsDatabase) -> None:
@@ -220,7 +223,7 @@ def test_mssql_ddl_compiles_with_datetime2_and_the_unique_constraint() -> None:
     assert "event_time DATETIME2(6) NOT NULL" in ddl
     assert "kafka_offset BIGINT NOT NULL" in ddl
     assert (
-        "CONSTRAINT uq_server_matric_kafka_position UNIQUE (kafka_topic, kafka_partition, kafka_offset)"
+        "CONSTRAINT uq_server_matric_topic_pos UNIQUE (kafka_topic, kafka_topic_id, kafka_partition, kafka_offset)"
         in ddl
     )
     for table in (schema.offsets, schema.dead_letters):

@@ -18,15 +18,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from confluent_kafka import Producer
-from dagster import AssetCheckSeverity, materialize
+from dagster import AssetCheckSeverity, DagsterEventType, materialize
 from pyspark.sql import functions as F
 
 from sml_assets.assets import clock_skew, logs
-from sml_assets.logs_stream import CHECKPOINT_DIR, parse_lines
+from sml_assets.logs_stream import CHECKPOINT_DIR, TOPIC_FILE, parse_lines
 from sml_assets.parsing import LogRecord, parse_log_line, skew_reason
 from sml_assets.resources.kafka import KafkaResource
 from sml_assets.resources.spark import SparkResource
 from sml_assets.resources.storage import LocalStorage
+from sml_assets_tests.faults import printed_command, recreate_topic, run_command
 
 pytestmark = pytest.mark.integration
 
@@ -35,9 +36,25 @@ FIVE_MIN = timedelta(minutes=5)
 DELAY = timedelta(minutes=10)
 COLUMNS = ["GET_success", "GET_failure", "POST_success", "POST_failure"]
 ORACLE_LINE = re.compile(
-    r"\S+ \S+ \S+ \[([A-Z][a-z]{2}), (\d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2}) GMT\] "
+    r"\S+ \S+ \S+ \[([A-Z][a-z]{2}), (\d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2}) (GMT|UTC|[+-]\d{4})\] "
     r"(GET|POST) \S+ (\d{3}) \d+"
 )
+ZONED_DATES = [
+    "Wed, 25 Nov 2026 16:01:00 UTC",
+    "Wed, 25 Nov 2026 16:01:00 +0000",
+    "Wed, 25 Nov 2026 11:01:00 -0500",
+    "Wed, 25 Nov 2026 21:31:00 +0530",
+    "Thu, 26 Nov 2026 01:01:00 +0900",
+    "Wed, 25 Nov 2026 23:59:59 -1500",
+    "Wed, 26 Nov 2026 01:01:00 +0900",
+    "Wed, 25 Nov 2026 16:01:00 +2400",
+    "Wed, 25 Nov 2026 16:01:00 +0060",
+    "Wed, 25 Nov 2026 16:01:00 +000",
+    "Wed, 25 Nov 2026 16:01:00 Z",
+    "Fri, 31 Dec 9999 23:59:59 -0100",
+]
+"""Accepted zones (UTC, numeric, crossing midnight), and rejected ones (weekday of the UTC date
+rather than the written one, hour 24, minute 60, three digits, 'Z', past year 9999 in UTC)."""
 MALFORMED: list[bytes] = [
     b"garbage",
     b"",
@@ -73,16 +90,18 @@ def oracle_parse(raw: bytes) -> tuple[datetime, str] | None:
     match = ORACLE_LINE.fullmatch(text)
     if match is None:
         return None
+    zone = "+0000" if match[3] in ("GMT", "UTC") else match[3]
     try:
-        moment = datetime.strptime(match[2], "%d %b %Y %H:%M:%S").replace(tzinfo=UTC)
-    except ValueError:
+        written = datetime.strptime(f"{match[2]} {zone}", "%d %b %Y %H:%M:%S %z")
+        moment = written.astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    if moment.strftime("%a") != match[1]:
+    if written.strftime("%a") != match[1]:
         return None
-    status = int(match[4])
+    status = int(match[5])
     if not 100 <= status <= 599:
         return None
-    return moment, f"{match[3]}_{'success' if 200 <= status <= 299 else 'failure'}"
+    return moment, f"{match[4]}_{'success' if 200 <= status <= 299 else 'failure'}"
 
 
 @dataclass
@@ -211,6 +230,9 @@ def test_spark_parsing_agrees_with_parse_log_line(spark_resource: SparkResource)
     ]
     lines += [line for line, _ in skewed]
     records += [record for _, record in skewed]
+    zoned = [f"10.0.0.1 - u [{date}] GET /x 200 1".encode() for date in ZONED_DATES]
+    lines += zoned
+    records += [now] * len(zoned)
     spark = spark_resource.session()
     frame = spark.createDataFrame(list(zip(lines, records)), "value binary, kafka_timestamp timestamp")
     got = parse_lines(frame, 60, now=F.lit(now)).select("reject_reason", "event_time", "method", "success").collect()
@@ -220,13 +242,18 @@ def test_spark_parsing_agrees_with_parse_log_line(spark_resource: SparkResource)
         if isinstance(record, LogRecord) and skew is None:
             assert row["reject_reason"] is None, (line, row)
             assert row["event_time"].replace(tzinfo=None) == record.time.astimezone().replace(tzinfo=None)
+            assert record.time == oracle_parse(line)[0], line
             assert f"{row['method']}_{'success' if row['success'] else 'failure'}" == record.category
         elif skew is not None:
             assert row["reject_reason"] == skew, line
         else:
             assert row["reject_reason"] is not None, (line, record)
             assert not row["reject_reason"].startswith("event time"), (line, row)
-    verdicts = [row["reject_reason"] for row in got[len(MALFORMED) + 7:]]
+        if skew is None:
+            assert (oracle_parse(line) is None) == (row["reject_reason"] is not None), line
+    accepted = [line for line in zoned if oracle_parse(line) is not None]
+    assert len(accepted) == 6, "every zone a load balancer may write is accepted"
+    verdicts = [row["reject_reason"] for row in got[len(MALFORMED) + 7 : len(MALFORMED) + 7 + len(skewed)]]
     assert verdicts == [
         None,
         "event time 61 s ahead of the record timestamp",
@@ -325,3 +352,50 @@ def test_deleted_checkpoint_is_rebuilt_without_double_counting(pipeline: Pipelin
     after = pipeline.materialize()
     assert after["checkpoint_rebuilt"] is False
     pipeline.assert_matches_recount()
+
+
+def failed_materialization(pipeline: Pipeline) -> str:
+    """Materialize expecting a failure; the line of the error that names SML_LOGS_TOPIC."""
+    result = materialize([logs.log_summary], resources=pipeline.resources, raise_on_error=False)
+    assert not result.success
+    failures = [event for event in result.all_events if event.event_type == DagsterEventType.STEP_FAILURE]
+    text = "\n".join(event.step_failure_data.error.to_string() for event in failures)
+    lines = [line for line in text.splitlines() if "SML_LOGS_TOPIC=" in line]
+    assert lines, text
+    return lines[0]
+
+
+def test_a_recreated_logs_topic_is_refused_in_one_line_and_the_printed_fix_runs_as_printed(
+    pipeline: Pipeline, kafka_bootstrap: str
+) -> None:
+    rng = random.Random(11)
+    pipeline.send(events(rng, T0, T0 + timedelta(minutes=20), 60))
+    pipeline.materialize()
+    windows_before = set(pipeline.csv()["window_start"])
+    checkpoint = pipeline.storage.root / logs.CHECKPOINT_DIR
+
+    new_id = recreate_topic(kafka_bootstrap, pipeline.topic, partitions=1)
+    later = events(rng, T0 + timedelta(minutes=40), T0 + timedelta(minutes=44), 10)
+    pipeline.send(later)
+    line = failed_materialization(pipeline)
+    assert f"SML_LOGS_TOPIC={pipeline.topic} (topic id {new_id!r}) was deleted and created again" in line
+    assert "nothing was read" in line
+    env = {"SML_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "SML_LOGS_TOPIC": pipeline.topic,
+           "SML_DATA_DIR": str(pipeline.storage.root)}
+    adopted = run_command(printed_command(line, "adopt-logs"), env)
+    assert adopted.returncode == 0, adopted.stdout + adopted.stderr
+    assert not checkpoint.exists() and list(checkpoint.parent.glob("log_summary.replaced-*"))
+
+    metadata = pipeline.materialize()
+    assert metadata["input_rows"] == 10 and metadata["checkpoint_rebuilt"] is True
+    windows_after = set(pipeline.csv()["window_start"])
+    assert windows_before < windows_after, "stored windows kept, the new topic's windows added"
+
+    # A checkpoint that does not record its topic (written by an older sml): Spark itself finds the
+    # offsets went backwards, and its error becomes the same kind of line.
+    (checkpoint / TOPIC_FILE).unlink()
+    recreate_topic(kafka_bootstrap, pipeline.topic, partitions=1)
+    pipeline.send(later[:2])
+    line = failed_materialization(pipeline)
+    assert f"SML_LOGS_TOPIC={pipeline.topic}: Spark found offsets in log_summary's checkpoint" in line
+    assert "python -m sml_assets.replay adopt-logs --topic-id" in line

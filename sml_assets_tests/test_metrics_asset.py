@@ -167,6 +167,7 @@ def test_checks_fail_on_a_table_seeded_with_a_duplicate_and_an_out_of_range_row(
         Column("kafka_partition", Integer),
         Column("kafka_offset", Integer),
         Column("ingested_at", UtcDateTime),
+        Column("kafka_topic_id", String(32), server_default=""),
     )
     legacy.create(database.engine())
     stamp = datetime.now(UTC)
@@ -319,13 +320,13 @@ def test_replay_by_offset_and_by_timestamp_reingests_exactly_once(
     monkeypatch.setenv("SML_METRICS_DB_URL", database.url)
     monkeypatch.setenv("SML_METRICS_TABLE", database.table)
 
-    assert replay_main(["reset", "--partition", "0", "--offset", "6"]) == 0
+    assert replay_main(["reset", "--partition", "0", "--offset", "6", "--yes"]) == 0
     assert "stored offset 10 -> 6; 4 rows and dead letters at or after it removed" in capsys.readouterr().out
     assert table_count(database, topic) == 6
     assert metadata(run(kafka, database))["rows inserted"] == 4
 
     stamp = datetime.fromtimestamp((base + 3 * 60_000) / 1000, UTC).isoformat()
-    assert replay_main(["reset", "--partition", "0", "--timestamp", stamp]) == 0
+    assert replay_main(["reset", "--partition", "0", "--timestamp", stamp, "--yes"]) == 0
     assert database.stored_offsets(DEFAULT_CONSUMER, topic) == {0: 3}
     assert metadata(run(kafka, database))["rows inserted"] == 7
     assert table_count(database, topic) == 10
@@ -480,16 +481,16 @@ def test_a_new_metric_field_stops_the_run_naming_the_migration_then_is_stored_af
     refused = run(kafka, widened)
     assert not refused.success
     message = failure_message(refused)
-    assert f"{database.table} at {database.masked_url} has no column net" in message
+    assert f"table {database.table} at SML_METRICS_DB_URL={database.masked_url} has no column net" in message
     assert "run 'python -m sml_assets.migrate'" in message
     assert widened.stored_offsets(DEFAULT_CONSUMER, topic) == {0: 1}
 
     monkeypatch.setenv("SML_METRICS_DB_URL", database.url)
     monkeypatch.setenv("SML_METRICS_TABLE", database.table)
     assert migrate_main([]) == 0
-    assert "added column net" in capsys.readouterr().out
+    assert f"migrated {database.table}: added net" in capsys.readouterr().out
     assert migrate_main([]) == 0
-    assert "nothing to do" in capsys.readouterr().out
+    assert "nothing to migrate" in capsys.readouterr().out
 
     after = run(kafka, widened, checks=True)
     assert metadata(after)["rows inserted"] == 1

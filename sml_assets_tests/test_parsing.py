@@ -196,6 +196,26 @@ def test_category_is_method_and_2xx(method: str, status: int, category: str) -> 
     assert isinstance(parsed, LogRecord) and parsed.category == category
 
 
+@pytest.mark.parametrize(
+    ("date", "utc"),
+    [
+        ("Wed, 25 Nov 2026 16:00:03 UTC", datetime(2026, 11, 25, 16, 0, 3, tzinfo=UTC)),
+        ("Wed, 25 Nov 2026 16:00:03 +0000", datetime(2026, 11, 25, 16, 0, 3, tzinfo=UTC)),
+        ("Wed, 25 Nov 2026 16:00:03 -0000", datetime(2026, 11, 25, 16, 0, 3, tzinfo=UTC)),
+        ("Wed, 25 Nov 2026 11:00:03 -0500", datetime(2026, 11, 25, 16, 0, 3, tzinfo=UTC)),
+        ("Wed, 25 Nov 2026 21:30:03 +0530", datetime(2026, 11, 25, 16, 0, 3, tzinfo=UTC)),
+        ("Thu, 26 Nov 2026 01:00:03 +0900", datetime(2026, 11, 25, 16, 0, 3, tzinfo=UTC)),
+        ("Wed, 25 Nov 2026 23:30:00 -0800", datetime(2026, 11, 26, 7, 30, tzinfo=UTC)),
+    ],
+)
+def test_utc_and_numeric_zones_convert_to_utc_with_the_weekday_of_the_date_as_written(
+    date: str, utc: datetime
+) -> None:
+    record = parse_log_line(LINE.replace("Wed, 25 Nov 2026 16:00:03 GMT", date))
+    assert isinstance(record, LogRecord), record
+    assert record.time == utc and record.time.tzinfo == UTC
+
+
 def test_log_line_with_trailing_newline_parses() -> None:
     assert isinstance(parse_log_line(LINE + "\r\n"), LogRecord)
 
@@ -235,12 +255,28 @@ def test_log_line_with_trailing_newline_parses() -> None:
         (LINE.replace("Wed,", "Thu,"), "date 'Thu, 25 Nov 2026 16:00:03 GMT' says Thu but that day is a Wed"),
         (LINE.replace("Nov", "Noe"), "date 'Wed, 25 Noe 2026 16:00:03 GMT' has unknown month 'Noe'"),
         (
-            LINE.replace("GMT", "UTC"),
-            "date 'Wed, 25 Nov 2026 16:00:03 UTC' is not RFC 1123 ('Wed, 25 Nov 2026 16:00:03 GMT')",
+            LINE.replace("GMT", "EST"),
+            "date 'Wed, 25 Nov 2026 16:00:03 EST' is not RFC 1123 "
+            "('Wed, 25 Nov 2026 16:00:03 GMT', zone GMT, UTC or +hhmm)",
+        ),
+        (
+            LINE.replace("GMT", "+2400"),
+            "date 'Wed, 25 Nov 2026 16:00:03 +2400' is not RFC 1123 "
+            "('Wed, 25 Nov 2026 16:00:03 GMT', zone GMT, UTC or +hhmm)",
+        ),
+        (
+            LINE.replace("GMT", "+0060"),
+            "date 'Wed, 25 Nov 2026 16:00:03 +0060' is not RFC 1123 "
+            "('Wed, 25 Nov 2026 16:00:03 GMT', zone GMT, UTC or +hhmm)",
         ),
         (
             LINE.replace("[Wed, 25 Nov 2026 16:00:03 GMT]", "[25/Nov/2026:16:00:03 +0000]"),
-            "date '25/Nov/2026:16:00:03 +0000' is not RFC 1123 ('Wed, 25 Nov 2026 16:00:03 GMT')",
+            "date '25/Nov/2026:16:00:03 +0000' is not RFC 1123 "
+            "('Wed, 25 Nov 2026 16:00:03 GMT', zone GMT, UTC or +hhmm)",
+        ),
+        (
+            LINE.replace("Wed, 25 Nov 2026 16:00:03 GMT", "Wed, 26 Nov 2026 01:00:03 +0900"),
+            "date 'Wed, 26 Nov 2026 01:00:03 +0900' says Wed but that day is a Thu",
         ),
     ],
 )

@@ -38,8 +38,11 @@ COLUMNS = TableSchema(
         ),
         TableColumn("kafka_topic", "string"),
         TableColumn("kafka_partition", "integer"),
-        TableColumn("kafka_offset", "bigint", description="unique with topic and partition"),
+        TableColumn("kafka_offset", "bigint", description="unique with topic, topic id and partition"),
         TableColumn("ingested_at", "timestamp (UTC)", description="when the chunk was committed"),
+        TableColumn(
+            "kafka_topic_id", "string", description="Kafka's topic id: rows of a recreated topic stay apart"
+        ),
     ]
 )
 
@@ -97,6 +100,8 @@ def report_metadata(report: IngestReport, metrics_db: MetricsDatabase) -> dict[s
         "duration (s)": MetadataValue.float(round(report.duration_s, 3)),
         "rows/s": MetadataValue.float(round(report.rows_per_s, 1)),
         "topic": MetadataValue.text(report.topic),
+        "topic id": MetadataValue.text(report.topic_id),
+        "started at earliest retained offsets": MetadataValue.bool(report.new_table),
         "table": MetadataValue.text(f"{metrics_db.tables.metrics.name} at {metrics_db.masked_url}"),
         "dagster/table_name": MetadataValue.text(metrics_db.tables.metrics.name),
     }
@@ -114,17 +119,18 @@ class FreshnessConfig(Config):
 
 
 @asset_check(
-    asset=server_metrics, description="No Kafka message (topic, partition, offset) is in the table twice."
+    asset=server_metrics,
+    description="No Kafka message (topic, topic id, partition, offset) is in the table twice.",
 )
 def no_duplicate_messages(metrics_db: MetricsDatabase) -> AssetCheckResult:
     table = metrics_db.tables.metrics
-    key = (table.c.kafka_topic, table.c.kafka_partition, table.c.kafka_offset)
+    key = (table.c.kafka_topic, table.c.kafka_partition, table.c.kafka_offset, table.c.kafka_topic_id)
     duplicates = select(*key, func.count().label("copies")).group_by(*key).having(func.count() > 1).subquery()
     with metrics_db.transaction() as connection:
         count = connection.execute(select(func.count()).select_from(duplicates)).scalar_one()
         examples = connection.execute(select(duplicates).limit(5)).all()
     listing = "\n".join(
-        f"- {topic}[{partition}]@{offset}: {copies} copies" for topic, partition, offset, copies in examples
+        f"- {topic}[{partition}]@{offset}: {copies} copies" for topic, partition, offset, _id, copies in examples
     )
     return AssetCheckResult(
         passed=count == 0,
@@ -169,7 +175,11 @@ def dead_letter_ratio(
         dead = connection.execute(
             select(func.count())
             .select_from(tables.dead_letters)
-            .where(tables.dead_letters.c.kafka_topic == topic, tables.dead_letters.c.recorded_at >= since)
+            .where(
+                tables.dead_letters.c.kafka_topic == topic,
+                tables.dead_letters.c.target_table == tables.metrics.name,
+                tables.dead_letters.c.recorded_at >= since,
+            )
         ).scalar_one()
     ratio = dead / (rows + dead) if rows + dead else 0.0
     return AssetCheckResult(

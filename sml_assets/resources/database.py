@@ -2,6 +2,8 @@
 
 Every write of `server_metrics` goes through `commit_chunk`: rows, dead letters and the stored
 offsets they cover change in one transaction, which is what makes a killed run safe to rerun.
+Stored positions belong to one target table and one Kafka topic id (a recreated topic has a new
+id), so neither a new table nor a recreated topic can be read from positions that are not theirs.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from sqlalchemy import (
     and_,
     create_engine,
     delete,
+    func,
     insert,
     inspect,
     select,
@@ -44,7 +47,6 @@ from sqlalchemy import (
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import mssql, postgresql
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.schema import CreateColumn
 
 from sml_assets import parsing
 from sml_assets.errors import STACK_HINT, first_line
@@ -54,21 +56,48 @@ TABLE_VARIABLE = "SML_METRICS_TABLE"
 OFFSETS_TABLE = "sml_offsets"
 DEAD_LETTERS_TABLE = "sml_dead_letters"
 MAX_TABLE_NAME = 48
-"""Leaves room for the `uq_<table>_kafka_position` constraint name within PostgreSQL's 63 characters."""
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+"""Leaves room for the `uq_<table>_topic_pos` constraint name within PostgreSQL's 63 characters."""
+LEGACY_TOPIC_ID = ""
+"""`kafka_topic_id` of rows and positions whose topic id is unknown: written before sml recorded
+topic ids, and stamped so by `migrate` when they cannot be tied to the topic that exists now."""
 MIGRATE_COMMAND = "python -m sml_assets.migrate"
+_ADDED_COLUMNS = {
+    "kafka_topic_id": "the Kafka topic id, so rows of a deleted and recreated topic stay apart",
+    "target_table": "the table the positions and dead letters belong to",
+}
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class DatabaseUnavailableError(RuntimeError):
     """The metrics database could not be reached or used; the message names the variable."""
 
 
-class SchemaMismatchError(RuntimeError):
-    """The metrics table lacks a column sml writes (a metric field added since it was created)."""
-
-
 class OffsetConflictError(RuntimeError):
     """Stored offsets moved under a run: another run of the same consumer wrote them first."""
+
+
+class SchemaMigrationError(RuntimeError):
+    """A table was created by an older sml and lacks a column; `migrate` adds it, nothing else does."""
+
+
+@dataclass(frozen=True)
+class StoredPosition:
+    """The next offset to read in one partition, and the id of the topic it was read from."""
+
+    next_offset: int
+    topic_id: str
+
+
+@dataclass(frozen=True)
+class HeldRows:
+    """Rows (or dead letters) of one table, topic id and partition at or after some offset."""
+
+    table: str
+    topic_id: str
+    partition: int
+    count: int
+    first: int
+    last: int
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -140,7 +169,10 @@ def metrics_schema(table_name: str) -> MetricsSchema:
         Column("kafka_partition", Integer, nullable=False),
         Column("kafka_offset", BigInteger, nullable=False),
         Column("ingested_at", UtcDateTime, nullable=False),
-        UniqueConstraint("kafka_topic", "kafka_partition", "kafka_offset", name=f"uq_{name}_kafka_position"),
+        _topic_id_column(),
+        UniqueConstraint(
+            "kafka_topic", "kafka_topic_id", "kafka_partition", "kafka_offset", name=f"uq_{name}_topic_pos"
+        ),
         Index(f"ix_{name}_event_time", "event_time"),
     )
     offsets = Table(
@@ -151,7 +183,11 @@ def metrics_schema(table_name: str) -> MetricsSchema:
         Column("kafka_partition", Integer, nullable=False),
         Column("next_offset", BigInteger, nullable=False),
         Column("updated_at", UtcDateTime, nullable=False),
-        PrimaryKeyConstraint("consumer", "kafka_topic", "kafka_partition", name="pk_sml_offsets"),
+        _target_table_column(),
+        _topic_id_column(),
+        PrimaryKeyConstraint(
+            "consumer", "target_table", "kafka_topic", "kafka_partition", name="pk_sml_offsets_by_table"
+        ),
     )
     dead_letters = Table(
         DEAD_LETTERS_TABLE,
@@ -162,12 +198,29 @@ def metrics_schema(table_name: str) -> MetricsSchema:
         Column("raw_value", UnicodeText, nullable=False),
         Column("reason", UnicodeText, nullable=False),
         Column("recorded_at", UtcDateTime, nullable=False),
+        _target_table_column(),
+        _topic_id_column(),
         UniqueConstraint(
-            "kafka_topic", "kafka_partition", "kafka_offset", name="uq_sml_dead_letters_kafka_position"
+            "target_table",
+            "kafka_topic",
+            "kafka_topic_id",
+            "kafka_partition",
+            "kafka_offset",
+            name="uq_sml_dead_letters_table_pos",
         ),
         Index("ix_sml_dead_letters_recorded_at", "recorded_at"),
     )
     return MetricsSchema(metadata, metrics, offsets, dead_letters)
+
+
+def _topic_id_column() -> Column[str]:
+    """Kafka's topic id (22 characters of base64). The server default lets a writer that predates
+    it still insert, as an unknown id."""
+    return Column("kafka_topic_id", String(32), nullable=False, server_default=LEGACY_TOPIC_ID)
+
+
+def _target_table_column() -> Column[str]:
+    return Column("target_table", String(128), nullable=False, server_default="")
 
 
 def mask_url(url: str | URL) -> str:
@@ -264,8 +317,8 @@ class MetricsDatabase(ConfigurableResource):
     def ensure_tables(self) -> None:
         """Create the three tables if missing; safe to call on every run and from parallel runs.
 
-        An existing metrics table that lacks a column sml writes raises `SchemaMismatchError`
-        naming the column and the migration command: sml never alters a table by itself.
+        A table an older sml created is not altered here: a missing column raises
+        `SchemaMigrationError` naming it and the command that adds it (`migrate`).
         """
         try:
             self.tables.metadata.create_all(self.engine(), checkfirst=True)
@@ -275,58 +328,46 @@ class MetricsDatabase(ConfigurableResource):
             raise
         except (sa_exc.ProgrammingError, sa_exc.IntegrityError):
             self.tables.metadata.create_all(self.engine(), checkfirst=True)
+        self.require_current_schema()
+
+    def missing_columns(self) -> dict[str, list[str]]:
+        """Columns of sml's schema that the existing tables lack, per table (absent tables: none)."""
+        with self.transaction() as connection:
+            return self._missing_columns(connection)
+
+    def require_current_schema(self) -> None:
+        """Raise `SchemaMigrationError` when an existing table lacks a column of the schema."""
         missing = self.missing_columns()
         if missing:
-            raise SchemaMismatchError(
-                f"{TABLE_VARIABLE}={self.table} at {self.masked_url} has no column "
-                f"{', '.join(missing)}, which sml now writes (a metric field added since the table was "
-                f"created): run '{MIGRATE_COMMAND}' with the same settings to add it, then run again"
+            table, columns = next(iter(missing.items()))
+            raise SchemaMigrationError(
+                f"table {table} at {URL_VARIABLE}={self.masked_url} has no column {columns[0]} "
+                f"({_ADDED_COLUMNS.get(columns[0], 'added by a newer sml')}); it was created by an older "
+                f"sml. Stop the schedule and sensor, then run '{MIGRATE_COMMAND}' once with the runs' "
+                f"environment ({URL_VARIABLE}, {TABLE_VARIABLE}, SML_KAFKA_BOOTSTRAP_SERVERS); "
+                "nothing was read or written"
             )
-
-    def missing_columns(self) -> list[str]:
-        """Columns of the metrics table sml writes that the existing table lacks (none if absent)."""
-        metrics = self.tables.metrics
-        with self.transaction() as connection:
-            inspector = inspect(connection)
-            if not inspector.has_table(metrics.name):
-                return []
-            present = {column["name"].lower() for column in inspector.get_columns(metrics.name)}
-        return [column.name for column in metrics.columns if column.name.lower() not in present]
-
-    def add_missing_metric_columns(self) -> list[str]:
-        """The explicit migration: add the metric-field columns the table lacks, in one transaction.
-
-        They are nullable, as the rows already stored have no value for them. Any other missing
-        column means the table is not one sml created, and nothing is changed.
-        """
-        missing = self.missing_columns()
-        foreign = [name for name in missing if name not in parsing.METRIC_FIELDS]
-        if foreign:
-            raise SchemaMismatchError(
-                f"{TABLE_VARIABLE}={self.table} at {self.masked_url} lacks column {', '.join(foreign)}, "
-                "which is not a metric field: it is not a table sml created; point "
-                f"{TABLE_VARIABLE} at another name"
-            )
-        metrics = self.tables.metrics
-        with self.transaction() as connection:
-            table = connection.dialect.identifier_preparer.format_table(metrics)
-            for name in missing:
-                column = CreateColumn(Column(name, Float, nullable=True)).compile(dialect=connection.dialect)
-                connection.exec_driver_sql(f"ALTER TABLE {table} ADD {column}")
-        return missing
 
     def stored_offsets(self, consumer: str, topic: str) -> dict[int, int]:
-        """Next offset to read per partition, as the last committed chunk left it."""
+        """Next offset to read per partition of `topic` into this table, whatever topic id it had."""
+        return {p: position.next_offset for p, position in self.stored_positions(consumer, topic).items()}
+
+    def stored_positions(self, consumer: str, topic: str) -> dict[int, StoredPosition]:
+        """Next offset per partition and the topic id it belongs to, for this consumer and table."""
         offsets = self.tables.offsets
         with self.transaction() as connection:
             if not inspect(connection).has_table(OFFSETS_TABLE):
                 return {}
+            if OFFSETS_TABLE in self._missing_columns(connection):
+                self.require_current_schema()
             rows = connection.execute(
-                select(offsets.c.kafka_partition, offsets.c.next_offset).where(
-                    offsets.c.consumer == consumer, offsets.c.kafka_topic == topic
+                select(offsets.c.kafka_partition, offsets.c.next_offset, offsets.c.kafka_topic_id).where(
+                    offsets.c.consumer == consumer,
+                    offsets.c.target_table == self.tables.metrics.name,
+                    offsets.c.kafka_topic == topic,
                 )
             )
-            return {int(partition): int(next_offset) for partition, next_offset in rows}
+            return {int(p): StoredPosition(int(offset), str(topic_id)) for p, offset, topic_id in rows}
 
     def commit_chunk(
         self,
@@ -335,24 +376,33 @@ class MetricsDatabase(ConfigurableResource):
         rows: Sequence[Mapping[str, Any]],
         dead_letters: Sequence[Mapping[str, Any]],
         advances: Sequence[OffsetAdvance],
+        topic_id: str = LEGACY_TOPIC_ID,
     ) -> None:
-        """Insert rows and dead letters and advance the stored offsets, all or nothing.
+        """Insert rows and dead letters of topic id `topic_id` and advance the stored offsets, all or nothing.
 
-        Each advance is a compare-and-set on the offset the run started from, so a second run of
-        the same consumer fails with `OffsetConflictError` instead of writing a message twice.
+        Each advance is a compare-and-set on the offset (and topic id) the run started from, so a
+        second run of the same consumer, or an adopt or reset meanwhile, fails the chunk with
+        `OffsetConflictError` instead of writing a message twice.
         """
         tables = self.tables
+        table_name = tables.metrics.name
         now = datetime.now(UTC)
         try:
             with self.transaction() as connection:
                 if rows:
-                    _insert_many(connection, tables.metrics, rows, "ingested_at", now)
+                    _insert_many(
+                        connection, tables.metrics, rows, {"ingested_at": now, "kafka_topic_id": topic_id}
+                    )
                 if dead_letters:
                     connection.execute(
-                        insert(tables.dead_letters), [dict(row, recorded_at=now) for row in dead_letters]
+                        insert(tables.dead_letters),
+                        [
+                            dict(row, recorded_at=now, kafka_topic_id=topic_id, target_table=table_name)
+                            for row in dead_letters
+                        ],
                     )
                 for advance in advances:
-                    self._advance(connection, consumer, topic, advance, now)
+                    self._advance(connection, consumer, topic, topic_id, advance, now)
         except sa_exc.IntegrityError as error:
             raise OffsetConflictError(
                 f"{topic}: a message of this chunk is already in {tables.metrics.name} or "
@@ -365,69 +415,229 @@ class MetricsDatabase(ConfigurableResource):
                 raise self._unavailable(error) from None
             raise
 
-    def reset_offset(self, consumer: str, topic: str, partition: int, offset: int) -> int:
-        """Replay: set the stored offset and forget rows and dead letters at or after it.
+    def held_rows(self, topic: str, partition: int, offset: int) -> list[HeldRows]:
+        """Rows and dead letters of `topic` (any topic id) in `partition` at or after `offset`."""
+        tables = self.tables
+        held = []
+        with self.transaction() as connection:
+            for table in (tables.metrics, tables.dead_letters):
+                query = (
+                    select(
+                        table.c.kafka_topic_id,
+                        func.count(),
+                        func.min(table.c.kafka_offset),
+                        func.max(table.c.kafka_offset),
+                    )
+                    .where(
+                        table.c.kafka_topic == topic,
+                        table.c.kafka_partition == partition,
+                        table.c.kafka_offset >= offset,
+                        *self._own_dead_letters(table),
+                    )
+                    .group_by(table.c.kafka_topic_id)
+                )
+                for topic_id, count, first, last in connection.execute(query):
+                    held.append(
+                        HeldRows(table.name, str(topic_id), partition, int(count), int(first), int(last))
+                    )
+        return held
+
+    def reset_offset(
+        self,
+        consumer: str,
+        topic: str,
+        partition: int,
+        offset: int,
+        topic_id: str = LEGACY_TOPIC_ID,
+        delete_other_topic_ids: bool = False,
+    ) -> int:
+        """Replay: set the stored offset and forget rows and dead letters of `topic_id` at or after it.
 
         Deleting in the same transaction keeps the table exactly-once when those messages are read
-        again. Returns how many rows and dead letters were removed.
+        again. Rows of other topic ids cannot be read again, so they stay unless
+        `delete_other_topic_ids`. Returns how many rows and dead letters were removed.
         """
         tables = self.tables
         now = datetime.now(UTC)
         with self.transaction() as connection:
             removed = 0
             for table in (tables.metrics, tables.dead_letters):
+                which = [] if delete_other_topic_ids else [table.c.kafka_topic_id == topic_id]
                 result = connection.execute(
                     delete(table).where(
                         table.c.kafka_topic == topic,
                         table.c.kafka_partition == partition,
                         table.c.kafka_offset >= offset,
+                        *which,
+                        *self._own_dead_letters(table),
                     )
                 )
                 removed += result.rowcount or 0
-            key = _offset_key(tables.offsets, consumer, topic, partition)
+            key = self._offset_key(consumer, topic, partition)
             result = connection.execute(
-                update(tables.offsets).where(key).values(next_offset=offset, updated_at=now)
+                update(tables.offsets)
+                .where(key)
+                .values(next_offset=offset, kafka_topic_id=topic_id, updated_at=now)
             )
             if result.rowcount == 0:
                 connection.execute(
                     insert(tables.offsets).values(
-                        consumer=consumer,
-                        kafka_topic=topic,
-                        kafka_partition=partition,
-                        next_offset=offset,
-                        updated_at=now,
+                        self._position(consumer, topic, topic_id, partition, offset, now)
                     )
                 )
             return removed
 
+    def adopt_topic(
+        self, consumer: str, topic: str, topic_id: str, starts: Mapping[int, int]
+    ) -> dict[int, StoredPosition]:
+        """Replace this consumer's positions in `topic` by `starts` under the topic's new id.
+
+        Rows already written keep their old topic id: nothing is deleted. Returns the old positions.
+        """
+        offsets = self.tables.offsets
+        now = datetime.now(UTC)
+        before = self.stored_positions(consumer, topic)
+        with self.transaction() as connection:
+            connection.execute(
+                delete(offsets).where(
+                    offsets.c.consumer == consumer,
+                    offsets.c.target_table == self.tables.metrics.name,
+                    offsets.c.kafka_topic == topic,
+                )
+            )
+            if starts:
+                connection.execute(
+                    insert(offsets),
+                    [
+                        self._position(consumer, topic, topic_id, partition, offset, now)
+                        for partition, offset in sorted(starts.items())
+                    ],
+                )
+        return before
+
+    def legacy_positions(self) -> dict[str, dict[int, int]]:
+        """Before `migrate`: stored offsets per topic and partition (all consumers, highest offset)."""
+        with self.transaction() as connection:
+            if not inspect(connection).has_table(OFFSETS_TABLE):
+                return {}
+            legacy = Table(OFFSETS_TABLE, MetaData(), autoload_with=connection)
+            positions: dict[str, dict[int, int]] = {}
+            for topic, partition, offset in connection.execute(
+                select(legacy.c.kafka_topic, legacy.c.kafka_partition, legacy.c.next_offset)
+            ):
+                per_topic = positions.setdefault(str(topic), {})
+                per_topic[int(partition)] = max(int(offset), per_topic.get(int(partition), 0))
+            return positions
+
+    def legacy_topics(self) -> set[str]:
+        """Topics named by rows, dead letters or positions of the tables `migrate` would change."""
+        topics = set(self.legacy_positions())
+        with self.transaction() as connection:
+            for name in self._missing_columns(connection):
+                table = Table(name, MetaData(), autoload_with=connection)
+                topics.update(str(t) for (t,) in connection.execute(select(table.c.kafka_topic).distinct()))
+        return topics
+
+    def migrate(self, topic_ids: Mapping[str, str]) -> list[str]:
+        """Add what the existing tables lack, in one transaction; return what was done, line by line.
+
+        Each table lacking a column is rebuilt (SQLite cannot change a unique key in place): renamed
+        aside, created anew, copied, dropped. Existing rows and positions get the topic id given for
+        their topic in `topic_ids` (else `LEGACY_TOPIC_ID`, an earlier topic) and this table as
+        their target table.
+        """
+        done: list[str] = []
+        with self.transaction() as connection:
+            missing = self._missing_columns(connection)
+            for table in (self.tables.metrics, self.tables.offsets, self.tables.dead_letters):
+                if table.name not in missing:
+                    continue
+                copied = _rebuild(connection, table)
+                for topic, topic_id in sorted(topic_ids.items()):
+                    if "kafka_topic_id" in missing[table.name]:
+                        connection.execute(
+                            update(table).where(table.c.kafka_topic == topic).values(kafka_topic_id=topic_id)
+                        )
+                if "target_table" in missing[table.name]:
+                    connection.execute(update(table).values(target_table=self.tables.metrics.name))
+                done.append(
+                    f"{table.name}: added {', '.join(missing[table.name])}; {copied:,} rows kept"
+                )
+        self.tables.metadata.create_all(self.engine(), checkfirst=True)
+        return done
+
+    def _missing_columns(self, connection: Connection) -> dict[str, list[str]]:
+        inspector = inspect(connection)
+        missing: dict[str, list[str]] = {}
+        for table in (self.tables.metrics, self.tables.offsets, self.tables.dead_letters):
+            if not inspector.has_table(table.name):
+                continue
+            existing = {column["name"].lower() for column in inspector.get_columns(table.name)}
+            lacking = [column.name for column in table.columns if column.name.lower() not in existing]
+            if lacking:
+                missing[table.name] = lacking
+        return missing
+
+    def _own_dead_letters(self, table: Table) -> list[Any]:
+        """Dead letters are shared by every metrics table of a database: keep to this one's."""
+        if table is self.tables.dead_letters:
+            return [table.c.target_table == self.tables.metrics.name]
+        return []
+
+    def _position(
+        self, consumer: str, topic: str, topic_id: str, partition: int, offset: int, now: datetime
+    ) -> dict[str, Any]:
+        return {
+            "consumer": consumer,
+            "target_table": self.tables.metrics.name,
+            "kafka_topic": topic,
+            "kafka_topic_id": topic_id,
+            "kafka_partition": partition,
+            "next_offset": offset,
+            "updated_at": now,
+        }
+
+    def _offset_key(self, consumer: str, topic: str, partition: int) -> Any:
+        offsets = self.tables.offsets
+        return and_(
+            offsets.c.consumer == consumer,
+            offsets.c.target_table == self.tables.metrics.name,
+            offsets.c.kafka_topic == topic,
+            offsets.c.kafka_partition == partition,
+        )
+
     def _advance(
-        self, connection: Connection, consumer: str, topic: str, advance: OffsetAdvance, now: datetime
+        self,
+        connection: Connection,
+        consumer: str,
+        topic: str,
+        topic_id: str,
+        advance: OffsetAdvance,
+        now: datetime,
     ) -> None:
         offsets = self.tables.offsets
         if advance.expected is None:
             connection.execute(
                 insert(offsets).values(
-                    consumer=consumer,
-                    kafka_topic=topic,
-                    kafka_partition=advance.partition,
-                    next_offset=advance.next_offset,
-                    updated_at=now,
+                    self._position(consumer, topic, topic_id, advance.partition, advance.next_offset, now)
                 )
             )
             return
         result = connection.execute(
             update(offsets)
             .where(
-                _offset_key(offsets, consumer, topic, advance.partition),
+                self._offset_key(consumer, topic, advance.partition),
                 offsets.c.next_offset == advance.expected,
+                offsets.c.kafka_topic_id == topic_id,
             )
             .values(next_offset=advance.next_offset, updated_at=now)
         )
         if result.rowcount != 1:
             raise OffsetConflictError(
                 f"{topic}[{advance.partition}]: stored offset of consumer {consumer!r} is no longer "
-                f"{advance.expected}; another run moved it. Nothing of this chunk was written; "
-                "the next run resumes from the stored offset."
+                f"{advance.expected} of topic id {topic_id or '(unknown)'}; another run, a reset or an "
+                "adopt moved it. Nothing of this chunk was written; the next run resumes from the stored "
+                "offset."
             )
 
     def _unavailable(self, error: BaseException) -> DatabaseUnavailableError:
@@ -460,23 +670,24 @@ def _tls_advice(message: str, url: str) -> str | None:
 
 
 def _insert_many(
-    connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]], stamp: str, now: datetime
+    connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]], stamps: Mapping[str, Any]
 ) -> None:
-    """One executemany of `rows` (all with the same keys) plus `stamp` = `now`, in a single statement.
+    """One executemany of `rows` (all with the same keys) plus the same `stamps` on every row.
 
     The same INSERT, column types and transaction as `connection.execute(insert(table), rows)`, but
     each value goes through its column's bind processor directly: SQLAlchemy's per-row parameter
     building cost more than the database's own work (benchmarks/bench_ingest.py).
     """
     dialect = connection.dialect
-    keys = [*rows[0], stamp]
+    keys = [*rows[0], *stamps]
     compiled = insert(table).compile(dialect=dialect, column_keys=keys)
     names = list(compiled.positiontup) if compiled.positional and compiled.positiontup else keys
     columns: list[list[Any]] = []
     for name in names:
         process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-        if name == stamp:
-            columns.append([now if process is None else process(now)] * len(rows))
+        if name in stamps:
+            value = stamps[name]
+            columns.append([value if process is None else process(value)] * len(rows))
         elif process is None:
             columns.append([row[name] for row in rows])
         else:
@@ -488,12 +699,36 @@ def _insert_many(
     connection.exec_driver_sql(compiled.string, parameters)
 
 
-def _offset_key(offsets: Table, consumer: str, topic: str, partition: int) -> Any:
-    return and_(
-        offsets.c.consumer == consumer,
-        offsets.c.kafka_topic == topic,
-        offsets.c.kafka_partition == partition,
+def _rebuild(connection: Connection, table: Table) -> int:
+    """Replace the existing table of `table`'s name by `table`, keeping its rows; returns their count.
+
+    Indexes are named per schema, so the old table's indexes that the new one reuses go first;
+    unique keys of the new schema have new names and cannot clash.
+    """
+    aside = f"{table.name}_sml_migrating"
+    old = Table(table.name, MetaData(), autoload_with=connection)
+    reused = {index.name for index in table.indexes}
+    for index in list(old.indexes):
+        if index.name in reused:
+            index.drop(connection)
+    quote = connection.dialect.identifier_preparer.quote
+    if connection.dialect.name == "mssql":
+        connection.exec_driver_sql(f"EXEC sp_rename '{table.name}', '{aside}'")
+    else:
+        connection.exec_driver_sql(f"ALTER TABLE {quote(table.name)} RENAME TO {quote(aside)}")
+    created = table.to_metadata(MetaData())
+    for name in parsing.METRIC_FIELDS:
+        if name in created.c and name not in old.c:
+            created.c[name].nullable = True  # a metric field added later: the rows stored before lack it
+    created.create(connection)
+    moved = Table(aside, MetaData(), autoload_with=connection)
+    kept = [column.name for column in moved.columns if column.name in table.c]
+    connection.execute(
+        insert(table).from_select(kept, select(*(moved.c[name] for name in kept)))
     )
+    count = int(connection.execute(select(func.count()).select_from(table)).scalar_one())
+    moved.drop(connection)
+    return count
 
 
 def _is_connection_error(error: sa_exc.DBAPIError) -> bool:

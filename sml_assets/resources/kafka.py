@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient
 from dagster import ConfigurableResource
 from pydantic import Field
@@ -41,6 +41,10 @@ LOGS_TOPIC_VARIABLE = "SML_LOGS_TOPIC"
 
 class KafkaUnavailableError(RuntimeError):
     """The broker did not answer in time, or a topic is missing; the message says what to set."""
+
+
+class TopicMissingError(KafkaUnavailableError):
+    """The broker answered: the topic does not exist."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +146,25 @@ class KafkaResource(ConfigurableResource):
             raise self.unavailable(f"reading end offsets of {topic}", error, client_errors) from None
         finally:
             consumer.close()
+
+    def topic_id(self, topic: str) -> str:
+        """Kafka's id of `topic` (base64): a topic deleted and created again under the same name
+        gets a new one, so stored positions can tell which topic they were read from."""
+        admin = self.admin()  # kept referenced: a collected client fails its pending futures
+        try:
+            futures = admin.describe_topics(TopicCollection([topic]), request_timeout=self.timeout_s)
+            description = futures[topic].result(timeout=self.timeout_s + 1)
+        except KafkaException as error:
+            code = error.args[0].code() if error.args and isinstance(error.args[0], KafkaError) else None
+            if code == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise TopicMissingError(
+                    f"topic {topic!r} is not available on {BOOTSTRAP_VARIABLE}={self.bootstrap_servers} "
+                    f"(unknown topic): create it, or set {self.topic_variable(topic)} to an existing topic"
+                ) from None
+            raise self.unavailable(f"describing {topic}", error) from None
+        except TimeoutError as error:
+            raise self.unavailable(f"describing {topic}", str(error) or "timed out") from None
+        return str(description.topic_id)
 
     def offset_for_time(self, topic: str, partition: int, timestamp_ms: int) -> int:
         """First offset whose record timestamp is at or after `timestamp_ms`; the end if none is."""
