@@ -7,7 +7,7 @@ from __future__ import annotations
 from dagster import Definitions, load_asset_checks_from_modules, load_assets_from_modules
 
 from sml_assets import automation
-from sml_assets.assets import hdfs, logs, metrics, topics
+from sml_assets.assets import fleet, hdfs, logs, metrics, topics
 from sml_assets.resources.database import MetricsDatabase
 from sml_assets.resources.hdfs import HdfsResource
 from sml_assets.resources.kafka import KafkaResource
@@ -15,7 +15,7 @@ from sml_assets.resources.spark import SparkResource
 from sml_assets.resources.storage import LocalStorage
 from sml_assets.settings import kafka_security_settings, setting
 
-ASSET_MODULES = [topics, metrics, logs, hdfs]
+ASSET_MODULES = [topics, metrics, fleet, logs, hdfs]
 
 defs = Definitions(
     assets=load_assets_from_modules(ASSET_MODULES),

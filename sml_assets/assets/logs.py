@@ -25,7 +25,9 @@ from dagster import (
     asset_check,
 )
 
+from sml_assets.assets.previews import windows_table
 from sml_assets.assets.topics import LOGS_TOPIC_KEY
+from sml_assets.cadence import LOGS_PERIOD, SUMMARIZE_LOGS_POOL, freshness_for
 from sml_assets.logs_stream import (
     CHECKPOINT_DIR,
     SUMMARY_DIR,
@@ -127,6 +129,8 @@ def preview_markdown(summary_rows: list[SummaryRow]) -> str:
     deps=[LOGS_TOPIC_KEY],
     group_name="logs",
     kinds={"spark", "csv"},
+    pool=SUMMARIZE_LOGS_POOL,
+    freshness_policy=freshness_for(LOGS_PERIOD),
     description=(
         "output_log_summary.csv: GET/POST successes and failures per 5-minute window of the "
         "load-balancer logs, by Spark Structured Streaming with a 10-minute watermark; one row per "
@@ -210,6 +214,7 @@ def run_metadata(
         "path": MetadataValue.path(str(storage.summary_csv)),
         "rejects_path": MetadataValue.path(str(stream_paths(storage).rejects_dir)),
         "preview": MetadataValue.md(preview_markdown(summary_rows)),
+        "newest windows": windows_table(summary_rows, PREVIEW_WINDOWS),
     }
 
 
