@@ -119,7 +119,7 @@ def test_dagster_storage_is_the_dagster_postgres_service_with_a_secret_from_the_
     assert env[db["db_name"]["env"]] == postgres["POSTGRES_DB"]
     assert env[db["password"]["env"]] == postgres["POSTGRES_PASSWORD"]
     assert env[db["password"]["env"]].startswith("${DAGSTER_POSTGRES_PASSWORD:?"), "the password must come from the user's environment"
-    assert make_url(f"{db['scheme']}://u@h/d").get_dialect().driver == "psycopg"
+    assert make_url(f"{db['scheme']}://u@h/d").get_dialect().driver == "psycopg2"
 
 
 def test_runs_are_queued_and_pools_limited_as_in_the_local_instance() -> None:
