@@ -45,6 +45,7 @@ CODE_MODULE = "sml_assets_tests.overlap_definitions"
 SERVER_METRICS = AssetKey("server_metrics")
 DONE = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 UI_BACKLOG = 20_000
+UI_CHUNK = 10
 
 
 @dataclass
@@ -295,7 +296,9 @@ mutation Launch($executionParams: ExecutionParams!) {
 
 
 def launch_from_the_ui(topology: Topology) -> str:
-    """What the Materialize button sends: a run of the implicit asset job for one asset, no config, no tags."""
+    """What the launchpad sends for "Materialize server_metrics": a run of the implicit asset job
+    for one asset, no tags. Its config (small chunks) keeps a step busy long enough that, without
+    the pool, the second run's step would run beside the first."""
     params = {
         "selector": {
             "repositoryLocationName": LOCATION,
@@ -305,7 +308,7 @@ def launch_from_the_ui(topology: Topology) -> str:
             "assetCheckSelection": [],
         },
         "mode": "default",
-        "runConfigData": {},
+        "runConfigData": {"ops": {"server_metrics": {"config": {"chunk_size": UI_CHUNK}}}},
         "executionMetadata": {"tags": []},
     }
     result = topology.graphql(LAUNCH, {"executionParams": params})["launchRun"]
