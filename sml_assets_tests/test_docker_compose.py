@@ -127,6 +127,7 @@ def test_runs_are_queued_and_pools_limited_as_in_the_local_instance() -> None:
     assert INSTANCE["freshness"] == {"enabled": True}
     local = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())
     assert INSTANCE["concurrency"] == local["concurrency"]
+    assert INSTANCE["run_monitoring"] == local["run_monitoring"]
     assert INSTANCE["concurrency"]["pools"]["default_limit"] == 1
 
 

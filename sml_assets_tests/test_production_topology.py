@@ -44,7 +44,7 @@ LOCATION = "sml_assets"
 CODE_MODULE = "sml_assets_tests.overlap_definitions"
 SERVER_METRICS = AssetKey("server_metrics")
 DONE = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
-UI_BACKLOG = 20_000
+UI_BACKLOG = 10_000
 UI_CHUNK = 10
 
 
@@ -255,7 +255,9 @@ def failures(topology: Topology, records: list) -> str:
         for entry in topology.instance.all_logs(record.dagster_run.run_id):
             event = entry.dagster_event
             if event is not None and event.is_failure:
-                lines.append(f"{record.dagster_run.run_id}: {entry.message or event.message}")
+                error = event.step_failure_data.error if event.is_step_failure else None
+                detail = f" ({error.cls_name}: {error.message.strip()})" if error else ""
+                lines.append(f"{record.dagster_run.run_id}: {entry.message or event.message}{detail}")
     return "\n".join(lines) or topology.logs()
 
 
