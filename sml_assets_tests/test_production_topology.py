@@ -18,6 +18,7 @@ import sys
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -26,7 +27,7 @@ from typing import Any
 
 import pytest
 import yaml
-from confluent_kafka import Producer
+from confluent_kafka import KafkaException, Producer
 from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.definitions.freshness import FreshnessState
 from sqlalchemy import create_engine, func, select, text
@@ -137,7 +138,7 @@ class Processes:
 def grpc_ready(env: dict[str, str], port: int) -> bool:
     check = subprocess.run(
         [str(BIN / "dagster"), "api", "grpc-health-check", "-p", str(port)],
-        env=env, capture_output=True, timeout=60,
+        env=env, capture_output=True, timeout=60, check=False,
     )
     return check.returncode == 0
 
@@ -232,10 +233,8 @@ def topology(
             connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         engine.dispose()
         for future in admin.delete_topics([metrics_topic, logs_topic], operation_timeout=30).values():
-            try:
+            with suppress(KafkaException):
                 future.result(timeout=30)
-            except Exception:
-                pass
 
 
 def finished_runs(instance: DagsterInstance, runs_filter: RunsFilter, count: int) -> Callable[[], list]:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any, Unpack
 
 from dagster import MetadataValue, TableColumn, TableRecord, TableSchema
-from sqlalchemy import func, select
+from sqlalchemy import Column, Row, func, select
 
 from sml_assets.resources.database import MetricsDatabase
 from sml_assets.windows import SummaryRow
@@ -68,19 +69,19 @@ class Reading:
         )
 
 
-def _reading(row: object) -> Reading:
+def _reading(row: Row[Unpack[tuple[Any, ...]]]) -> Reading:
     return Reading(
-        server_id=int(row.server_id),  # type: ignore[attr-defined]
-        cpu=float(row.cpu),  # type: ignore[attr-defined]
-        mem=float(row.mem),  # type: ignore[attr-defined]
-        disk=float(row.disk),  # type: ignore[attr-defined]
-        event_time=row.event_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),  # type: ignore[attr-defined]
-        kafka_partition=int(row.kafka_partition),  # type: ignore[attr-defined]
-        kafka_offset=int(row.kafka_offset),  # type: ignore[attr-defined]
+        server_id=int(row.server_id),
+        cpu=float(row.cpu),
+        mem=float(row.mem),
+        disk=float(row.disk),
+        event_time=row.event_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        kafka_partition=int(row.kafka_partition),
+        kafka_offset=int(row.kafka_offset),
     )
 
 
-def _columns(metrics_db: MetricsDatabase) -> list:
+def _columns(metrics_db: MetricsDatabase) -> list[Column[Any]]:
     table = metrics_db.tables.metrics
     return [table.c[column.name] for column in ROW_SCHEMA.columns]
 

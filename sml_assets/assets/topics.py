@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from dagster import (
     AssetKey,
     AssetObservation,
-    AssetSpec,
     AssetsDefinition,
+    AssetSpec,
     DataVersion,
     MetadataValue,
 )
@@ -22,7 +22,12 @@ from dagster import (
 from sml_assets.ingest import DEFAULT_CONSUMER
 from sml_assets.logs_stream import committed_positions, stream_paths
 from sml_assets.resources.database import MetricsDatabase
-from sml_assets.resources.kafka import KafkaResource, PartitionLag, Watermarks, lag_per_partition
+from sml_assets.resources.kafka import (
+    KafkaResource,
+    PartitionLag,
+    Watermarks,
+    lag_per_partition,
+)
 from sml_assets.resources.storage import LocalStorage
 
 METRICS_TOPIC_KEY = AssetKey(["kafka", "metrics_topic"])
