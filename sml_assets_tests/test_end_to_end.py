@@ -222,7 +222,8 @@ def test_ui_shows_lineage_and_latest_metadata(deployment: Deployment, webserver:
             newest = page.locator("tr", has_text="latest per server").first
             newest.scroll_into_view_if_needed()
             page.screenshot(path=str(ARTIFACTS / "server_metrics-tables.png"), full_page=True)
-            expect(page.get_by_text("Freshness").first).to_be_visible(timeout=30_000)
+            freshness = page.get_by_text("Fails if more than 5 minutes since last materialization").first
+            expect(freshness).to_be_visible(timeout=30_000)
 
             page.goto(f"{webserver}/assets/server_metrics?view=checks")
             expect(page.get_by_text("fleet_health").first).to_be_visible(timeout=30_000)
