@@ -191,8 +191,8 @@ def test_ui_shows_lineage_and_latest_metadata(deployment: Deployment, webserver:
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
         try:
             page.goto(f"{webserver}/asset-groups")
-            dismiss_welcome(page)
             expect(page.locator('[data-tooltip="kafka"]').first).to_be_visible(timeout=30_000)
+            dismiss_welcome(page)
             page.locator('[aria-label="settings"]').last.click()
             page.locator("text=Expand all groups >> visible=true").first.click()
             page.keyboard.press("Escape")
@@ -247,7 +247,7 @@ def dismiss_welcome(page) -> None:
     """Dagster's first-visit community dialog covers the page; skip it when it shows."""
     skip = page.get_by_role("button", name="Skip")
     try:
-        skip.wait_for(timeout=5000)
+        skip.wait_for(timeout=15_000)
         skip.click()
     except Exception:
         pass
