@@ -1,4 +1,4 @@
-# sml's Dagster code, webserver and daemon, for docker-compose.yml (users with Docker).
+# One image for sml's code-location server, Dagster's webserver and daemon (docker-compose.yml).
 FROM python:3.11-slim-bookworm
 
 ARG DEBIAN_FRONTEND=noninteractive
@@ -20,10 +20,10 @@ COPY pyproject.toml README.md ./
 COPY sml_assets ./sml_assets
 COPY simulator ./simulator
 COPY devstack ./devstack
-COPY workspace.yaml dagster.yaml ./
+COPY docker ./docker
 RUN pip install --no-cache-dir -e . \
  && python3 devstack/stack.py up spark_kafka \
- && mkdir -p "$DAGSTER_HOME" && cp dagster.yaml "$DAGSTER_HOME/dagster.yaml"
+ && mkdir -p "$DAGSTER_HOME" && cp docker/dagster.yaml "$DAGSTER_HOME/dagster.yaml"
 
-EXPOSE 3000
-CMD ["dagster-webserver", "-w", "workspace.yaml", "-h", "0.0.0.0", "-p", "3000"]
+EXPOSE 3000 4000
+CMD ["dagster", "code-server", "start", "-h", "0.0.0.0", "-p", "4000", "-m", "sml_assets.definitions", "--location-name", "sml_assets"]

@@ -1,5 +1,6 @@
-"""`make run`: the simulator at a modest rate plus `dagster dev` (webserver and daemon), on the
-running local stack. Ctrl-C (or SIGTERM) stops both.
+"""`make run`: the simulator at a modest rate plus `dg dev` (webserver, daemon and a code server
+for the project named in pyproject.toml's [tool.dg]), on the running local stack. Ctrl-C (or
+SIGTERM) stops both.
 
 Runs with the project's venv; DAGSTER_HOME is persistent under SML_DATA_DIR.
 """
@@ -42,7 +43,7 @@ def _wait_for_ui(url: str, dagster: subprocess.Popen[bytes], timeout_s: float) -
 
 
 def _default_sigint() -> None:
-    """Let `dagster dev` see Ctrl-C even when run.py was started with SIGINT ignored (in background)."""
+    """Let `dg dev` see Ctrl-C even when run.py was started with SIGINT ignored (in background)."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
@@ -62,13 +63,13 @@ def main() -> int:
         ))
     print(f"simulator: sending to the stack's Kafka (log: {logs / 'simulator.log'})", flush=True)
     children.append(subprocess.Popen(
-        [str(BIN / "dagster"), "dev", "-w", str(REPO_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", port],
+        [str(BIN / "dg"), "dev", "-h", "127.0.0.1", "-p", port],
         cwd=REPO_ROOT, env=env, start_new_session=True, preexec_fn=_default_sigint,
     ))
     ui = f"http://127.0.0.1:{port}"
 
     def stop(*_: object) -> None:
-        """SIGTERM makes the simulator flush; `dagster dev` shuts down its services on SIGINT."""
+        """SIGTERM makes the simulator flush; `dg dev` shuts down its services on SIGINT."""
         for child, sig in zip(children, (signal.SIGTERM, signal.SIGINT)):
             if child.poll() is None:
                 os.kill(child.pid, sig)

@@ -31,6 +31,7 @@ from sml_assets.assets.topics import (
     snapshot_logs_topic,
     snapshot_metrics_topic,
 )
+from sml_assets.cadence import LOGS_PERIOD, METRICS_PERIOD, every
 from sml_assets.resources.database import DatabaseUnavailableError, MetricsDatabase, SchemaMigrationError
 from sml_assets.resources.kafka import KafkaResource, KafkaUnavailableError
 from sml_assets.resources.storage import LocalStorage
@@ -76,7 +77,7 @@ def scheduled_run_unless_in_flight(context: ScheduleEvaluationContext, job_name:
 
 @schedule(
     job=ingest_metrics_job,
-    cron_schedule="*/2 * * * *",
+    cron_schedule=every(METRICS_PERIOD),
     execution_timezone="UTC",
     default_status=DefaultScheduleStatus.RUNNING,
     description="The seed's 2-minute batch: drain whatever waits, unless a run is already in flight.",
@@ -171,7 +172,7 @@ summarize_logs_job = define_asset_job(
 
 @schedule(
     job=summarize_logs_job,
-    cron_schedule="*/5 * * * *",
+    cron_schedule=every(LOGS_PERIOD),
     execution_timezone="UTC",
     default_status=DefaultScheduleStatus.RUNNING,
     description="Every 5 minutes, one window's worth: summarize new logs unless a run is already in flight.",

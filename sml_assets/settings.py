@@ -115,3 +115,33 @@ def check_backlog_threshold(value: int) -> None:
         raise ValueError(
             f"{BACKLOG_THRESHOLD_VARIABLE}={value}: the backlog threshold must be at least 1"
         )
+
+
+FLEET_DEFAULTS: dict[str, float] = {
+    "SML_FLEET_CPU_MAX": 90.0,
+    "SML_FLEET_MEM_MAX": 90.0,
+    "SML_FLEET_DISK_MAX": 85.0,
+}
+"""Percent above which a server's latest reading makes the `fleet_health` check warn."""
+
+
+def fleet_thresholds() -> dict[str, float]:
+    """The fleet_health thresholds per metric (`cpu`, `mem`, `disk`), read when the check runs.
+
+    A value outside 0..100 or not a number is refused with the variable named.
+    """
+    thresholds: dict[str, float] = {}
+    for name, default in FLEET_DEFAULTS.items():
+        raw = os.environ.get(name)
+        metric = name.removeprefix("SML_FLEET_").removesuffix("_MAX").lower()
+        if raw is None:
+            thresholds[metric] = default
+            continue
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"{name}={raw!r} is not a number: give a percent such as {default:g}") from None
+        if not 0.0 <= value <= 100.0:
+            raise ValueError(f"{name}={raw!r} is outside 0..100: give a percent such as {default:g}")
+        thresholds[metric] = value
+    return thresholds

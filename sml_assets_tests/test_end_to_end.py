@@ -1,4 +1,4 @@
-"""sml end to end, through the Dagster machinery only (the `dagster` CLI and a Dagster instance),
+"""sml end to end, through the Dagster machinery only (the `dg` CLI and a Dagster instance),
 checked exactly against the simulator's ground truth: SQL table, dead letters, CSV, HDFS copy."""
 from __future__ import annotations
 
@@ -111,8 +111,8 @@ def assert_outputs_match(deployment: Deployment, truths: list[dict]) -> None:
 
 def test_jobs_run_through_dagster_match_the_truth_exactly(deployment: Deployment) -> None:
     first = deployment.simulate(*SIMULATION, "--start", "2026-11-25T16:00:00Z", "--duration", "1500")
-    deployment.run("dagster", "job", "execute", "-m", "sml_assets.definitions", "-j", "ingest_metrics_job")
-    deployment.run("dagster", "job", "execute", "-m", "sml_assets.definitions", "-j", "summarize_logs_job")
+    deployment.run("dg", "launch", "--job", "ingest_metrics_job")
+    deployment.run("dg", "launch", "--job", "summarize_logs_job")
     assert_outputs_match(deployment, [first])
     assert first["metrics"]["skewed"] > 0 and first["logs"]["skewed"] > 0, "no clock ahead in the simulation"
 
@@ -128,8 +128,8 @@ def test_jobs_run_through_dagster_match_the_truth_exactly(deployment: Deployment
 
     second = deployment.simulate(*SIMULATION, "--seed", "12", "--start", "2026-11-25T16:25:00Z",
                                  "--duration", "1200")
-    deployment.run("dagster", "job", "execute", "-m", "sml_assets.definitions", "-j", "ingest_metrics_job")
-    deployment.run("dagster", "job", "execute", "-m", "sml_assets.definitions", "-j", "summarize_logs_job")
+    deployment.run("dg", "launch", "--job", "ingest_metrics_job")
+    deployment.run("dg", "launch", "--job", "summarize_logs_job")
     assert_outputs_match(deployment, [first, second])
     windows = csv_windows(deployment.summary_csv.read_bytes())
     assert windows["2026-11-25T16:00:00Z"]["final"].lower() == "true"
@@ -141,14 +141,13 @@ def test_cli_materializes_each_asset_and_all_of_them(deployment: Deployment) -> 
     truth = deployment.simulate(*SIMULATION, "--seed", "13", "--start", "2026-11-25T17:00:00Z",
                                 "--duration", "600")
     before = len(read_table(deployment))
-    deployment.run("dagster", "asset", "materialize", "-m", "sml_assets.definitions", "--select", "server_metrics")
+    deployment.run("dg", "launch", "--assets", "server_metrics")
     assert len(read_table(deployment)) == before + truth["metrics"]["valid"]
-    deployment.run("dagster", "asset", "materialize", "-m", "sml_assets.definitions",
-                   "--select", "server_metrics,log_summary,hdfs_log_summary")
+    deployment.run("dg", "launch", "--assets", "server_metrics,log_summary,hdfs_log_summary")
     assert len(read_table(deployment)) == before + truth["metrics"]["valid"], "a rerun added rows"
     assert deployment.latest_metadata("hdfs_log_summary")["bytes"] == deployment.summary_csv.stat().st_size
-    result = deployment.run("dagster", "definitions", "validate", "-m", "sml_assets.definitions")
-    assert "success" in (result.stdout + result.stderr).lower()
+    result = deployment.run("dg", "check", "defs")
+    assert "All definitions loaded successfully" in result.stdout + result.stderr
 
 
 def free_port() -> int:
@@ -202,7 +201,9 @@ PARENTS = {"server_metrics": "metrics_topic", "log_summary": "logs_topic", "hdfs
 
 def test_ui_shows_lineage_and_latest_metadata(deployment: Deployment, webserver: str) -> None:
     """In a real browser: the global lineage graph holds every asset, each asset's upstream view
-    shows exactly its parent (the lineage edges), and the asset page shows the latest metadata."""
+    shows exactly its parent (the lineage edges), and the asset page shows the latest metadata,
+    the data itself as tables (newest rows, latest per server, newest windows), the freshness
+    policy and the fleet_health check."""
     from playwright.sync_api import expect, sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
@@ -215,6 +216,7 @@ def test_ui_shows_lineage_and_latest_metadata(deployment: Deployment, webserver:
             dismiss_welcome(page)
             page.goto(f"{webserver}/asset-groups")
             expect(page.locator('[data-tooltip="kafka"]').first).to_be_visible(timeout=30_000)
+            dismiss_welcome(page)
             page.locator('[aria-label="settings"]').last.click()
             page.locator("text=Expand all groups >> visible=true").first.click()
             page.keyboard.press("Escape")
@@ -237,11 +239,29 @@ def test_ui_shows_lineage_and_latest_metadata(deployment: Deployment, webserver:
             expect(row).to_contain_text(str(rows_inserted), timeout=30_000)
             row.scroll_into_view_if_needed()
             page.screenshot(path=str(ARTIFACTS / "server_metrics-metadata.png"))
+            for label in ("newest rows", "latest per server"):
+                table = page.locator("tr", has_text=label).first
+                expect(table).to_contain_text("server_id", timeout=30_000)
+                expect(table).to_contain_text("disk")
+            newest = page.locator("tr", has_text="latest per server").first
+            newest.scroll_into_view_if_needed()
+            page.screenshot(path=str(ARTIFACTS / "server_metrics-tables.png"), full_page=True)
+            freshness = page.get_by_text("Fails if more than 5 minutes since last materialization").first
+            expect(freshness).to_be_visible(timeout=30_000)
+
+            page.goto(f"{webserver}/assets/server_metrics?view=checks")
+            expect(page.get_by_text("fleet_health").first).to_be_visible(timeout=30_000)
+            page.screenshot(path=str(ARTIFACTS / "server_metrics-checks.png"))
 
             page.goto(f"{webserver}/assets/log_summary")
             expect(page.locator("tr", has_text="windows_total").first).to_contain_text(
                 str(windows_total), timeout=30_000
             )
+            windows = page.locator("tr", has_text="newest windows").first
+            expect(windows).to_contain_text("window_start", timeout=30_000)
+            expect(windows).to_contain_text("GET_success")
+            windows.scroll_into_view_if_needed()
+            page.screenshot(path=str(ARTIFACTS / "log_summary-windows.png"))
         finally:
             page.screenshot(path=str(ARTIFACTS / "last-page.png"))
             browser.close()

@@ -61,5 +61,7 @@ def test_definitions_hold_the_metrics_asset_checks_and_topics() -> None:
     checks = {
         key.name for key in graph.asset_check_keys if key.asset_key.to_user_string() == "server_metrics"
     }
-    assert checks == {"no_duplicate_messages", "values_in_range", "dead_letter_ratio", "newest_row_is_fresh"}
+    assert checks == {
+        "no_duplicate_messages", "values_in_range", "dead_letter_ratio", "newest_row_is_fresh", "fleet_health",
+    }
     assert graph.get(AssetKey("server_metrics")).group_name == "metrics"

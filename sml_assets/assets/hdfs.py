@@ -17,6 +17,7 @@ from dagster import (
     asset_check,
 )
 
+from sml_assets.cadence import HDFS_SUMMARY_POOL, LOGS_PERIOD, freshness_for
 from sml_assets.resources.hdfs import FileDigest, HdfsResource
 from sml_assets.resources.storage import LocalStorage
 
@@ -29,6 +30,8 @@ SUMMARY_FILE = "output_log_summary.csv"
     group_name="logs",
     kinds={"hdfs", "csv"},
     automation_condition=AutomationCondition.eager(),
+    pool=HDFS_SUMMARY_POOL,
+    freshness_policy=freshness_for(LOGS_PERIOD),
     description=(
         "output_log_summary.csv on HDFS under /user/<user>/HDFS_Proj: the same bytes as log_summary's "
         "local CSV, written beside the target, verified, then renamed over it so readers never see "

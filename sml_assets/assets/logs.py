@@ -16,7 +16,9 @@ from dagster import (
     asset_check,
 )
 
+from sml_assets.assets.previews import windows_table
 from sml_assets.assets.topics import LOGS_TOPIC_KEY
+from sml_assets.cadence import LOGS_PERIOD, SUMMARIZE_LOGS_POOL, freshness_for
 from sml_assets.resources.kafka import KafkaResource
 from sml_assets.resources.spark import SparkResource
 from sml_assets.resources.storage import LocalStorage
@@ -51,6 +53,8 @@ def preview_markdown(summary_rows: list[SummaryRow]) -> str:
     deps=[LOGS_TOPIC_KEY],
     group_name="logs",
     kinds={"spark", "csv"},
+    pool=SUMMARIZE_LOGS_POOL,
+    freshness_policy=freshness_for(LOGS_PERIOD),
     description=(
         "output_log_summary.csv: GET/POST successes and failures per 5-minute window of the "
         "load-balancer logs, by Spark Structured Streaming with a 10-minute watermark; one row per "
@@ -103,6 +107,7 @@ def run_metadata(report: LogSummaryReport) -> dict[str, MetadataValue]:
         "path": MetadataValue.path(str(report.csv_path)),
         "rejects_path": MetadataValue.path(str(report.rejects_dir)),
         "preview": MetadataValue.md(preview_markdown(summary_rows)),
+        "newest windows": windows_table(summary_rows, PREVIEW_WINDOWS),
     }
 
 

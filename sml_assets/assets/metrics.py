@@ -17,7 +17,9 @@ from dagster import (
 from pydantic import Field
 from sqlalchemy import func, or_, select
 
+from sml_assets.assets.previews import metrics_previews
 from sml_assets.assets.topics import METRICS_TOPIC_KEY
+from sml_assets.cadence import INGEST_METRICS_POOL, METRICS_PERIOD, freshness_for
 from sml_assets.ingest import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_CONSUMER,
@@ -65,6 +67,8 @@ class IngestConfig(Config):
     deps=[METRICS_TOPIC_KEY],
     kinds={"kafka", "sql"},
     metadata={"dagster/column_schema": COLUMNS},
+    pool=INGEST_METRICS_POOL,
+    freshness_policy=freshness_for(METRICS_PERIOD),
     description="Table server_matric (SML_METRICS_TABLE): every valid metrics message exactly once; "
     "rejects in sml_dead_letters, positions in sml_offsets.",
 )
@@ -104,6 +108,7 @@ def report_metadata(report: IngestReport, metrics_db: MetricsDatabase) -> dict[s
         "started at earliest retained offsets": MetadataValue.bool(report.new_table),
         "table": MetadataValue.text(f"{metrics_db.tables.metrics.name} at {metrics_db.masked_url}"),
         "dagster/table_name": MetadataValue.text(metrics_db.tables.metrics.name),
+        **metrics_previews(metrics_db),
     }
 
 

@@ -1,4 +1,6 @@
-"""The two Kafka topics as observed upstream assets, so the lineage graph starts at the topics.
+"""The two Kafka topics as external assets, so the lineage graph starts at the topics.
+
+Dagster does not write them; the backlog sensor reports what it reads of them as observations.
 
 An observation reads end offsets and the readers' positions (`server_metrics`'s stored offsets,
 `log_summary`'s Spark checkpoint) within the resources' timeouts; it never consumes or commits.
@@ -11,16 +13,21 @@ from dataclasses import dataclass
 from dagster import (
     AssetKey,
     AssetObservation,
+    AssetsDefinition,
+    AssetSpec,
     DataVersion,
     MetadataValue,
-    ObserveResult,
-    observable_source_asset,
 )
 
 from sml_assets.ingest import DEFAULT_CONSUMER
 from sml_assets.logs_stream import committed_positions, stream_paths
 from sml_assets.resources.database import MetricsDatabase
-from sml_assets.resources.kafka import KafkaResource, PartitionLag, Watermarks, lag_per_partition
+from sml_assets.resources.kafka import (
+    KafkaResource,
+    PartitionLag,
+    Watermarks,
+    lag_per_partition,
+)
 from sml_assets.resources.storage import LocalStorage
 
 METRICS_TOPIC_KEY = AssetKey(["kafka", "metrics_topic"])
@@ -99,23 +106,28 @@ def snapshot_logs_topic(kafka: KafkaResource, storage: LocalStorage | None = Non
     return TopicSnapshot(kafka.logs_topic, watermarks, lags)
 
 
-@observable_source_asset(
-    key=METRICS_TOPIC_KEY,
-    group_name="kafka",
-    description="Kafka topic of server metrics (SML_METRICS_TOPIC); observed: end offsets and the lag "
-    "of server_metrics.",
+metrics_topic = AssetsDefinition(
+    specs=[
+        AssetSpec(
+            key=METRICS_TOPIC_KEY,
+            group_name="kafka",
+            kinds={"kafka"},
+            description="Kafka topic of server metrics (SML_METRICS_TOPIC), written by the fleet, not by "
+            "Dagster; metrics_backlog_sensor reports its end offsets and the lag of server_metrics as "
+            "observations.",
+        )
+    ]
 )
-def metrics_topic(kafka: KafkaResource, metrics_db: MetricsDatabase) -> ObserveResult:
-    snapshot = snapshot_metrics_topic(kafka, metrics_db)
-    return ObserveResult(data_version=snapshot.data_version, metadata=snapshot.metadata())
 
-
-@observable_source_asset(
-    key=LOGS_TOPIC_KEY,
-    group_name="kafka",
-    description="Kafka topic of load-balancer access logs (SML_LOGS_TOPIC); observed: end offsets and "
-    "the lag of log_summary's Spark query.",
+logs_topic = AssetsDefinition(
+    specs=[
+        AssetSpec(
+            key=LOGS_TOPIC_KEY,
+            group_name="kafka",
+            kinds={"kafka"},
+            description="Kafka topic of load-balancer access logs (SML_LOGS_TOPIC), written by the load "
+            "balancer, not by Dagster; metrics_backlog_sensor reports its end offsets and the lag of "
+            "log_summary's Spark query as observations.",
+        )
+    ]
 )
-def logs_topic(kafka: KafkaResource, storage: LocalStorage) -> ObserveResult:
-    snapshot = snapshot_logs_topic(kafka, storage)
-    return ObserveResult(data_version=snapshot.data_version, metadata=snapshot.metadata())

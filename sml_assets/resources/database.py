@@ -712,6 +712,13 @@ def _rebuild(connection: Connection, table: Table) -> int:
         if index.name in reused:
             index.drop(connection)
     quote = connection.dialect.identifier_preparer.quote
+    if connection.dialect.name != "sqlite":
+        # A unique key the new schema names alike (a table migrated for a new metric field) is
+        # schema-wide on PostgreSQL and SQL Server: the table set aside must give it up first.
+        kept_keys = {constraint.name for constraint in table.constraints if constraint.name}
+        for key in inspect(connection).get_unique_constraints(table.name):
+            if key["name"] in kept_keys:
+                connection.exec_driver_sql(f"ALTER TABLE {quote(table.name)} DROP CONSTRAINT {quote(key['name'])}")
     if connection.dialect.name == "mssql":
         connection.exec_driver_sql(f"EXEC sp_rename '{table.name}', '{aside}'")
     else:
