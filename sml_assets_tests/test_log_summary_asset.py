@@ -372,7 +372,7 @@ def test_a_recreated_logs_topic_is_refused_in_one_line_and_the_printed_fix_runs_
     pipeline.send(events(rng, T0, T0 + timedelta(minutes=20), 60))
     pipeline.materialize()
     windows_before = set(pipeline.csv()["window_start"])
-    checkpoint = pipeline.storage.root / logs.CHECKPOINT_DIR
+    checkpoint = pipeline.storage.root / CHECKPOINT_DIR
 
     new_id = recreate_topic(kafka_bootstrap, pipeline.topic, partitions=1)
     later = events(rng, T0 + timedelta(minutes=40), T0 + timedelta(minutes=44), 10)

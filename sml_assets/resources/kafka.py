@@ -124,8 +124,8 @@ class KafkaResource(ConfigurableResource):
         """An idempotent producer (no duplicates from its own retries)."""
         return Producer({**self._base_config(), "enable.idempotence": True, **overrides})
 
-    def admin(self) -> AdminClient:
-        return AdminClient(self._base_config())
+    def admin(self, **overrides: Any) -> AdminClient:
+        return AdminClient({**self._base_config(), **overrides})
 
     def watermarks(self, topic: str) -> dict[int, Watermarks]:
         """Low and high watermark of every partition of `topic`, read within `timeout_s` in all."""
@@ -150,7 +150,8 @@ class KafkaResource(ConfigurableResource):
     def topic_id(self, topic: str) -> str:
         """Kafka's id of `topic` (base64): a topic deleted and created again under the same name
         gets a new one, so stored positions can tell which topic they were read from."""
-        admin = self.admin()  # kept referenced: a collected client fails its pending futures
+        client_errors: list[KafkaError] = []
+        admin = self.admin(error_cb=client_errors.append)  # kept referenced: a collected client fails its futures
         try:
             futures = admin.describe_topics(TopicCollection([topic]), request_timeout=self.timeout_s)
             description = futures[topic].result(timeout=self.timeout_s + 1)
@@ -161,9 +162,11 @@ class KafkaResource(ConfigurableResource):
                     f"topic {topic!r} is not available on {BOOTSTRAP_VARIABLE}={self.bootstrap_servers} "
                     f"(unknown topic): create it, or set {self.topic_variable(topic)} to an existing topic"
                 ) from None
-            raise self.unavailable(f"describing {topic}", error) from None
+            admin.poll(0)  # serves the error callbacks: a refused login or TLS handshake says why
+            raise self.unavailable(f"describing {topic}", error, client_errors) from None
         except TimeoutError as error:
-            raise self.unavailable(f"describing {topic}", str(error) or "timed out") from None
+            admin.poll(0)
+            raise self.unavailable(f"describing {topic}", str(error) or "timed out", client_errors) from None
         return str(description.topic_id)
 
     def offset_for_time(self, topic: str, partition: int, timestamp_ms: int) -> int:
