@@ -1,4 +1,11 @@
-"""Jobs, schedules and sensors: they decide *when*; the assets decide *what*."""
+"""Jobs, schedules and sensors: they decide *when*; the assets decide *what*.
+
+Both jobs run in-process: the asset step and its checks share the run's one Python process, so a
+run imports the code location (and starts Spark) once instead of once per step. Steps of one run
+are sequential anyway (the checks follow the asset), the pools (`pool=` on the assets) are enforced
+by the in-process executor as well, and exactly-once never relied on a step having a process of its
+own: offsets move in the same transaction as the rows they cover.
+"""
 from __future__ import annotations
 
 import json
@@ -19,6 +26,7 @@ from dagster import (
     SensorResult,
     SkipReason,
     define_asset_job,
+    in_process_executor,
     schedule,
     sensor,
 )
@@ -57,6 +65,7 @@ ingest_metrics_job = define_asset_job(
     "ingest_metrics_job",
     selection=AssetSelection.assets(server_metrics),
     tags={CONCURRENCY_TAG: INGEST_METRICS_CONCURRENCY},
+    executor_def=in_process_executor,
     description="Drain the metrics topic into server_matric (exactly once) and run its checks.",
 )
 
@@ -166,6 +175,7 @@ summarize_logs_job = define_asset_job(
     "summarize_logs_job",
     selection=AssetSelection.groups("logs"),
     tags={CONCURRENCY_TAG: SUMMARIZE_LOGS_CONCURRENCY},
+    executor_def=in_process_executor,
     description="Count the logs that arrived since the last run into log_summary (Spark), then copy it to HDFS.",
 )
 
