@@ -137,7 +137,7 @@ def run(repeats: int) -> dict[str, Stat]:
                 )
             for index in range(repeats + 1):
                 if index:
-                    time.sleep(rng.uniform(0, 2 * BACKLOG_SENSOR_INTERVAL_S))  # a random phase against the sensor tick, not a wait
+                    time.sleep(rng.uniform(0, 2 * BACKLOG_SENSOR_INTERVAL_S))  # tick phase, not a wait
                 produce(metrics, values[index * BACKLOG:(index + 1) * BACKLOG])
                 sent = time.time()
                 done = _wait_rows(engine, table, (index + 1) * BACKLOG,
