@@ -3,7 +3,7 @@ backlog sensor path: a real `dagster-daemon` (sensor, run queue, run launcher, r
 temporary DAGSTER_HOME with the repo's dagster.yaml, pointed at own topics, table and data dir.
 
 The two schedules are stopped first, so only `metrics_backlog_sensor` can start a run. Each
-repeat waits a random 0-30 s (the sensor ticks every 30 s, so the phase is sampled, not fixed),
+repeat waits a random 0 to 2 sensor intervals (so the tick's phase is sampled, not fixed),
 sends 1,000 messages at once and polls the table until they are all there. The breakdown comes
 from the run's own record: tick wait (message -> run created), launch (created -> started) and
 run start to rows committed.
@@ -29,8 +29,17 @@ if __package__ in (None, ""):
 
 from sqlalchemy import create_engine, func, inspect, select
 
-from benchmarks.common import BOOTSTRAP, SEED, Stat, metrics_values, own_topics, produce, report, unique
-from sml_assets.automation import ingest_metrics_job
+from benchmarks.common import (
+    BOOTSTRAP,
+    SEED,
+    Stat,
+    metrics_values,
+    own_topics,
+    produce,
+    report,
+    unique,
+)
+from sml_assets.automation import BACKLOG_SENSOR_INTERVAL_S, ingest_metrics_job
 from sml_assets.resources.database import metrics_schema
 
 REPO = Path(__file__).resolve().parent.parent
@@ -128,7 +137,7 @@ def run(repeats: int) -> dict[str, Stat]:
                 )
             for index in range(repeats + 1):
                 if index:
-                    time.sleep(rng.uniform(0, 30))  # a random phase against the 30 s sensor tick, not a wait
+                    time.sleep(rng.uniform(0, 2 * BACKLOG_SENSOR_INTERVAL_S))  # tick phase, not a wait
                 produce(metrics, values[index * BACKLOG:(index + 1) * BACKLOG])
                 sent = time.time()
                 done = _wait_rows(engine, table, (index + 1) * BACKLOG,

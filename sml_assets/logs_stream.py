@@ -23,12 +23,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
-
-import pandas as pd
-from pyspark.sql import Column, DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 from sml_assets.parsing import DEFAULT_MAX_CLOCK_SKEW_S, SKEW_REFERENCES
 from sml_assets.resources.storage import LocalStorage
@@ -42,6 +38,10 @@ from sml_assets.windows import (
     from_epoch_seconds,
     shape_tag,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from pyspark.sql import Column, DataFrame, SparkSession
 
 HEAD_PATTERN = r"^(\S+) (\S+) (\S+) \[([^\]]*)\] (.*)$"
 RFC1123_PATTERN = (
@@ -179,6 +179,8 @@ def committed_positions(checkpoint: Path, topic: str) -> dict[int, int] | None:
 def read_rejects(rejects_dir: Path) -> pd.DataFrame:
     """The rejects Spark's file sink committed (files its `_spark_metadata` log lists; a crashed
     batch may leave others, which a replay writes again), `kafka_timestamp` in UTC; empty if none."""
+    import pandas as pd
+
     log = rejects_dir / "_spark_metadata"
     entries = sorted(
         (p for p in log.iterdir() if p.name.split(".")[0].isdigit()) if log.is_dir() else [],
@@ -294,6 +296,8 @@ def kafka_lines(spark: SparkSession, kafka_options: Mapping[str, str], topic: st
     `minPartitions` splits each Kafka partition's offset range over every core Spark has, so a
     one-partition topic is parsed in parallel too (about 2x on 2 cores, benchmarks/bench_logs.py).
     """
+    from pyspark.sql import functions as F
+
     return (
         spark.readStream.format("kafka")
         .options(**kafka_options)
@@ -322,6 +326,8 @@ def parse_lines(
     Each step is a projection of its own, so every regex runs once per line: inlined into one
     expression, the reason's chain re-evaluated them up to ten times (benchmarks/bench_logs.py).
     """
+    from pyspark.sql import functions as F
+
     text = F.col("value").cast("string")
     checked = raw.select("*", F.is_valid_utf8(text).alias("_sml_utf8"))
     utf8 = F.col("_sml_utf8")
@@ -407,6 +413,8 @@ def parse_lines(
 
 def window_counts(parsed: DataFrame) -> DataFrame:
     """Counts per 5-minute window with a 10-minute watermark, plus the newest event per window."""
+    from pyspark.sql import functions as F
+
     valid = parsed.where(F.col("reject_reason").isNull())
     category = F.concat(F.col("method"), F.when(F.col("success"), "_success").otherwise("_failure"))
     return (
@@ -422,6 +430,8 @@ def window_counts(parsed: DataFrame) -> DataFrame:
 def observe_lines(parsed: DataFrame) -> DataFrame:
     """Count read, parsed and rejected lines (by kind of reason) per batch, reported in the
     query's progress."""
+    from pyspark.sql import functions as F
+
     rejected = F.col("reject_reason").isNotNull()
     kind = F.regexp_replace(F.col("reject_reason"), r"^event time [0-9]+ s ahead", "event time s ahead")
     return parsed.observe(
@@ -435,6 +445,8 @@ def observe_lines(parsed: DataFrame) -> DataFrame:
 
 def batch_update(checkpoint_id: str, batch_id: int, batch: DataFrame) -> BatchUpdate:
     """Collect one micro-batch of window counts (a handful of rows) into plain records."""
+    from pyspark.sql import functions as F
+
     rows = batch.select(
         F.unix_seconds(F.col("window.start")).alias("start"),
         *CATEGORIES,
@@ -465,6 +477,8 @@ def run_log_summary_stream(
 
     `checkpoint` comes from `open_checkpoint` on the same paths; `max_skew_s` is SML_MAX_CLOCK_SKEW.
     """
+    from pyspark.sql import functions as F
+
     parsed = parse_lines(kafka_lines(spark, kafka_options, topic), max_skew_s)
     started = time.monotonic()
     rejects_query = (

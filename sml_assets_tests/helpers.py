@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Producer
-from dagster import DagsterEventType, ExecuteInProcessResult, materialize
+from dagster import DagsterEventType, DagsterInstance, ExecuteInProcessResult, materialize
 from sqlalchemy import func, select
 
 from sml_assets.assets import metrics as metrics_assets
@@ -66,13 +66,20 @@ def produce(
 
 
 def run(
-    kafka: KafkaResource, database: MetricsDatabase, checks: bool = False, **config: Any
+    kafka: KafkaResource,
+    database: MetricsDatabase,
+    checks: bool = False,
+    instance: DagsterInstance | None = None,
+    **config: Any,
 ) -> ExecuteInProcessResult:
+    """One materialization of server_metrics (and its checks); runs that share `instance` see each
+    other's materializations, as the checks' scope needs."""
     return materialize(
         [server_metrics, *(CHECKS if checks else [])],
         resources={"kafka": kafka, "metrics_db": database},
         run_config={"ops": {"server_metrics": {"config": config}}} if config else None,
         raise_on_error=False,
+        instance=instance,
     )
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from dagster import (
     AssetCheckSeverity,
+    AssetSelection,
     DagsterInstance,
     DagsterRun,
     DagsterRunStatus,
@@ -23,7 +24,7 @@ from dagster import (
     build_sensor_context,
     materialize,
 )
-from sqlalchemy import Column, Float, Integer, MetaData, String, Table, func, insert, select
+from sqlalchemy import Column, Float, Integer, MetaData, String, Table, func, insert, select, update
 
 from sml_assets import ingest, parsing
 from sml_assets.assets import metrics as metrics_assets
@@ -151,10 +152,16 @@ def test_dead_letter_ratio_warns_above_the_threshold(
     assert evaluation.metadata["dead letters"].value == 2
 
 
-def test_checks_fail_on_a_table_seeded_with_a_duplicate_and_an_out_of_range_row(
-    database: MetricsDatabase, kafka_for: Callable[[str], KafkaResource], new_topic: Callable[..., str]
+def test_checks_fail_on_a_duplicate_and_an_out_of_range_row_among_the_offsets_the_run_read(
+    database: MetricsDatabase,
+    kafka_for: Callable[[str], KafkaResource],
+    new_topic: Callable[..., str],
+    kafka_bootstrap: str,
 ) -> None:
+    """A legacy table without the unique key, seeded with a copy of offset 0 and an out-of-range row
+    at offset 1 (a dead letter, so the run writes no row there): both inside the run's offsets."""
     topic = new_topic()
+    produce(kafka_bootstrap, topic, [good(0, now_ms()), b"not a metric", good(2, now_ms())])
     legacy = Table(
         database.table,
         MetaData(),
@@ -180,15 +187,11 @@ def test_checks_fail_on_a_table_seeded_with_a_duplicate_and_an_out_of_range_row(
         "kafka_topic": topic,
         "kafka_partition": 0,
         "ingested_at": stamp,
+        "kafka_topic_id": kafka_for(topic).topic_id(topic),
     }
     with database.transaction() as connection:
         connection.execute(
-            insert(legacy),
-            [
-                {**seeded, "kafka_offset": 0},
-                {**seeded, "kafka_offset": 0},
-                {**seeded, "kafka_offset": 1, "cpu": 140.0},
-            ],
+            insert(legacy), [{**seeded, "kafka_offset": 0}, {**seeded, "kafka_offset": 1, "cpu": 140.0}]
         )
     result = run(kafka_for(topic), database, checks=True)
     outcomes = {e.check_name: e for e in result.get_asset_check_evaluations()}
@@ -197,6 +200,46 @@ def test_checks_fail_on_a_table_seeded_with_a_duplicate_and_an_out_of_range_row(
     assert f"{topic}[0]@0: 2 copies" in outcomes["no_duplicate_messages"].metadata["examples"].value
     assert not outcomes["values_in_range"].passed
     assert outcomes["values_in_range"].metadata["rows out of range"].value == 1
+    assert outcomes["values_in_range"].metadata["messages in scope"].value == 3
+
+
+def test_checks_scan_what_the_newest_run_added_not_the_whole_table(
+    database: MetricsDatabase,
+    kafka_for: Callable[[str], KafkaResource],
+    new_topic: Callable[..., str],
+    kafka_bootstrap: str,
+) -> None:
+    """A bad row the previous run's checks already reported is not reported again; the next run's
+    checks cover from where the previous run ended to where this one ended."""
+    topic = new_topic(partitions=2)
+    produce(kafka_bootstrap, topic, [good(n, now_ms()) for n in range(5)], partition=0)
+    instance = DagsterInstance.ephemeral()
+    first = run(kafka_for(topic), database, checks=True, instance=instance)
+    assert all(e.passed for e in first.get_asset_check_evaluations()), failure_message(first)
+    table = database.tables.metrics
+    with database.transaction() as connection:
+        connection.execute(update(table).where(table.c.kafka_offset == 2).values(cpu=150.0))
+    produce(kafka_bootstrap, topic, [good(n, now_ms()) for n in range(4)], partition=1)
+    produce(kafka_bootstrap, topic, [good(n, now_ms()) for n in range(3)], partition=0)
+    second = run(kafka_for(topic), database, checks=True, instance=instance)
+    outcomes = {e.check_name: e for e in second.get_asset_check_evaluations()}
+    assert outcomes["values_in_range"].passed
+    assert outcomes["values_in_range"].metadata["messages in scope"].value == 7
+    assert outcomes["values_in_range"].metadata["offsets checked"].value == f"{topic} [0: 5..8, 1: 0..4]"
+    assert outcomes["dead_letter_ratio"].metadata["rows"].value == 12
+    assert outcomes["dead_letter_ratio"].metadata["runs"].value == 2
+    with database.transaction() as connection:
+        connection.execute(
+            update(table).where(table.c.kafka_partition == 1, table.c.kafka_offset == 3).values(mem=-1.0)
+        )
+    third = materialize(
+        [server_metrics, *CHECKS],
+        resources={"kafka": kafka_for(topic), "metrics_db": database},
+        selection=AssetSelection.checks(metrics_assets.values_in_range),
+        instance=instance,
+    )
+    [evaluation] = third.get_asset_check_evaluations()
+    assert not evaluation.passed and evaluation.metadata["rows out of range"].value == 1
 
 
 def evaluate(

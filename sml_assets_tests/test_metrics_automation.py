@@ -63,5 +63,6 @@ def test_definitions_hold_the_metrics_asset_checks_and_topics() -> None:
     }
     assert checks == {
         "no_duplicate_messages", "values_in_range", "dead_letter_ratio", "newest_row_is_fresh", "fleet_health",
+        "metrics_clocks_are_right",
     }
     assert graph.get(AssetKey("server_metrics")).group_name == "metrics"

@@ -5,8 +5,8 @@ report into metadata, as `server_metrics` does with `ingest_metrics`.
 """
 
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from dagster import (
     AssetCheckResult,
     AssetExecutionContext,
@@ -32,6 +32,9 @@ from sml_assets.windows import (
     newly_final,
     rows,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PREVIEW_WINDOWS = 12
 
@@ -111,7 +114,10 @@ def run_metadata(report: LogSummaryReport) -> dict[str, MetadataValue]:
     }
 
 
-def read_summary_csv(storage: LocalStorage) -> pd.DataFrame | None:
+def read_summary_csv(storage: LocalStorage) -> "pd.DataFrame | None":
+    """The CSV as pandas reads it; pandas is imported here so the code location does not load it."""
+    import pandas as pd
+
     path = storage.summary_csv
     if not path.exists():
         return None

@@ -1,12 +1,18 @@
 """`server_metrics`: every valid metrics message in the SQL table exactly once, and its checks."""
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from dagster import (
+    AssetCheckExecutionContext,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetExecutionContext,
+    AssetKey,
+    AssetRecordsFilter,
     Config,
+    DagsterInstance,
     MaterializeResult,
     MetadataValue,
     TableColumn,
@@ -15,7 +21,7 @@ from dagster import (
     asset_check,
 )
 from pydantic import Field
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, Table, and_, func, or_, select
 
 from sml_assets.assets.previews import metrics_previews
 from sml_assets.assets.topics import METRICS_TOPIC_KEY
@@ -47,6 +53,11 @@ COLUMNS = TableSchema(
         ),
     ]
 )
+
+SERVER_METRICS_KEY = AssetKey("server_metrics")
+RANGES_KEY = "offset ranges"
+"""Materialization metadata: {partition: [first offset read, next offset]} of the run, what the checks scan."""
+MATERIALIZATIONS_PAGE = 500
 
 
 class IngestConfig(Config):
@@ -98,6 +109,9 @@ def report_metadata(report: IngestReport, metrics_db: MetricsDatabase) -> dict[s
         "dead letters by reason": MetadataValue.json(dict(report.dead_letter_kinds.most_common())),
         "messages read": MetadataValue.int(report.messages),
         "offsets": MetadataValue.md("\n".join(lines)),
+        RANGES_KEY: MetadataValue.json(
+            {str(run.partition): [run.start, run.next_offset] for run in report.partitions}
+        ),
         "lag left": MetadataValue.int(sum(report.lag_left.values())),
         "skipped by retention": MetadataValue.int(sum(run.skipped_by_retention for run in report.partitions)),
         "capped": MetadataValue.bool(report.capped),
@@ -116,24 +130,129 @@ class DeadLetterRatioConfig(Config):
     max_ratio: float = Field(
         default=0.05, ge=0.0, le=1.0, description="Warn above this share of dead letters."
     )
-    window_minutes: int = Field(default=60, ge=1, description="Only messages ingested this recently count.")
+    window_minutes: int = Field(default=60, ge=1, description="Only runs this recent count.")
 
 
 class FreshnessConfig(Config):
     max_age_minutes: int = Field(default=10, ge=1, description="Warn when the newest event_time is older.")
 
 
+@dataclass(frozen=True)
+class CheckScope:
+    """The Kafka positions the checks look at: what the newest materialization of the topic (same
+    topic id, same table) added, from where the one before it ended (so rows a killed run committed
+    in between are covered too).
+
+    Each range is a slice of the table's unique (topic, topic id, partition, offset) key, so a check
+    costs what the run added, not what the table holds.
+    """
+
+    topic: str
+    topic_id: str
+    ranges: dict[int, tuple[int, int]]
+
+    @property
+    def messages(self) -> int:
+        return sum(end - start for start, end in self.ranges.values())
+
+    def where(self, table: Table) -> ColumnElement[bool] | None:
+        """The rows in scope, or None when the scope is empty."""
+        slices = [
+            and_(table.c.kafka_partition == partition, table.c.kafka_offset >= start, table.c.kafka_offset < end)
+            for partition, (start, end) in sorted(self.ranges.items())
+            if end > start
+        ]
+        if not slices:
+            return None
+        return and_(table.c.kafka_topic == self.topic, table.c.kafka_topic_id == self.topic_id, or_(*slices))
+
+    def metadata(self) -> dict[str, MetadataValue]:
+        listing = ", ".join(f"{p}: {start}..{end}" for p, (start, end) in sorted(self.ranges.items()))
+        return {
+            "offsets checked": MetadataValue.text(f"{self.topic} [{listing}]"),
+            "messages in scope": MetadataValue.int(self.messages),
+        }
+
+
+def _materializations(
+    instance: DagsterInstance, wanted: dict[str, str], limit: int, after: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Metadata values of the newest materializations of server_metrics whose metadata has every
+    `wanted` entry (e.g. topic and table), newest first."""
+    found: list[dict[str, Any]] = []
+    cursor = None
+    records_filter = AssetRecordsFilter(
+        asset_key=SERVER_METRICS_KEY, after_timestamp=after.timestamp() if after else None
+    )
+    while len(found) < limit:
+        page = instance.fetch_materializations(
+            records_filter, limit=min(MATERIALIZATIONS_PAGE, max(limit, 10)), cursor=cursor
+        )
+        for record in page.records:
+            materialization = record.asset_materialization
+            metadata = {k: v.value for k, v in materialization.metadata.items()} if materialization else {}
+            if all(metadata.get(key) == value for key, value in wanted.items()):
+                found.append(metadata)
+        if not page.has_more:
+            break
+        cursor = page.cursor
+    return found[:limit]
+
+
+def check_scope(instance: DagsterInstance, topic: str, table: str) -> CheckScope | None:
+    """What the newest materialization for `topic` into `table` added, or None before the first one.
+
+    A partition the previous materialization of the same topic id did not record (the first run, a
+    new partition, a recreated topic) is checked from offset 0, once."""
+    newest = _materializations(instance, {"topic": topic, "dagster/table_name": table}, limit=1)
+    if not newest or RANGES_KEY not in newest[0]:
+        return None
+    topic_id = str(newest[0].get("topic id", ""))
+    found = _materializations(
+        instance, {"topic": topic, "dagster/table_name": table, "topic id": topic_id}, limit=2
+    )
+    previous = found[1].get(RANGES_KEY, {}) if len(found) > 1 else {}
+    ranges: dict[int, tuple[int, int]] = {}
+    for partition, (start, end) in newest[0][RANGES_KEY].items():
+        begin = min(start, previous[partition][1]) if partition in previous else 0
+        ranges[int(partition)] = (begin, end)
+    return CheckScope(topic, topic_id, ranges)
+
+
+def _nothing_to_check(topic: str, table: str) -> AssetCheckResult:
+    return AssetCheckResult(
+        passed=True,
+        description=f"no materialization of server_metrics from {topic} into {table} recorded yet: "
+        "nothing to check",
+    )
+
+
 @asset_check(
     asset=server_metrics,
-    description="No Kafka message (topic, topic id, partition, offset) is in the table twice.",
+    description="No Kafka message (topic, topic id, partition, offset) the newest run read is in the table twice.",
 )
-def no_duplicate_messages(metrics_db: MetricsDatabase) -> AssetCheckResult:
+def no_duplicate_messages(
+    context: AssetCheckExecutionContext, kafka: KafkaResource, metrics_db: MetricsDatabase
+) -> AssetCheckResult:
+    """Among the rows the newest run added (see `CheckScope`)."""
     table = metrics_db.tables.metrics
+    scope = check_scope(context.instance, kafka.metrics_topic, table.name)
+    if scope is None:
+        return _nothing_to_check(kafka.metrics_topic, table.name)
     key = (table.c.kafka_topic, table.c.kafka_partition, table.c.kafka_offset, table.c.kafka_topic_id)
-    duplicates = select(*key, func.count().label("copies")).group_by(*key).having(func.count() > 1).subquery()
-    with metrics_db.transaction() as connection:
-        count = connection.execute(select(func.count()).select_from(duplicates)).scalar_one()
-        examples = connection.execute(select(duplicates).limit(5)).all()
+    count, examples = 0, []
+    where = scope.where(table)
+    if where is not None:
+        duplicates = (
+            select(*key, func.count().label("copies"))
+            .where(where)
+            .group_by(*key)
+            .having(func.count() > 1)
+            .subquery()
+        )
+        with metrics_db.transaction() as connection:
+            count = connection.execute(select(func.count()).select_from(duplicates)).scalar_one()
+            examples = connection.execute(select(duplicates).limit(5)).all()
     listing = "\n".join(
         f"- {topic}[{partition}]@{offset}: {copies} copies" for topic, partition, offset, _id, copies in examples
     )
@@ -142,50 +261,57 @@ def no_duplicate_messages(metrics_db: MetricsDatabase) -> AssetCheckResult:
         metadata={
             "duplicated messages": MetadataValue.int(count),
             "examples": MetadataValue.md(listing or "none"),
+            **scope.metadata(),
         },
     )
 
 
 @asset_check(
     asset=server_metrics,
-    description=f"server_id >= 1 and {', '.join(METRIC_FIELDS)} within 0..100 on every row.",
+    description=f"server_id >= 1 and {', '.join(METRIC_FIELDS)} within 0..100 on every row the newest run read.",
 )
-def values_in_range(metrics_db: MetricsDatabase) -> AssetCheckResult:
+def values_in_range(
+    context: AssetCheckExecutionContext, kafka: KafkaResource, metrics_db: MetricsDatabase
+) -> AssetCheckResult:
+    """On the rows the newest run added (see `CheckScope`)."""
     table = metrics_db.tables.metrics
+    scope = check_scope(context.instance, kafka.metrics_topic, table.name)
+    if scope is None:
+        return _nothing_to_check(kafka.metrics_topic, table.name)
     outside = or_(
         table.c.server_id < 1,
         *(~table.c[name].between(PERCENT_MIN, PERCENT_MAX) for name in METRIC_FIELDS),
     )
-    with metrics_db.transaction() as connection:
-        count = connection.execute(select(func.count()).select_from(table).where(outside)).scalar_one()
-    return AssetCheckResult(passed=count == 0, metadata={"rows out of range": MetadataValue.int(count)})
+    count = 0
+    where = scope.where(table)
+    if where is not None:
+        with metrics_db.transaction() as connection:
+            count = connection.execute(select(func.count()).select_from(table).where(where, outside)).scalar_one()
+    return AssetCheckResult(
+        passed=count == 0, metadata={"rows out of range": MetadataValue.int(count), **scope.metadata()}
+    )
 
 
 @asset_check(
     asset=server_metrics,
-    description="Share of dead letters among recently ingested metrics messages stays under max_ratio.",
+    description="Share of dead letters among the metrics messages the runs of the last window_minutes "
+    "read stays under max_ratio.",
 )
 def dead_letter_ratio(
-    config: DeadLetterRatioConfig, kafka: KafkaResource, metrics_db: MetricsDatabase
+    context: AssetCheckExecutionContext,
+    config: DeadLetterRatioConfig,
+    kafka: KafkaResource,
+    metrics_db: MetricsDatabase,
 ) -> AssetCheckResult:
-    tables = metrics_db.tables
+    """Running totals from the runs' own metadata ("rows inserted", "dead letters") for this topic
+    and table: the cost follows the number of runs in the window, never the size of the table."""
     since = datetime.now(UTC) - timedelta(minutes=config.window_minutes)
-    topic = kafka.metrics_topic
-    with metrics_db.transaction() as connection:
-        rows = connection.execute(
-            select(func.count())
-            .select_from(tables.metrics)
-            .where(tables.metrics.c.kafka_topic == topic, tables.metrics.c.ingested_at >= since)
-        ).scalar_one()
-        dead = connection.execute(
-            select(func.count())
-            .select_from(tables.dead_letters)
-            .where(
-                tables.dead_letters.c.kafka_topic == topic,
-                tables.dead_letters.c.target_table == tables.metrics.name,
-                tables.dead_letters.c.recorded_at >= since,
-            )
-        ).scalar_one()
+    topic, table = kafka.metrics_topic, metrics_db.tables.metrics.name
+    runs = _materializations(
+        context.instance, {"topic": topic, "dagster/table_name": table}, limit=100_000, after=since
+    )
+    rows = sum(int(run.get("rows inserted", 0)) for run in runs)
+    dead = sum(int(run.get("dead letters", 0)) for run in runs)
     ratio = dead / (rows + dead) if rows + dead else 0.0
     return AssetCheckResult(
         passed=ratio <= config.max_ratio,
@@ -199,6 +325,7 @@ def dead_letter_ratio(
             "dead letters": MetadataValue.int(dead),
             "rows": MetadataValue.int(rows),
             "window (minutes)": MetadataValue.int(config.window_minutes),
+            "runs": MetadataValue.int(len(runs)),
         },
     )
 

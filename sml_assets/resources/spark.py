@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dagster import ConfigurableResource
-from dagster_pyspark import LazyPySparkResource
-from pyspark.sql import SparkSession
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 JAVA_17_CANDIDATES = (
     "/usr/lib/jvm/java-17-openjdk-amd64",
@@ -60,7 +61,12 @@ class SparkResource(ConfigurableResource):
         }
 
     def session(self) -> SparkSession:
-        """The (possibly shared) session, with Java 17 picked when JAVA_HOME is unset."""
+        """The (possibly shared) session, with Java 17 picked when JAVA_HOME is unset.
+
+        dagster-pyspark and pyspark are imported here, not at module level: importing the code
+        location stays cheap."""
+        from dagster_pyspark import LazyPySparkResource
+
         ensure_java_home()
         spark = LazyPySparkResource(spark_config=self.spark_config()).spark_session
         spark.sparkContext.setLogLevel(self.log_level)
