@@ -13,12 +13,14 @@ import shlex
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, KafkaError, Message, TopicPartition
+import numpy as np
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, Message, TopicPartition
 
-from sml_assets.parsing import METRIC_FIELDS, DeadLetter, parse_metric, reason_kind, skew_reason
+from sml_assets.chunks import MetricColumns, datetime_to_us, parse_values, record_times_us
+from sml_assets.parsing import EPOCH, reason_kind, skew_reason
 from sml_assets.resources.database import LEGACY_TOPIC_ID, MetricsDatabase, OffsetAdvance, StoredPosition
 from sml_assets.resources.kafka import (
     METRICS_TOPIC_VARIABLE,
@@ -123,13 +125,18 @@ class IngestReport:
 class _Chunk:
     """Messages parsed since the last commit, and how far each partition got."""
 
-    def __init__(self) -> None:
-        self.rows: list[dict[str, Any]] = []
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self.parts: list[MetricColumns] = []
         self.dead_letters: list[dict[str, Any]] = []
         self.next_offsets: dict[int, int] = {}
+        self.messages = 0
 
     def __len__(self) -> int:
-        return len(self.rows) + len(self.dead_letters)
+        return self.messages
+
+    def rows(self) -> MetricColumns:
+        return MetricColumns.concat(self.topic, self.parts)
 
 
 def ingest_metrics(
@@ -259,7 +266,7 @@ def _drain(
     consumer = kafka.consumer(f"sml-{report.consumer}", error_cb=client_errors.append, **CONSUMER_TUNING)
     try:
         consumer.assign([TopicPartition(topic, p, run.start) for p, run in pending.items()])
-        chunk = _Chunk()
+        chunk = _Chunk(topic)
         last_message = time.monotonic()
         while pending and budget > 0:
             messages = consumer.consume(
@@ -275,26 +282,10 @@ def _drain(
                     f"{sorted(pending)} have not reached their end offsets; stopping, the next run resumes"
                 )
                 break
-            for message in messages:
-                failure = message.error()
-                if failure is not None:
-                    raise kafka.unavailable(f"consuming {topic}", failure)
-                partition, offset = message.partition(), message.offset()
-                run = None if partition is None else pending.get(partition)
-                if run is None or offset is None or offset < run.next_offset or offset >= run.target:
-                    continue
-                _add(chunk, topic, message, kafka.max_clock_skew_s)
-                run.next_offset = offset + 1
-                chunk.next_offsets[run.partition] = run.next_offset
-                budget -= 1
-                if run.done:
-                    consumer.pause([TopicPartition(topic, run.partition)])
-                    del pending[run.partition]
-                if budget == 0:
-                    break
+            budget -= _add_batch(consumer, chunk, pending, messages, budget, kafka)
             if len(chunk) >= chunk_size or (len(chunk) and (not pending or budget == 0)):
                 _commit(database, report, chunk, committed, log)
-                chunk = _Chunk()
+                chunk = _Chunk(topic)
         if len(chunk):
             _commit(database, report, chunk, committed, log)
         report.capped = budget == 0 and bool(pending)
@@ -306,41 +297,98 @@ def _drain(
         consumer.close()
 
 
-def _add(chunk: _Chunk, topic: str, message: Message, max_skew_s: int) -> None:
-    """One message into the chunk: a row, or a dead letter (malformed, or dated ahead of its
-    record timestamp or of this machine's clock by more than SML_MAX_CLOCK_SKEW)."""
-    kind, timestamp_ms = message.timestamp()
-    now = datetime.now(UTC)
-    kafka_time = None if kind == TIMESTAMP_NOT_AVAILABLE else datetime.fromtimestamp(timestamp_ms / 1000, UTC)
-    value = message.value()
-    parsed = parse_metric(value, kafka_time or now)
-    if not isinstance(parsed, DeadLetter):
-        skewed = skew_reason(parsed.event_time, kafka_time, now, max_skew_s)
-        parsed = parsed if skewed is None else DeadLetter(skewed)
-    if isinstance(parsed, DeadLetter):
-        # PostgreSQL text cannot hold NUL (the chunk, and every rerun, would fail): escape it like
-        # the bytes that are not UTF-8.
-        raw = "" if value is None else value.decode("utf-8", errors="backslashreplace").replace("\x00", "\\x00")
+def _add_batch(
+    consumer: Consumer,
+    chunk: _Chunk,
+    pending: dict[int, PartitionRun],
+    messages: list[Message],
+    budget: int,
+    kafka: KafkaResource,
+) -> int:
+    """Parse the messages of one `consume()` that belong to the run into `chunk`, as one batch.
+
+    A message counts if its partition is pending and its offset lies in [next offset, target);
+    at most `budget` of them, in order. Partitions that reach their target are paused and leave
+    `pending`. Returns how many messages were taken.
+    """
+    topic = chunk.topic
+    for message in messages:
+        failure = message.error()
+        if failure is not None:
+            raise kafka.unavailable(f"consuming {topic}", failure)
+    # A message without a partition or offset (never one of a consumed record) matches no run.
+    partitions = np.fromiter((_or_missing(m.partition()) for m in messages), np.int64, len(messages))
+    offsets = np.fromiter((_or_missing(m.offset()) for m in messages), np.int64, len(messages))
+    take = np.zeros(len(messages), bool)
+    for partition, run in pending.items():
+        take |= (partitions == partition) & (offsets >= run.next_offset) & (offsets < run.target)
+    if take.sum() > budget:
+        take[np.flatnonzero(take)[budget:]] = False
+    chosen = np.flatnonzero(take)
+    if len(chosen) == 0:
+        return 0
+    if len(chosen) < len(messages):
+        messages = [messages[i] for i in chosen.tolist()]
+        partitions, offsets = partitions[chosen], offsets[chosen]
+    values = [m.value() for m in messages]
+    stamps = [m.timestamp() for m in messages]
+    record_us = record_times_us(stamps, TIMESTAMP_NOT_AVAILABLE)
+    parsed = parse_values(values, record_us)
+    valid = parsed.valid.copy()
+    skewed = _skewed(parsed.event_time_us, valid, record_us, stamps, kafka.max_clock_skew_s)
+    for index, _ in skewed:
+        valid[index] = False
+    chunk.parts.append(parsed.columns(topic, partitions, offsets, valid))
+    for index, reason in sorted([*parsed.dead_letters, *skewed]):
         chunk.dead_letters.append(
-            {
-                "kafka_topic": topic,
-                "kafka_partition": message.partition(),
-                "kafka_offset": message.offset(),
-                "raw_value": raw,
-                "reason": parsed.reason,
-            }
+            _dead_letter(topic, int(partitions[index]), int(offsets[index]), values[index], reason)
         )
-    else:
-        chunk.rows.append(
-            {
-                "kafka_topic": topic,
-                "kafka_partition": message.partition(),
-                "kafka_offset": message.offset(),
-                "server_id": parsed.server_id,
-                **{field: getattr(parsed, field) for field in METRIC_FIELDS},
-                "event_time": parsed.event_time,
-            }
-        )
+    chunk.messages += len(messages)
+    for partition in np.unique(partitions).tolist():
+        run = pending[partition]
+        run.next_offset = int(offsets[partitions == partition].max()) + 1
+        chunk.next_offsets[partition] = run.next_offset
+        if run.done:
+            consumer.pause([TopicPartition(topic, partition)])
+            del pending[partition]
+    return len(messages)
+
+
+def _or_missing(number: int | None) -> int:
+    return -1 if number is None else number
+
+
+def _skewed(
+    event_us: np.ndarray, valid: np.ndarray, record_us: np.ndarray, stamps: list[tuple[int, int]], max_skew_s: int
+) -> list[tuple[int, str]]:
+    """(index, reason) of the valid rows dated ahead of their record timestamp or of this machine's
+    clock by more than SML_MAX_CLOCK_SKEW: arrays pick the candidates, `skew_reason` decides."""
+    now = datetime.now(UTC)
+    now_us = datetime_to_us(now)
+    missing = np.array([kind == TIMESTAMP_NOT_AVAILABLE for kind, _ in stamps], bool)
+    margin = max_skew_s * 1_000_000 - 1_000
+    candidates = valid & ((event_us - np.where(missing, now_us, record_us) > margin) | (event_us - now_us > margin))
+    found = []
+    for index in np.flatnonzero(candidates).tolist():
+        record_time = None if missing[index] else EPOCH + timedelta(microseconds=int(record_us[index]))
+        event_time = EPOCH + timedelta(microseconds=int(event_us[index]))
+        reason = skew_reason(event_time, record_time, now, max_skew_s)
+        if reason is not None:
+            found.append((index, reason))
+    return found
+
+
+def _dead_letter(topic: str, partition: int, offset: int, value: bytes | None, reason: str) -> dict[str, Any]:
+    # PostgreSQL text cannot hold NUL (the chunk, and every rerun, would fail): escape it like
+    # the bytes that are not UTF-8.
+    raw = "" if value is None else value.decode("utf-8", errors="backslashreplace").replace("\x00", "\\x00")
+    return {
+        "kafka_topic": topic,
+        "kafka_partition": partition,
+        "kafka_offset": offset,
+        "raw_value": raw,
+        "reason": reason,
+    }
 
 
 def _commit(
@@ -353,16 +401,17 @@ def _commit(
     advances = [
         OffsetAdvance(p, committed[p], next_offset) for p, next_offset in sorted(chunk.next_offsets.items())
     ]
+    rows = chunk.rows()
     database.commit_chunk(
-        report.consumer, report.topic, chunk.rows, chunk.dead_letters, advances, topic_id=report.topic_id
+        report.consumer, report.topic, rows, chunk.dead_letters, advances, topic_id=report.topic_id
     )
     committed.update(chunk.next_offsets)
-    report.rows += len(chunk.rows)
+    report.rows += len(rows)
     report.dead_letters += len(chunk.dead_letters)
     report.dead_letter_kinds.update(reason_kind(letter["reason"]) for letter in chunk.dead_letters)
     report.chunks += 1
     log.info(
-        f"{report.topic}: committed chunk {report.chunks} ({len(chunk.rows):,} rows, "
+        f"{report.topic}: committed chunk {report.chunks} ({len(rows):,} rows, "
         f"{len(chunk.dead_letters):,} dead letters); {report.messages:,} messages so far"
     )
 

@@ -52,6 +52,9 @@ SKEW_REFERENCES = ("the record timestamp", "the clock")
 """What an event time is compared with, in the order the reasons name them."""
 _REASON_QUOTED = re.compile(r"""'(?:[^'\\]|\\.)*'(?:\.\.\.)?|"(?:[^"\\]|\\.)*"(?:\.\.\.)?|\([^)]*\)""")
 _REASON_NUMBER = re.compile(r"(?<![\w-])(?<!RFC )[-+]?\d[\d.,:]*(?![\w-])")
+_CONNECT_ENVELOPE = {"schema", "payload"}
+"""Kafka Connect's JsonConverter with `schemas.enable=true` wraps each value as
+{"schema": ..., "payload": {...}}: an object of exactly these two keys is read as its payload."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +121,8 @@ class _Reject(Exception):
 
 
 def parse_metric(value: bytes | str | None, default_time: datetime) -> MetricRecord | DeadLetter:
-    """Parse a metrics message (seed `key: value` pairs or a JSON object).
+    """Parse a metrics message (seed `key: value` pairs, a JSON object, or Kafka Connect's JSON envelope
+    `{"schema": ..., "payload": {...}}` around one).
 
     `default_time` is the event time when the message carries no `ts` (the Kafka record timestamp).
     """
@@ -244,6 +248,8 @@ def _json_fields(text: str) -> dict[str, object]:
         raise _Reject(f"invalid JSON: {error}") from None
     if not isinstance(loaded, dict):
         raise _Reject(f"JSON is a {type(loaded).__name__}, expected an object")
+    if loaded.keys() == _CONNECT_ENVELOPE and isinstance(loaded["payload"], dict):
+        return loaded["payload"]
     return loaded
 
 

@@ -9,7 +9,6 @@ huge, binary, SQL-looking and Unicode-odd messages through Kafka into both sinks
 from __future__ import annotations
 
 import random
-import string
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,60 +28,12 @@ from sml_assets.resources.database import MetricsDatabase
 from sml_assets.resources.kafka import KafkaResource
 from sml_assets.resources.spark import SparkResource
 from sml_assets.resources.storage import LocalStorage
-from sml_assets_tests.helpers import metadata, produce, run
+from sml_assets_tests.helpers import HOSTILE_METRICS, METRIC, encoded, metadata, mutate, produce, run
 
 KAFKA_TIME = datetime(2026, 11, 25, 16, 0, tzinfo=UTC)
-METRIC = "id: 7, cpu: 63.2, mem: 41.0, disk: 77.5, ts: 1795622403000"
 LINE = "10.0.0.7 - user42 [Wed, 25 Nov 2026 16:00:03 GMT] GET /files/report.pdf 200 5123"
 MAX_REASON = 300
 """A reason quotes at most a short preview of the value, whatever the size of the message."""
-ODD_CHARACTERS = [
-    "\u202e",
-    "\u200f",
-    "\u200b",
-    "\ufeff",
-    "\x00",
-    "\xa0",
-    "\x85",
-    "\u2028",
-    "\u3000",
-    "😀",
-    "٧",
-    "７",
-    "²",
-    "_",
-    "'",
-    '"',
-    ";",
-    "--",
-    "\\",
-    "\ud800",
-]
-"""RTL override and mark, zero-width space, BOM, NUL, NBSP, NEL, line separator, ideographic space,
-emoji, Arabic-Indic and full-width digits, superscript two, and SQL punctuation; a lone surrogate."""
-
-HOSTILE_METRICS: dict[str, bytes] = {
-    "900 KB value": b"id: 7, cpu: " + b"9" * 900_000 + b", mem: 1, disk: 1",
-    "900 KB of junk": random.Random(1).randbytes(900_000),
-    "binary junk": random.Random(2).randbytes(4096),
-    "SQL statement": b"'; DROP TABLE server_matric; --",
-    "SQL in a value": b"id: 7, cpu: 1; DROP TABLE server_matric; --, mem: 1, disk: 1",
-    "SQL after a value": b"id: 7, cpu: 1, mem: 1, disk: 1'); DELETE FROM sml_offsets; --",
-    "RTL override": "id: \u202e7, cpu: 1, mem: 2, disk: 3".encode(),
-    "NUL in a value": b"id: 7\x00, cpu: 1, mem: 2, disk: 3",
-    "only NULs": b"\x00\x00\x00",
-    "surrogate as bytes": b"id: 7, cpu: \xed\xa0\x80, mem: 2, disk: 3",
-    "overlong UTF-8": b"id: \xc0\xb7, cpu: 1, mem: 2, disk: 3",
-    "emoji id": "id: 😀, cpu: 1, mem: 2, disk: 3".encode(),
-    "Arabic-Indic id": "id: ٧, cpu: 1, mem: 2, disk: 3".encode(),
-    "full-width percent": "id: 7, cpu: ５０, mem: 2, disk: 3".encode(),
-    "underscore in a number": b"id: 7, cpu: 5_0, mem: 2, disk: 3",
-    "Arabic-Indic ts": "id: 7, cpu: 1, mem: 2, disk: 3, ts: ١٧٩٥٦٢٢٤٠٣٠٠٠".encode(),
-    "BOM before the key": b"\xef\xbb\xbfid: 7, cpu: 1, mem: 2, disk: 3",
-    "JSON nested 100,000 deep": b"[" * 100_000 + b"]" * 100_000,
-    "JSON 5,000-digit id": b'{"id": 1' + b"0" * 5000 + b', "cpu": 1, "mem": 1, "disk": 1}',
-    "JSON with SQL keys": b'{"id": "7; DROP TABLE server_matric", "cpu": 1, "mem": 1, "disk": 1}',
-}
 HOSTILE_LOGS: dict[str, bytes] = {
     "900 KB line": LINE.replace("/files/report.pdf", "/" + "a" * 900_000).encode() + b" extra",
     "binary junk": random.Random(3).randbytes(4096),
@@ -104,23 +55,6 @@ HOSTILE_LOGS: dict[str, bytes] = {
 def log_line(moment: datetime, method: str, status: int) -> bytes:
     stamp = moment.strftime("%a, %d %b %Y %H:%M:%S GMT")
     return f"10.0.0.{moment.second} - u{moment.minute} [{stamp}] {method} /p {status} 512".encode()
-
-
-def mutate(text: str, data: st.DataObject) -> str:
-    """Insert, replace or delete one character of `text`, drawn from odd and ordinary ones."""
-    position = data.draw(st.integers(0, len(text)))
-    odd = data.draw(st.sampled_from(ODD_CHARACTERS) | st.characters() | st.sampled_from(string.printable))
-    action = data.draw(st.sampled_from(["insert", "replace", "delete"]))
-    if action == "insert":
-        return text[:position] + odd + text[position:]
-    if action == "replace":
-        return text[:position] + odd + text[position + 1 :]
-    return text[:position] + text[position + 1 :]
-
-
-def encoded(text: str) -> bytes:
-    """UTF-8, with a lone surrogate written as the bytes a careless producer would send."""
-    return text.encode("utf-8", "surrogatepass")
 
 
 @given(data=st.data())

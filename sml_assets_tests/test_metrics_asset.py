@@ -26,7 +26,7 @@ from dagster import (
 )
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, func, insert, select, update
 
-from sml_assets import ingest, parsing
+from sml_assets import parsing
 from sml_assets.assets import metrics as metrics_assets
 from sml_assets.assets.metrics import server_metrics
 from sml_assets.assets.topics import LOGS_TOPIC_KEY, METRICS_TOPIC_KEY, snapshot_metrics_topic
@@ -516,7 +516,7 @@ def test_a_new_metric_field_stops_the_run_naming_the_migration_then_is_stored_af
 
     fields_with_net = (*parsing.METRIC_FIELDS, "net")
     monkeypatch.setattr(parsing, "MetricRecord", RecordWithNet)
-    for module in (parsing, ingest, metrics_assets):
+    for module in (parsing, metrics_assets):  # chunks and bulk read parsing.METRIC_FIELDS per batch
         monkeypatch.setattr(module, "METRIC_FIELDS", fields_with_net)
     produce(kafka_bootstrap, topic, [b"id: 3, cpu: 1.5, mem: 2.5, disk: 3.5, net: 4.5"])
     widened = MetricsDatabase(url=database.url, table=database.table)

@@ -82,6 +82,42 @@ def test_json_object_parses() -> None:
     assert metric(value) == MetricRecord(3, 12.5, 40.0, 7.0, datetime(2026, 11, 25, 16, 0, 3, tzinfo=UTC))
 
 
+CONNECT_SCHEMA = {
+    "type": "struct",
+    "optional": False,
+    "fields": [
+        {"field": "id", "type": "int32", "optional": False},
+        {"field": "cpu", "type": "float64", "optional": False},
+        {"field": "mem", "type": "float64", "optional": False},
+        {"field": "disk", "type": "float64", "optional": False},
+        {"field": "ts", "type": "int64", "optional": False},
+    ],
+}
+
+
+def test_a_kafka_connect_json_envelope_is_read_as_its_payload() -> None:
+    payload = {"id": 3, "cpu": 12.5, "mem": 40.0, "disk": 7.0, "ts": 1795622403000}
+    value = json.dumps({"schema": CONNECT_SCHEMA, "payload": payload}).encode()
+    assert metric(value) == MetricRecord(3, 12.5, 40.0, 7.0, datetime(2026, 11, 25, 16, 0, 3, tzinfo=UTC))
+
+
+def test_an_envelope_with_a_bad_payload_gets_the_payload_reason() -> None:
+    payload = {"id": 3, "cpu": 120, "mem": 40.0, "disk": 7.0}
+    assert reason(json.dumps({"schema": None, "payload": payload})) == "cpu 120 is out of range 0..100"
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"schema": CONNECT_SCHEMA, "payload": [1, 2]},
+        {"schema": CONNECT_SCHEMA, "payload": {"id": 3, "cpu": 1, "mem": 2, "disk": 3}, "extra": 1},
+        {"payload": {"id": 3, "cpu": 1, "mem": 2, "disk": 3}},
+    ],
+)
+def test_only_an_object_of_exactly_schema_and_payload_is_unwrapped(document: object) -> None:
+    assert reason(json.dumps(document)) == "missing keys id, cpu, mem, disk"
+
+
 def test_json_null_ts_falls_back_to_kafka_time() -> None:
     assert metric('{"id": 3, "cpu": 1, "mem": 2, "disk": 3, "ts": null}').event_time == KAFKA_TIME
 

@@ -49,7 +49,9 @@ from sqlalchemy.dialects import mssql, postgresql
 from sqlalchemy.engine import URL, make_url
 
 from sml_assets import parsing
+from sml_assets.chunks import MetricColumns
 from sml_assets.errors import STACK_HINT, first_line
+from sml_assets.resources.bulk import write_metrics
 
 URL_VARIABLE = "SML_METRICS_DB_URL"
 TABLE_VARIABLE = "SML_METRICS_TABLE"
@@ -373,7 +375,7 @@ class MetricsDatabase(ConfigurableResource):
         self,
         consumer: str,
         topic: str,
-        rows: Sequence[Mapping[str, Any]],
+        rows: MetricColumns | Sequence[Mapping[str, Any]],
         dead_letters: Sequence[Mapping[str, Any]],
         advances: Sequence[OffsetAdvance],
         topic_id: str = LEGACY_TOPIC_ID,
@@ -383,16 +385,16 @@ class MetricsDatabase(ConfigurableResource):
         Each advance is a compare-and-set on the offset (and topic id) the run started from, so a
         second run of the same consumer, or an adopt or reset meanwhile, fails the chunk with
         `OffsetConflictError` instead of writing a message twice.
+        Rows come as columns (the ingest loop) or as dicts with the metrics table's keys.
         """
         tables = self.tables
         table_name = tables.metrics.name
         now = datetime.now(UTC)
+        columns = rows if isinstance(rows, MetricColumns) else MetricColumns.from_rows(topic, rows)
         try:
             with self.transaction() as connection:
-                if rows:
-                    _insert_many(
-                        connection, tables.metrics, rows, {"ingested_at": now, "kafka_topic_id": topic_id}
-                    )
+                if len(columns):
+                    write_metrics(connection, tables.metrics, columns, {"ingested_at": now, "kafka_topic_id": topic_id})
                 if dead_letters:
                     connection.execute(
                         insert(tables.dead_letters),
@@ -667,36 +669,6 @@ def _tls_advice(message: str, url: str) -> str | None:
     if "does not match host name" in message:
         return f"the server's certificate does not name the host in {URL_VARIABLE}: use the name it was issued for"
     return None
-
-
-def _insert_many(
-    connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]], stamps: Mapping[str, Any]
-) -> None:
-    """One executemany of `rows` (all with the same keys) plus the same `stamps` on every row.
-
-    The same INSERT, column types and transaction as `connection.execute(insert(table), rows)`, but
-    each value goes through its column's bind processor directly: SQLAlchemy's per-row parameter
-    building cost more than the database's own work (benchmarks/bench_ingest.py).
-    """
-    dialect = connection.dialect
-    keys = [*rows[0], *stamps]
-    compiled = insert(table).compile(dialect=dialect, column_keys=keys)
-    names = list(compiled.positiontup) if compiled.positional and compiled.positiontup else keys
-    columns: list[list[Any]] = []
-    for name in names:
-        process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-        if name in stamps:
-            value = stamps[name]
-            columns.append([value if process is None else process(value)] * len(rows))
-        elif process is None:
-            columns.append([row[name] for row in rows])
-        else:
-            columns.append([process(row[name]) for row in rows])
-    values = list(zip(*columns, strict=True))
-    parameters: list[Any] = (
-        values if compiled.positional else [dict(zip(names, row, strict=True)) for row in values]
-    )
-    connection.exec_driver_sql(compiled.string, parameters)
 
 
 def _rebuild(connection: Connection, table: Table) -> int:

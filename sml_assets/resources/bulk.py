@@ -1,0 +1,198 @@
+"""Bulk writes of metrics columns, each database's fastest way that stays inside the caller's transaction.
+
+- PostgreSQL (psycopg 3): one binary `COPY ... FROM STDIN`, its bytes built column by column with
+  numpy (every row has the same width: the topic and its id are the chunk's), on the transaction's connection.
+- SQLite: one `executemany` of plain tuples on the transaction's DBAPI cursor; timestamps are
+  formatted as arrays in SQLAlchemy's own SQLite storage format, so reads see no difference.
+- Anything else (SQL Server through pyodbc with `fast_executemany`, psycopg2): one SQLAlchemy
+  executemany with each column's bind processor, as before.
+
+All three write the same values; `sml_assets_tests/test_bulk.py` reads them back to check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as _compute
+from sqlalchemy import Connection, Table, insert
+from sqlalchemy import exc as sa_exc
+
+from sml_assets import parsing
+from sml_assets.chunks import MetricColumns, datetime_to_us
+
+pc: Any = _compute
+"""pyarrow.compute, whose functions are generated at import: a type checker sees none of them."""
+
+_PG_EPOCH_US = 946_684_800_000_000
+"""2000-01-01T00:00:00Z in Unix epoch microseconds: PostgreSQL's binary timestamps count from there."""
+_PG_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
+_PG_TRAILER = b"\xff\xff"
+_SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+"""On microsecond timestamps Arrow's %S carries the fraction: '2026-11-25 16:00:03.250000', which is
+exactly what SQLAlchemy's SQLite DateTime stores."""
+
+
+def write_metrics(connection: Connection, table: Table, rows: MetricColumns, stamps: Mapping[str, Any]) -> None:
+    """Insert `rows` into `table` with the same `stamps` (column -> a datetime or a text, such as
+    `ingested_at` and `kafka_topic_id`) on every row, in the connection's open transaction."""
+    dialect = connection.dialect
+    if dialect.name == "postgresql" and dialect.driver == "psycopg":
+        _copy_binary(connection, table, rows, stamps)
+    elif dialect.name == "sqlite":
+        _sqlite_tuples(connection, table, rows, stamps)
+    else:
+        _insert_many(connection, table, _row_dicts(rows), stamps)
+
+
+def _fields(rows: MetricColumns) -> dict[str, Any]:
+    """Column name -> values (an array, or one Python value for every row)."""
+    return {
+        "server_id": rows.server_id,
+        **{key: rows.metrics[key] for key in parsing.METRIC_FIELDS},
+        "event_time": rows.event_time_us,
+        "kafka_topic": rows.topic,
+        "kafka_partition": rows.partition,
+        "kafka_offset": rows.offset,
+    }
+
+
+_PG_BINARY: dict[str, str] = {
+    "server_id": ">i4",
+    "event_time": ">i8",
+    "kafka_partition": ">i4",
+    "kafka_offset": ">i8",
+}
+"""PostgreSQL's binary send format per array column: int4, timestamptz (int8 microseconds since
+2000), int8; the metric fields are float8. Values the same on every row are a text (sent as its
+UTF-8 bytes) or a timestamptz (int8)."""
+_PG_FLOAT8 = ">f8"
+
+
+def _copy_binary(connection: Connection, table: Table, rows: MetricColumns, stamps: Mapping[str, Any]) -> None:
+    fields = {
+        name: values if isinstance(values, np.ndarray) else _pg_constant(values)
+        for name, values in {**_fields(rows), **stamps}.items()
+    }
+    layout: list[tuple[str, Any]] = [("count", ">i2")]
+    for name, values in fields.items():
+        layout.append((f"{name}_size", ">i4"))
+        if isinstance(values, bytes):
+            if values:  # an empty text is its size (0) alone
+                layout.append((name, f"S{len(values)}"))
+        else:
+            layout.append((name, _PG_BINARY.get(name, _PG_FLOAT8 if name in parsing.METRIC_FIELDS else ">i8")))
+    records = np.empty(len(rows), np.dtype(layout))
+    records["count"] = len(fields)
+    for name, values in fields.items():
+        if isinstance(values, bytes):
+            records[f"{name}_size"] = len(values)
+            if values:
+                records[name] = values
+            continue
+        records[f"{name}_size"] = records.dtype[name].itemsize
+        records[name] = np.asarray(values, np.int64) - _PG_EPOCH_US if name == "event_time" else values
+    preparer = connection.dialect.identifier_preparer
+    columns = ", ".join(preparer.quote(name) for name in fields)
+    statement = f"COPY {preparer.format_table(table)} ({columns}) FROM STDIN (FORMAT BINARY)"
+    with _dbapi_cursor(connection, statement) as cursor, cursor.copy(statement) as copy:
+        copy.write(_PG_SIGNATURE)
+        copy.write(records.tobytes())
+        copy.write(_PG_TRAILER)
+
+
+def _pg_constant(value: Any) -> Any:
+    """A value of every row in PostgreSQL's binary form: text as UTF-8 bytes, a datetime as
+    timestamptz microseconds since 2000."""
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, datetime):
+        return datetime_to_us(value) - _PG_EPOCH_US
+    raise TypeError(f"no binary COPY form for a stamp of type {type(value).__name__}: {value!r}")
+
+
+def _sqlite_tuples(connection: Connection, table: Table, rows: MetricColumns, stamps: Mapping[str, Any]) -> None:
+    dialect = connection.dialect
+    constants = {}
+    for name, value in stamps.items():
+        process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        constants[name] = process(value) if process else value
+    times = pc.strftime(pa.array(rows.event_time_us, pa.int64()).cast(pa.timestamp("us")), _SQLITE_TIME_FORMAT)
+    fields = {**_fields(rows), "event_time": times.to_pylist(), **constants}
+    compiled = insert(table).compile(dialect=dialect, column_keys=list(fields))
+    names = list(compiled.positiontup or fields)
+    columns = [_as_list(fields[name], len(rows)) for name in names]
+    with _dbapi_cursor(connection, compiled.string) as cursor:
+        cursor.executemany(compiled.string, zip(*columns, strict=True))
+
+
+def _as_list(values: Any, count: int) -> list[Any]:
+    """An array's values as Python objects, or one value repeated for every row."""
+    if isinstance(values, np.ndarray):
+        return values.tolist()
+    return values if isinstance(values, list) else [values] * count
+
+
+@contextmanager
+def _dbapi_cursor(connection: Connection, statement: str) -> Iterator[Any]:
+    """A cursor of the transaction's own DBAPI connection; driver errors come out as SQLAlchemy's
+    (IntegrityError, OperationalError, ...), as they would from `connection.execute`."""
+    dialect = connection.dialect
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        yield cursor
+    except dialect.loaded_dbapi.Error as error:
+        raise sa_exc.DBAPIError.instance(
+            statement, None, error, dialect.loaded_dbapi.Error, dialect=dialect
+        ) from error
+    finally:
+        cursor.close()
+
+
+def _row_dicts(rows: MetricColumns) -> list[dict[str, Any]]:
+    columns: dict[str, list[Any]] = {
+        "server_id": rows.server_id.tolist(),
+        **{key: rows.metrics[key].tolist() for key in parsing.METRIC_FIELDS},
+        "event_time": rows.event_times(),
+        "kafka_partition": rows.partition.tolist(),
+        "kafka_offset": rows.offset.tolist(),
+    }
+    return [
+        {"kafka_topic": rows.topic, **dict(zip(columns, values, strict=True))}
+        for values in zip(*columns.values(), strict=True)
+    ]
+
+
+def _insert_many(
+    connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]], stamps: Mapping[str, Any]
+) -> None:
+    """One executemany of `rows` (all with the same keys) plus the same `stamps` on every row.
+
+    The same INSERT, column types and transaction as `connection.execute(insert(table), rows)`, but
+    each value goes through its column's bind processor directly: SQLAlchemy's per-row parameter
+    building cost more than the database's own work (benchmarks/bench_ingest.py).
+    """
+    dialect = connection.dialect
+    keys = [*rows[0], *stamps]
+    compiled = insert(table).compile(dialect=dialect, column_keys=keys)
+    names = list(compiled.positiontup) if compiled.positional and compiled.positiontup else keys
+    columns: list[list[Any]] = []
+    for name in names:
+        process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        if name in stamps:
+            value = stamps[name]
+            columns.append([value if process is None else process(value)] * len(rows))
+        elif process is None:
+            columns.append([row[name] for row in rows])
+        else:
+            columns.append([process(row[name]) for row in rows])
+    values = list(zip(*columns, strict=True))
+    parameters: list[Any] = (
+        values if compiled.positional else [dict(zip(names, row, strict=True)) for row in values]
+    )
+    connection.exec_driver_sql(compiled.string, parameters)
