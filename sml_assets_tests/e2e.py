@@ -2,11 +2,14 @@
 own HDFS user; driven only through the simulator and the `dagster` CLI, as a user would."""
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,3 +81,19 @@ class Deployment:
     @property
     def hdfs_path(self) -> str:
         return f"/user/{self.name}/HDFS_Proj/output_log_summary.csv"
+
+
+def csv_windows(data: bytes) -> dict[str, dict[str, str]]:
+    """The summary CSV's rows by window start."""
+    return {row["window_start"]: row for row in csv.DictReader(io.StringIO(data.decode()))}
+
+
+def expected_windows(truths: list[dict]) -> dict[str, Counter]:
+    """The simulator truths' window counts, added up."""
+    expected: dict[str, Counter] = {}
+    for truth in truths:
+        for start, counts in truth["logs"]["windows"].items():
+            expected.setdefault(start, Counter()).update(
+                {k: counts[k] for k in ("GET_success", "GET_failure", "POST_success", "POST_failure", "total")}
+            )
+    return expected

@@ -2,8 +2,6 @@
 checked exactly against the simulator's ground truth: SQL table, dead letters, CSV, HDFS copy."""
 from __future__ import annotations
 
-import csv
-import io
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -14,7 +12,7 @@ from sqlalchemy import create_engine, text
 
 from simulator.topics import wait_for_topics
 from sml_assets_tests.conftest import REPO_ROOT
-from sml_assets_tests.e2e import BIN, Deployment
+from sml_assets_tests.e2e import BIN, Deployment, csv_windows, expected_windows
 
 ARTIFACTS = REPO_ROOT / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
@@ -67,20 +65,6 @@ def count_dead_letters(deployment: Deployment) -> int:
         count = connection.execute(text("SELECT count(*) FROM sml_dead_letters")).scalar_one()
     engine.dispose()
     return count
-
-
-def csv_windows(data: bytes) -> dict[str, dict[str, str]]:
-    return {row["window_start"]: row for row in csv.DictReader(io.StringIO(data.decode()))}
-
-
-def expected_windows(truths: list[dict]) -> dict[str, Counter]:
-    expected: dict[str, Counter] = {}
-    for truth in truths:
-        for start, counts in truth["logs"]["windows"].items():
-            expected.setdefault(start, Counter()).update(
-                {k: counts[k] for k in ("GET_success", "GET_failure", "POST_success", "POST_failure", "total")}
-            )
-    return expected
 
 
 def assert_outputs_match(deployment: Deployment, truths: list[dict]) -> None:
@@ -217,9 +201,7 @@ def test_ui_shows_lineage_and_latest_metadata(deployment: Deployment, webserver:
             page.goto(f"{webserver}/asset-groups")
             expect(page.locator('[data-tooltip="kafka"]').first).to_be_visible(timeout=30_000)
             dismiss_welcome(page)
-            page.locator('[aria-label="settings"]').last.click()
-            page.locator("text=Expand all groups >> visible=true").first.click()
-            page.keyboard.press("Escape")
+            expand_all_groups(page)
             graph = page.locator("[data-svg-viewport]").first
             for name in ASSET_NAMES:
                 expect(graph.get_by_text(name, exact=True).first).to_be_visible(timeout=30_000)
@@ -265,6 +247,29 @@ def test_ui_shows_lineage_and_latest_metadata(deployment: Deployment, webserver:
         finally:
             page.screenshot(path=str(ARTIFACTS / "last-page.png"))
             browser.close()
+
+
+def expand_all_groups(page, timeout_s: float = 60) -> None:
+    """Open the lineage settings menu and choose 'Expand all groups'. The welcome dialog may show
+    up after the menu opened, and skipping it closes the menu: then open the menu again."""
+    import time
+
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        page.locator('[aria-label="settings"]').last.click()
+        try:
+            page.locator("text=Expand all groups >> visible=true").first.click(timeout=5_000)
+        except PlaywrightTimeout:
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"the lineage settings menu did not offer 'Expand all groups' within {timeout_s:g} s"
+                ) from None
+            page.keyboard.press("Escape")
+            continue
+        page.keyboard.press("Escape")
+        return
 
 
 def dismiss_welcome(page) -> None:

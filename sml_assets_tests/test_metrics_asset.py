@@ -24,7 +24,7 @@ from dagster import (
     build_sensor_context,
     materialize,
 )
-from sqlalchemy import Column, Float, Integer, MetaData, String, Table, func, insert, select, update
+from sqlalchemy import BigInteger, Column, Float, Integer, MetaData, String, Table, func, insert, select, update
 
 from sml_assets import parsing
 from sml_assets.assets import metrics as metrics_assets
@@ -172,7 +172,7 @@ def test_checks_fail_on_a_duplicate_and_an_out_of_range_row_among_the_offsets_th
         Column("event_time", UtcDateTime),
         Column("kafka_topic", String(249)),
         Column("kafka_partition", Integer),
-        Column("kafka_offset", Integer),
+        Column("kafka_offset", BigInteger),  # as sml has always made it (binary COPY writes int8)
         Column("ingested_at", UtcDateTime),
         Column("kafka_topic_id", String(32), server_default=""),
     )

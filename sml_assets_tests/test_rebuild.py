@@ -10,8 +10,7 @@ import pytest
 from hdfs import InsecureClient
 
 from sml_assets_tests.conftest import KAFKA_BOOTSTRAP
-from sml_assets_tests.e2e import Deployment
-from sml_assets_tests.test_end_to_end import csv_windows, expected_windows
+from sml_assets_tests.e2e import Deployment, csv_windows, expected_windows
 
 pytestmark = pytest.mark.integration
 
