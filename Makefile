@@ -33,9 +33,10 @@ stack-status:
 run: install stack-up
 	$(PY) devstack/run.py
 
-# ruff (lint only; `ruff format` is configured but not enforced yet) and pyright, both from pyproject.toml.
+# ruff (lint and format) and pyright, all configured in pyproject.toml; `make test` runs this first.
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pyright --pythonpath $(PY)
 
 test: install lint browser stack-up

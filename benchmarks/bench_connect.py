@@ -11,6 +11,7 @@ row in the table to its last: its JVM and task start are left out, which favours
 
     python benchmarks/bench_connect.py [--messages 200000] [--repeats 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -155,8 +156,14 @@ def connect_process(jars: Path, work: Path, name: str, topic: str, schema: str, 
     log = work / "connect.log"
     java = devstack_common().java_bin()
     command = [
-        java, "-Xmx1g", f"-Dlog4j2.configurationFile={REPO / 'devstack' / 'kafka' / 'log4j2.properties'}",
-        "-cp", f"{jars}/*", "org.apache.kafka.connect.cli.ConnectStandalone", str(worker), str(connector),
+        java,
+        "-Xmx1g",
+        f"-Dlog4j2.configurationFile={REPO / 'devstack' / 'kafka' / 'log4j2.properties'}",
+        "-cp",
+        f"{jars}/*",
+        "org.apache.kafka.connect.cli.ConnectStandalone",
+        str(worker),
+        str(connector),
     ]
     with open(log, "w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
@@ -176,13 +183,18 @@ def connect_run(jars: Path, topic: str, pg_url: str, schema: str, messages: int)
     table = unique("connect")
     engine = create_engine(pg_url)
     with engine.begin() as connection:
-        connection.execute(text(
-            f"CREATE TABLE {table} (id integer NOT NULL, cpu double precision NOT NULL, "
-            "mem double precision NOT NULL, disk double precision NOT NULL, ts bigint NOT NULL)"))
+        connection.execute(
+            text(
+                f"CREATE TABLE {table} (id integer NOT NULL, cpu double precision NOT NULL, "
+                "mem double precision NOT NULL, disk double precision NOT NULL, ts bigint NOT NULL)"
+            )
+        )
     name = unique("sink")
     try:
-        with tempfile.TemporaryDirectory(prefix="sml-connect-") as tmp, \
-                connect_process(jars, Path(tmp), name, topic, schema, table) as log:
+        with (
+            tempfile.TemporaryDirectory(prefix="sml-connect-") as tmp,
+            connect_process(jars, Path(tmp), name, topic, schema, table) as log,
+        ):
             started = time.monotonic()
             first_at = None
             while True:
@@ -193,8 +205,10 @@ def connect_run(jars: Path, topic: str, pg_url: str, schema: str, messages: int)
                 if count >= messages:
                     break
                 if first_at is None and now - started > CONNECT_START_TIMEOUT_S:
-                    raise RuntimeError(f"Kafka Connect wrote no row in {CONNECT_START_TIMEOUT_S:g}s; "
-                                       f"its log ends:\n{log.read_text()[-3000:]}")
+                    raise RuntimeError(
+                        f"Kafka Connect wrote no row in {CONNECT_START_TIMEOUT_S:g}s; "
+                        f"its log ends:\n{log.read_text()[-3000:]}"
+                    )
                 if now - started > DEADLINE_S:
                     raise RuntimeError(f"Kafka Connect wrote {count:,} of {messages:,} rows in {DEADLINE_S:g}s")
                 time.sleep(0.05)
@@ -229,8 +243,7 @@ def run(messages: int, repeats: int) -> dict[str, Stat]:
                 else:
                     rate = sml_ingest(topic, pg_url, messages)
                 rates[contender].append(rate)
-                print(f"  connect repeat {index + 1}/{repeats} {contender:<18} {rate:>10,.0f} rows/s",
-                      file=sys.stderr)
+                print(f"  connect repeat {index + 1}/{repeats} {contender:<18} {rate:>10,.0f} rows/s", file=sys.stderr)
     return {name: Stat(tuple(values)) for name, values in rates.items()}
 
 

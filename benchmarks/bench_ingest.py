@@ -7,6 +7,7 @@ Every contender reads the same topic from offset 0 into a table of its own, in a
 
     python benchmarks/bench_ingest.py [--messages 200000] [--repeats 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,8 +57,9 @@ def plain_loop(topic: str, messages: int) -> float:
     """What a plain Python consumer does at best: confluent-kafka's batched `consume()` with the
     fastest prefetch found (unbounded, which sml caps for memory), one compiled regex per value and
     a tuple per row, nothing written. It imports nothing of sml, so it does not move with sml's code."""
-    consumer = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": unique("plain"),
-                         "enable.auto.commit": False, **RAW_TUNING})
+    consumer = Consumer(
+        {"bootstrap.servers": BOOTSTRAP, "group.id": unique("plain"), "enable.auto.commit": False, **RAW_TUNING}
+    )
     started = time.perf_counter()
     consumer.assign([TopicPartition(topic, 0, 0)])
     seen = parsed = 0
@@ -68,8 +70,17 @@ def plain_loop(topic: str, messages: int) -> float:
                 match = PLAIN_LINE.fullmatch(message.value())
                 if match is not None:
                     server_id, cpu, mem, disk, ts = match.groups()
-                    rows.append((message.partition(), message.offset(), int(server_id), float(cpu),
-                                 float(mem), float(disk), int(ts) if ts else message.timestamp()[1]))
+                    rows.append(
+                        (
+                            message.partition(),
+                            message.offset(),
+                            int(server_id),
+                            float(cpu),
+                            float(mem),
+                            float(disk),
+                            int(ts) if ts else message.timestamp()[1],
+                        )
+                    )
                 seen += 1
             parsed += len(rows)
     finally:
@@ -100,8 +111,13 @@ def original_ingest(topic: str, url: str, messages: int) -> float:
     """The original's loop: kafka-python, 1,000 messages -> DataFrame -> to_sql -> commit."""
     engine = create_engine(url)
     table = unique("orig")
-    consumer = KafkaConsumer(topic, bootstrap_servers=BOOTSTRAP, group_id=unique("orig"),
-                             auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=BOOTSTRAP,
+        group_id=unique("orig"),
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     started = time.perf_counter()
     written = 0
     batch: list[dict[str, float]] = []
@@ -142,10 +158,13 @@ def metrics_topic(messages: int) -> Iterator[str]:
 def run(messages: int, repeats: int) -> dict[str, Stat]:
     """Rows/s per contender; each repeat runs every contender once, in rotated order."""
     rates: dict[str, list[float]] = {name: [] for name in CONTENDERS}
-    with tempfile.TemporaryDirectory(prefix="sml-bench-") as tmp, own_pg_schema() as pg_url, \
-            metrics_topic(messages) as topic:
+    with (
+        tempfile.TemporaryDirectory(prefix="sml-bench-") as tmp,
+        own_pg_schema() as pg_url,
+        metrics_topic(messages) as topic,
+    ):
         for index in range(repeats):
-            order = CONTENDERS[index % len(CONTENDERS):] + CONTENDERS[:index % len(CONTENDERS)]
+            order = CONTENDERS[index % len(CONTENDERS) :] + CONTENDERS[: index % len(CONTENDERS)]
             for name in order:
                 sqlite_url = f"sqlite:///{tmp}/{name}-{index}.db"
                 url = pg_url if name.endswith("postgres") else sqlite_url
@@ -156,8 +175,7 @@ def run(messages: int, repeats: int) -> dict[str, Stat]:
                 else:
                     rate = original_ingest(topic, url, messages)
                 rates[name].append(rate)
-                print(f"  ingest repeat {index + 1}/{repeats} {name:<18} {rate:>10,.0f} rows/s",
-                      file=sys.stderr)
+                print(f"  ingest repeat {index + 1}/{repeats} {name:<18} {rate:>10,.0f} rows/s", file=sys.stderr)
     _forget_groups()
     return {name: Stat(tuple(values)) for name, values in rates.items()}
 
@@ -165,8 +183,11 @@ def run(messages: int, repeats: int) -> dict[str, Stat]:
 def _forget_groups() -> None:
     """Delete the consumer groups the original's loop committed to (it is the only one that does)."""
     client = AdminClient({"bootstrap.servers": BOOTSTRAP})
-    groups = [g.group_id for g in client.list_consumer_groups().result(timeout=30).valid
-              if g.group_id.startswith("bench_orig_")]
+    groups = [
+        g.group_id
+        for g in client.list_consumer_groups().result(timeout=30).valid
+        if g.group_id.startswith("bench_orig_")
+    ]
     if groups:
         for future in client.delete_consumer_groups(groups, request_timeout=30).values():
             with contextlib.suppress(Exception):

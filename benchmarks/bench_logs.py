@@ -8,6 +8,7 @@ reported as Spark session start (once per process) and the no-new-data materiali
 
     python benchmarks/bench_logs.py [--lines 500000] [--repeats 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,10 @@ from sml_assets.resources.spark import SparkResource
 from sml_assets.resources.storage import LocalStorage
 from sml_assets.settings import data_dir
 
-LINE = (r"^(?P<client>\S+) (?P<ident>\S+) (?P<user>\S+) \[(?P<date>[^\]]*)\] "
-        r"(?P<method>[A-Z]+) (?P<path>\S+) (?P<status>\d{3}) (?P<size>\d+)$")
+LINE = (
+    r"^(?P<client>\S+) (?P<ident>\S+) (?P<user>\S+) \[(?P<date>[^\]]*)\] "
+    r"(?P<method>[A-Z]+) (?P<path>\S+) (?P<status>\d{3}) (?P<size>\d+)$"
+)
 
 
 def pandas_summary(lines: list[bytes]) -> float:
@@ -74,14 +77,17 @@ def run(lines: int, repeats: int) -> dict[str, Stat]:
         busy: list[float] = []
         first_s, _ = materialized()
         for index in range(repeats):
-            produce(topic, everything[index * lines:(index + 1) * lines])
+            produce(topic, everything[index * lines : (index + 1) * lines])
             elapsed, read = materialized()
             if read != lines:
                 raise RuntimeError(f"log_summary read {read:,} lines, expected {lines:,}")
             busy.append(elapsed)
             empty.append(materialized()[0])
-            print(f"  logs repeat {index + 1}/{repeats}: {lines:,} lines in {elapsed:.1f}s, "
-                  f"nothing new in {empty[-1]:.1f}s", file=sys.stderr)
+            print(
+                f"  logs repeat {index + 1}/{repeats}: {lines:,} lines in {elapsed:.1f}s, "
+                f"nothing new in {empty[-1]:.1f}s",
+                file=sys.stderr,
+            )
     fixed = statistics.median(empty)
     return {
         "spark_session_start_s": Stat((session_s,)),

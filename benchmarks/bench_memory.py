@@ -6,6 +6,7 @@ getrusage) that ingests the first N messages into a fresh SQLite file.
 
     python benchmarks/bench_memory.py [--sizes 100000 1000000]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,8 +45,12 @@ def child(topic: str, messages: int, db_url: str) -> dict[str, float]:
     if report.rows != messages:
         raise RuntimeError(f"ingested {report.rows:,} rows, expected {messages:,}")
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"messages": messages, "peak_rss_mib": peak_kib / 1024,
-            "rss_before_mib": before_kib / 1024, "rows_per_s": messages / elapsed}
+    return {
+        "messages": messages,
+        "peak_rss_mib": peak_kib / 1024,
+        "rss_before_mib": before_kib / 1024,
+        "rows_per_s": messages / elapsed,
+    }
 
 
 def run(sizes: list[int]) -> list[dict[str, float]]:
@@ -55,12 +60,18 @@ def run(sizes: list[int]) -> list[dict[str, float]]:
         for size in sizes:
             out = subprocess.run(
                 [sys.executable, __file__, "--child", topic, str(size), f"sqlite:///{tmp}/mem-{size}.db"],
-                capture_output=True, text=True, timeout=CHILD_TIMEOUT_S, check=True,
+                capture_output=True,
+                text=True,
+                timeout=CHILD_TIMEOUT_S,
+                check=True,
             ).stdout
             result = json.loads(out.strip().splitlines()[-1])
             results.append(result)
-            print(f"  memory {size:>9,} messages: peak RSS {result['peak_rss_mib']:.0f} MiB "
-                  f"({result['rows_per_s']:,.0f} rows/s)", file=sys.stderr)
+            print(
+                f"  memory {size:>9,} messages: peak RSS {result['peak_rss_mib']:.0f} MiB "
+                f"({result['rows_per_s']:,.0f} rows/s)",
+                file=sys.stderr,
+            )
     return results
 
 

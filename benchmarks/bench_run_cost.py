@@ -9,6 +9,7 @@ code location against `import dagster` alone, and whether importing it pulls in 
 
     python benchmarks/bench_run_cost.py [--repeats 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -88,8 +89,9 @@ def run(repeats: int) -> dict[str, Stat]:
                 "SML_LOGS_TOPIC": logs,
                 "SML_METRICS_DB_URL": f"sqlite:///{data / 'sml.db'}",
                 "SML_DATA_DIR": str(data),
-                "SML_SPARK_JARS_DIR": str(Path(os.environ.get("SML_DATA_DIR", REPO / ".sml-data"))
-                                          / "jars" / "spark-kafka"),
+                "SML_SPARK_JARS_DIR": str(
+                    Path(os.environ.get("SML_DATA_DIR", REPO / ".sml-data")) / "jars" / "spark-kafka"
+                ),
                 "SML_HDFS_URL": HDFS_URL,
                 "SML_HDFS_USER": HDFS_USER,
                 "SML_BENCH_HDFS_DIR": hdfs.folder,
@@ -101,8 +103,11 @@ def run(repeats: int) -> dict[str, Stat]:
                     seconds = _seconds(command, env)
                     if index:
                         figures[name].append(seconds)
-                    print(f"  run-cost {'warm-up' if not index else f'repeat {index}/{repeats}'} "
-                          f"{name:<17} {seconds:6.1f}s", file=sys.stderr)
+                    print(
+                        f"  run-cost {'warm-up' if not index else f'repeat {index}/{repeats}'} "
+                        f"{name:<17} {seconds:6.1f}s",
+                        file=sys.stderr,
+                    )
     finally:
         try:
             hdfs.client().delete(hdfs_dir, recursive=True)

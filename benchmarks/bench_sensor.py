@@ -10,6 +10,7 @@ run start to rows committed.
 
     python benchmarks/bench_sensor.py [--repeats 4]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -91,8 +92,14 @@ def _last_run(home: Path) -> dict[str, float]:
         "print(json.dumps({'created':r.create_timestamp.timestamp(),'started':r.start_time,"
         "'ended':r.end_time,'status':r.dagster_run.status.value}))"
     )
-    out = subprocess.run([sys.executable, "-c", script], env={**os.environ, "DAGSTER_HOME": str(home)},
-                         capture_output=True, text=True, timeout=60, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "DAGSTER_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     return json.loads(out)
 
 
@@ -128,34 +135,49 @@ def run(repeats: int) -> dict[str, Stat]:
         with own_topics(2, "sensor") as (metrics, logs):
             env = _environment(home, data, metrics, logs, db_url, table)
             for name in SCHEDULES:
-                subprocess.run([str(BIN / "dagster"), "schedule", "stop", name, "-m", "sml_assets.definitions"],
-                               cwd=REPO, env=env, capture_output=True, timeout=120, check=True)
+                subprocess.run(
+                    [str(BIN / "dagster"), "schedule", "stop", name, "-m", "sml_assets.definitions"],
+                    cwd=REPO,
+                    env=env,
+                    capture_output=True,
+                    timeout=120,
+                    check=True,
+                )
             with open(tmp / "daemon.log", "wb") as log:
                 daemon = subprocess.Popen(
                     [str(BIN / "dagster-daemon"), "run", "-m", "sml_assets.definitions"],
-                    cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                    cwd=REPO,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
                 )
             for index in range(repeats + 1):
                 if index:
                     time.sleep(rng.uniform(0, 2 * BACKLOG_SENSOR_INTERVAL_S))  # tick phase, not a wait
-                produce(metrics, values[index * BACKLOG:(index + 1) * BACKLOG])
+                produce(metrics, values[index * BACKLOG : (index + 1) * BACKLOG])
                 sent = time.time()
-                done = _wait_rows(engine, table, (index + 1) * BACKLOG,
-                                  LATENCY_DEADLINE_S + (120 if index == 0 else 0))
+                done = _wait_rows(engine, table, (index + 1) * BACKLOG, LATENCY_DEADLINE_S + (120 if index == 0 else 0))
                 if done is None:
                     raise RuntimeError(f"rows did not arrive in time; daemon log kept at {tmp / 'daemon.log'}")
                 record = _finished_run(home)
                 if index == 0:
-                    print(f"  sensor warm-up: first backlog in the table after {done - sent:.1f}s",
-                          file=sys.stderr)
+                    print(f"  sensor warm-up: first backlog in the table after {done - sent:.1f}s", file=sys.stderr)
                     continue
-                parts = {"latency_s": done - sent, "tick_wait_s": record["created"] - sent,
-                         "launch_s": record["started"] - record["created"], "run_s": done - record["started"]}
+                parts = {
+                    "latency_s": done - sent,
+                    "tick_wait_s": record["created"] - sent,
+                    "launch_s": record["started"] - record["created"],
+                    "run_s": done - record["started"],
+                }
                 for name, value in parts.items():
                     figures[name].append(value)
-                print(f"  sensor repeat {index}/{repeats}: {parts['latency_s']:.1f}s (tick wait "
-                      f"{parts['tick_wait_s']:.1f}s, launch {parts['launch_s']:.1f}s, run start to rows "
-                      f"{parts['run_s']:.1f}s)", file=sys.stderr)
+                print(
+                    f"  sensor repeat {index}/{repeats}: {parts['latency_s']:.1f}s (tick wait "
+                    f"{parts['tick_wait_s']:.1f}s, launch {parts['launch_s']:.1f}s, run start to rows "
+                    f"{parts['run_s']:.1f}s)",
+                    file=sys.stderr,
+                )
     finally:
         if daemon is not None:
             os.killpg(daemon.pid, signal.SIGTERM)

@@ -7,6 +7,7 @@ run is bounded by --messages and by the producer's delivery timeout. Target: rat
 
     python benchmarks/bench_simulator.py [--messages 200000] [--repeats 5] [--partitions 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,21 @@ def create_topics(admin: AdminClient, bootstrap: str, names: list[str], partitio
 
 
 def run_simulator(bootstrap: str, metrics: str, logs: str, messages: int) -> float:
-    argv = ["--bootstrap-servers", bootstrap, "--metrics-topic", metrics, "--logs-topic", logs,
-            "--burst", "--start", START, "--seed", str(SEED), "--count", str(messages)]
+    argv = [
+        "--bootstrap-servers",
+        bootstrap,
+        "--metrics-topic",
+        metrics,
+        "--logs-topic",
+        logs,
+        "--burst",
+        "--start",
+        START,
+        "--seed",
+        str(SEED),
+        "--count",
+        str(messages),
+    ]
     started = time.perf_counter()
     with contextlib.redirect_stderr(io.StringIO()) as log:
         status = simulator_main(argv)
@@ -54,9 +68,7 @@ def run_simulator(bootstrap: str, metrics: str, logs: str, messages: int) -> flo
     return messages / elapsed
 
 
-def run_bare(
-    bootstrap: str, metrics: str, logs: str, prebuilt: list[tuple[Stream, bytes, bytes]]
-) -> float:
+def run_bare(bootstrap: str, metrics: str, logs: str, prebuilt: list[tuple[Stream, bytes, bytes]]) -> float:
     delivered = failed = 0
 
     def report(error: object, _message: object) -> None:
@@ -90,8 +102,7 @@ def alternate(bootstrap: str, messages: int, repeats: int, partitions: int, labe
     """The bare loop and the simulator, alternating `repeats` times on fresh topics (deleted after):
     messages per second of each run, by mode. Shared with run_all.py, so both measure alike."""
     prebuilt = [
-        (m.stream, m.key, m.value)
-        for m in generate(SimulationOptions(start_ms=START_MS, seed=SEED, count=messages))
+        (m.stream, m.key, m.value) for m in generate(SimulationOptions(start_ms=START_MS, seed=SEED, count=messages))
     ]
     gc.freeze()  # the pre-built messages are scaffolding: keep them out of both runs' collections
     admin = AdminClient({"bootstrap.servers": bootstrap})
@@ -106,8 +117,11 @@ def alternate(bootstrap: str, messages: int, repeats: int, partitions: int, labe
                 metrics, logs = f"{stem}-metrics", f"{stem}-logs"
                 create_topics(admin, bootstrap, [metrics, logs], partitions)
                 created += [metrics, logs]
-                rate = (run_bare(bootstrap, metrics, logs, prebuilt) if mode == "bare"
-                        else run_simulator(bootstrap, metrics, logs, messages))
+                rate = (
+                    run_bare(bootstrap, metrics, logs, prebuilt)
+                    if mode == "bare"
+                    else run_simulator(bootstrap, metrics, logs, messages)
+                )
                 rates[mode].append(rate)
                 print(f"  {label}repeat {repeat + 1}/{repeats} {mode:<9} {rate:>10,.0f} msg/s", file=sys.stderr)
     finally:
@@ -120,8 +134,7 @@ def alternate(bootstrap: str, messages: int, repeats: int, partitions: int, labe
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bootstrap-servers",
-                        default=os.environ.get("SML_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
+    parser.add_argument("--bootstrap-servers", default=os.environ.get("SML_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--partitions", type=int, default=3)
@@ -129,17 +142,20 @@ def main() -> int:
 
     rates = alternate(args.bootstrap_servers, args.messages, args.repeats, args.partitions)
 
-    print(f"\n{args.messages:,} messages per run, {args.repeats} repeats, "
-          f"{args.partitions} partitions, broker {args.bootstrap_servers}\n")
+    print(
+        f"\n{args.messages:,} messages per run, {args.repeats} repeats, "
+        f"{args.partitions} partitions, broker {args.bootstrap_servers}\n"
+    )
     print(f"{'producer':<22}{'median msg/s':>14}{'min':>11}{'max':>11}{'spread':>9}")
     for mode, label in (("bare", "bare confluent-kafka"), ("simulator", "sml-simulator --burst")):
         values = rates[mode]
         median = statistics.median(values)
-        print(f"{label:<22}{median:>14,.0f}{min(values):>11,.0f}{max(values):>11,.0f}"
-              f"{(max(values) - min(values)) / median:>8.0%}")
+        print(
+            f"{label:<22}{median:>14,.0f}{min(values):>11,.0f}{max(values):>11,.0f}"
+            f"{(max(values) - min(values)) / median:>8.0%}"
+        )
     ratio = statistics.median(rates["simulator"]) / statistics.median(rates["bare"])
-    print(f"\nratio simulator / bare (medians): {ratio:.2f}  (target >= 0.50: "
-          f"{'met' if ratio >= 0.5 else 'NOT met'})")
+    print(f"\nratio simulator / bare (medians): {ratio:.2f}  (target >= 0.50: {'met' if ratio >= 0.5 else 'NOT met'})")
     return 0
 
 

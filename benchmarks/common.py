@@ -1,5 +1,6 @@
 """What every benchmark shares: the stack's addresses, own topics and schemas, the same data,
 and median/spread statistics, so `run_all.py` can put all figures in one table."""
+
 from __future__ import annotations
 
 import contextlib
@@ -23,9 +24,7 @@ from simulator.sender import producer_config
 from simulator.topics import wait_for_topics
 
 BOOTSTRAP = os.environ.get("SML_BENCH_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
-POSTGRES_URL = os.environ.get(
-    "SML_BENCH_POSTGRES_URL", "postgresql+psycopg://sml:sml@127.0.0.1:55432/sml"
-)
+POSTGRES_URL = os.environ.get("SML_BENCH_POSTGRES_URL", "postgresql+psycopg://sml:sml@127.0.0.1:55432/sml")
 START_MS = 1_795_622_400_000
 """2026-11-25T16:00:00Z, the simulator benchmark's start: every benchmark generates the same data."""
 SEED = 1
@@ -51,8 +50,13 @@ class Stat:
         return (max(self.values) - min(self.values)) / self.median if self.median else 0.0
 
     def as_json(self) -> dict[str, object]:
-        return {"median": self.median, "min": min(self.values), "max": max(self.values),
-                "spread": self.spread, "values": list(self.values)}
+        return {
+            "median": self.median,
+            "min": min(self.values),
+            "max": max(self.values),
+            "spread": self.spread,
+            "values": list(self.values),
+        }
 
 
 def report(stats: dict[str, Stat], json_path: Path | None, digits: int | None = None) -> int:
@@ -111,15 +115,15 @@ def own_pg_schema() -> Iterator[str]:
 
 def metrics_values(count: int) -> list[bytes]:
     """`count` valid seed-format metrics messages from the simulator (100 servers, 10 Hz each)."""
-    options = SimulationOptions(start_ms=START_MS, seed=SEED, servers=100, metrics_interval_s=0.1,
-                                log_rate=0.0)
+    options = SimulationOptions(start_ms=START_MS, seed=SEED, servers=100, metrics_interval_s=0.1, log_rate=0.0)
     return [m.value for m in generate(SimulationOptions(**{**options.__dict__, "count": count}))]
 
 
 def log_values(count: int) -> list[bytes]:
     """`count` load-balancer lines from the simulator: 1,000 requests/s of simulated time."""
-    options = SimulationOptions(start_ms=START_MS, seed=SEED, servers=10, metrics_interval_s=1e9,
-                                log_rate=1000.0, count=count + 10)
+    options = SimulationOptions(
+        start_ms=START_MS, seed=SEED, servers=10, metrics_interval_s=1e9, log_rate=1000.0, count=count + 10
+    )
     return [m.value for m in generate(options) if m.stream is Stream.LOGS][:count]
 
 

@@ -6,6 +6,7 @@ medians of the same run. The JSON lands in benchmarks/results/ (git-ignored).
 
     python benchmarks/run_all.py [--quick] [--only ingest connect logs sensor memory simulator run_cost]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -99,8 +100,13 @@ def simulator(messages: int, repeats: int) -> dict[str, Any]:
 
 def _stat(values: list[float]) -> dict[str, Any]:
     median = statistics.median(values)
-    return {"median": median, "min": min(values), "max": max(values),
-            "spread": (max(values) - min(values)) / median if median else 0.0, "values": values}
+    return {
+        "median": median,
+        "min": min(values),
+        "max": max(values),
+        "spread": (max(values) - min(values)) / median if median else 0.0,
+        "values": values,
+    }
 
 
 def _single(value: float) -> dict[str, Any]:
@@ -114,16 +120,35 @@ def rows(results: dict[str, Any], sizes: Sizes) -> list[Row]:
         r = results["ingest"]
         section = f"1 metrics ingestion, {sizes.ingest_messages:,} msgs"
         plain = r["plain"]["median"]
-        table.append(Row(section, "plain Python loop: batched consume, regex, tuple per row, no writes", "rows/s",
-                         r["plain"]))
+        table.append(
+            Row(section, "plain Python loop: batched consume, regex, tuple per row, no writes", "rows/s", r["plain"])
+        )
         for db, name in (("sqlite", "SQLite"), ("postgres", "PostgreSQL")):
             sml, original = r[f"sml_{db}"], r[f"original_{db}"]
             to_plain = sml["median"] / plain
             to_original = sml["median"] / original["median"]
-            table.append(Row(section, f"sml server_metrics -> {name}", "rows/s", sml,
-                             f"{to_plain:.2f}x plain loop", ">= 1.0x", to_plain >= 1.0))
-            table.append(Row(section, f"  same, vs original -> {name}", "rows/s", sml,
-                             f"{to_original:.1f}x original", ">= 8x", to_original >= 8))
+            table.append(
+                Row(
+                    section,
+                    f"sml server_metrics -> {name}",
+                    "rows/s",
+                    sml,
+                    f"{to_plain:.2f}x plain loop",
+                    ">= 1.0x",
+                    to_plain >= 1.0,
+                )
+            )
+            table.append(
+                Row(
+                    section,
+                    f"  same, vs original -> {name}",
+                    "rows/s",
+                    sml,
+                    f"{to_original:.1f}x original",
+                    ">= 8x",
+                    to_original >= 8,
+                )
+            )
             table.append(Row(section, f"original (kafka-python+pandas.to_sql) -> {name}", "rows/s", original))
     if "connect" in results:
         r = results["connect"]
@@ -131,28 +156,54 @@ def rows(results: dict[str, Any], sizes: Sizes) -> list[Row]:
         connect, sml = r["connect_postgres"], r["sml_postgres_json"]
         ratio = sml["median"] / connect["median"]
         table.append(Row(section, "Kafka Connect + Debezium JDBC sink (first to last row)", "rows/s", connect))
-        table.append(Row(section, "sml server_metrics, same topic (whole run)", "rows/s", sml,
-                         f"{ratio:.2f}x Connect", ">= 3x", ratio >= 3))
+        table.append(
+            Row(
+                section,
+                "sml server_metrics, same topic (whole run)",
+                "rows/s",
+                sml,
+                f"{ratio:.2f}x Connect",
+                ">= 3x",
+                ratio >= 3,
+            )
+        )
     if "logs" in results:
         r = results["logs"]
         section = f"2 log summary, {sizes.log_lines:,} lines/run"
         steady = r["spark_events_per_s_steady"]["median"]
-        table.append(Row(section, "sml log_summary (Spark) steady state", "events/s",
-                         r["spark_events_per_s_steady"], f"{steady / r['pandas_events_per_s']['median']:.2f}x pandas",
-                         ">= 100,000/s", steady >= 100_000))
-        table.append(Row(section, "sml log_summary whole materialization", "events/s",
-                         r["spark_events_per_s_whole_run"]))
+        table.append(
+            Row(
+                section,
+                "sml log_summary (Spark) steady state",
+                "events/s",
+                r["spark_events_per_s_steady"],
+                f"{steady / r['pandas_events_per_s']['median']:.2f}x pandas",
+                ">= 100,000/s",
+                steady >= 100_000,
+            )
+        )
+        table.append(
+            Row(section, "sml log_summary whole materialization", "events/s", r["spark_events_per_s_whole_run"])
+        )
         table.append(Row(section, "pandas single-process group-by", "events/s", r["pandas_events_per_s"]))
         table.append(Row(section, "fixed: Spark session start (once per process)", "s", r["spark_session_start_s"]))
-        table.append(Row(section, "fixed: first materialization (fresh checkpoint)", "s",
-                         r["first_materialization_s"]))
+        table.append(Row(section, "fixed: first materialization (fresh checkpoint)", "s", r["first_materialization_s"]))
         table.append(Row(section, "fixed: materialization with nothing new", "s", r["materialization_fixed_s"]))
     if "sensor" in results:
         r = results["sensor"]
         section = "3 backlog sensor -> rows in table"
         latency = r["latency_s"]
-        table.append(Row(section, "latency from the 1,000th message (daemon)", "s", latency, "",
-                         "<= 10 s (median)", latency["median"] <= 10))
+        table.append(
+            Row(
+                section,
+                "latency from the 1,000th message (daemon)",
+                "s",
+                latency,
+                "",
+                "<= 10 s (median)",
+                latency["median"] <= 10,
+            )
+        )
         table.append(Row(section, "  of which: wait for sensor tick + request", "s", r["tick_wait_s"]))
         table.append(Row(section, "  of which: run queued + launched", "s", r["launch_s"]))
         table.append(Row(section, "  of which: run start -> rows committed", "s", r["run_s"]))
@@ -160,25 +211,37 @@ def rows(results: dict[str, Any], sizes: Sizes) -> list[Row]:
         small, large = results["memory"]
         section = "4 ingest peak RSS"
         growth = large["peak_rss_mib"] / small["peak_rss_mib"]
-        table.append(Row(section, f"one run, {small['messages']:,} messages", "MiB",
-                         _single(small["peak_rss_mib"])))
-        table.append(Row(section, f"one run, {large['messages']:,} messages", "MiB",
-                         _single(large["peak_rss_mib"]), f"{growth:.2f}x the small run",
-                         "flat (<= 1.2x)", growth <= 1.2))
+        table.append(Row(section, f"one run, {small['messages']:,} messages", "MiB", _single(small["peak_rss_mib"])))
+        table.append(
+            Row(
+                section,
+                f"one run, {large['messages']:,} messages",
+                "MiB",
+                _single(large["peak_rss_mib"]),
+                f"{growth:.2f}x the small run",
+                "flat (<= 1.2x)",
+                growth <= 1.2,
+            )
+        )
     if "simulator" in results:
         r = results["simulator"]
         section = f"5 producer, {sizes.simulator_messages:,} msgs"
         ratio = r["simulator"]["median"] / r["bare"]["median"]
         table.append(Row(section, "bare confluent-kafka producer loop", "msg/s", r["bare"]))
-        table.append(Row(section, "sml-simulator --burst", "msg/s", r["simulator"], f"{ratio:.2f}x bare",
-                         ">= 0.5x", ratio >= 0.5))
+        table.append(
+            Row(
+                section, "sml-simulator --burst", "msg/s", r["simulator"], f"{ratio:.2f}x bare", ">= 0.5x", ratio >= 0.5
+            )
+        )
     return table
 
 
 def render(table: list[Row]) -> str:
     """A markdown table, readable in a terminal and pasteable into the README."""
-    lines = ["| measure | unit | median | min | max | spread | ratio | target | met |",
-             "|---|---|---:|---:|---:|---:|---|---|---|"]
+    lines = [
+        "| measure | unit | median | min | max | spread | ratio | target | met |",
+        "|---|---|---:|---:|---:|---:|---|---|---|",
+    ]
     section = None
     for row in table:
         if row.section != section:
@@ -187,20 +250,29 @@ def render(table: list[Row]) -> str:
         f = row.figure
         fmt = (lambda v: f"{v:,.1f}") if row.unit in ("s", "MiB") else (lambda v: f"{v:,.0f}")
         met = "" if row.met is None else ("yes" if row.met else "**no**")
-        lines.append(f"| {row.label} | {row.unit} | {fmt(f['median'])} | {fmt(f['min'])} | {fmt(f['max'])} "
-                     f"| {f['spread']:.0%} | {row.ratio} | {row.target} | {met} |")
+        lines.append(
+            f"| {row.label} | {row.unit} | {fmt(f['median'])} | {fmt(f['min'])} | {fmt(f['max'])} "
+            f"| {f['spread']:.0%} | {row.ratio} | {row.target} | {met} |"
+        )
     return "\n".join(lines)
 
 
 def machine() -> dict[str, Any]:
     lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    model = next((line.split(":", 1)[1].strip() for line in lscpu.splitlines()
-                  if line.startswith("Model name")), platform.processor())
+    model = next(
+        (line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name")),
+        platform.processor(),
+    )
     with open("/proc/meminfo") as meminfo:
         mem_kib = int(meminfo.readline().split()[1])
-    return {"cpu": model, "cores": os.cpu_count(), "memory_gib": round(mem_kib / 1024 / 1024, 1),
-            "python": platform.python_version(), "platform": platform.platform(),
-            "load_1_5_15": [round(load, 1) for load in os.getloadavg()]}
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_1_5_15": [round(load, 1) for load in os.getloadavg()],
+    }
 
 
 def main() -> int:
@@ -213,18 +285,19 @@ def main() -> int:
     load_at_start = [round(load, 1) for load in os.getloadavg()]
     results: dict[str, Any] = {}
     if "ingest" in args.only:
-        results["ingest"] = part("bench_ingest.py", "--messages", str(sizes.ingest_messages),
-                                 "--repeats", str(sizes.ingest_repeats))
+        results["ingest"] = part(
+            "bench_ingest.py", "--messages", str(sizes.ingest_messages), "--repeats", str(sizes.ingest_repeats)
+        )
     if "connect" in args.only:
-        results["connect"] = part("bench_connect.py", "--messages", str(sizes.connect_messages),
-                                  "--repeats", str(sizes.connect_repeats))
+        results["connect"] = part(
+            "bench_connect.py", "--messages", str(sizes.connect_messages), "--repeats", str(sizes.connect_repeats)
+        )
     if "memory" in args.only:
         results["memory"] = part("bench_memory.py", "--sizes", *map(str, sizes.memory_sizes))
     if "simulator" in args.only:
         results["simulator"] = simulator(sizes.simulator_messages, sizes.simulator_repeats)
     if "logs" in args.only:
-        results["logs"] = part("bench_logs.py", "--lines", str(sizes.log_lines),
-                               "--repeats", str(sizes.log_repeats))
+        results["logs"] = part("bench_logs.py", "--lines", str(sizes.log_lines), "--repeats", str(sizes.log_repeats))
     if "sensor" in args.only:
         results["sensor"] = part("bench_sensor.py", "--repeats", str(sizes.sensor_repeats))
     if "run_cost" in args.only:
@@ -233,17 +306,26 @@ def main() -> int:
     text = render(table)
     host = machine()
     elapsed = time.monotonic() - started
-    print(f"\nsml benchmarks{' (--quick)' if args.quick else ''}: {host['cores']} cores, {host['cpu']}, "
-          f"{host['memory_gib']} GiB; broker {BOOTSTRAP}; {elapsed / 60:.1f} min; load average (1/5/15 min) "
-          f"{load_at_start} at the start, {host['load_1_5_15']} at the end (above the core count: measured "
-          "under load, compare the ratios)\n")
+    print(
+        f"\nsml benchmarks{' (--quick)' if args.quick else ''}: {host['cores']} cores, {host['cpu']}, "
+        f"{host['memory_gib']} GiB; broker {BOOTSTRAP}; {elapsed / 60:.1f} min; load average (1/5/15 min) "
+        f"{load_at_start} at the start, {host['load_1_5_15']} at the end (above the core count: measured "
+        "under load, compare the ratios)\n"
+    )
     print(text)
     RESULTS.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    document = {"when": stamp, "quick": args.quick, "load_at_start": load_at_start, "sizes": sizes.__dict__,
-                "machine": host,
-                "duration_s": elapsed, "results": results, "table": [row.__dict__ for row in table],
-                "markdown": text}
+    document = {
+        "when": stamp,
+        "quick": args.quick,
+        "load_at_start": load_at_start,
+        "sizes": sizes.__dict__,
+        "machine": host,
+        "duration_s": elapsed,
+        "results": results,
+        "table": [row.__dict__ for row in table],
+        "markdown": text,
+    }
     path = RESULTS / f"bench-{stamp}.json"
     path.write_text(json.dumps(document, indent=2, default=str))
     (RESULTS / "latest.json").write_text(path.read_text())

@@ -4,6 +4,7 @@ Everything else (assets, checks, jobs, executor, the other resources read from t
 is `sml_assets.definitions.defs` itself, so the timing is that of the real code location; only
 the HDFS output no longer lands in the shared /user/<user>/HDFS_Proj.
 """
+
 from __future__ import annotations
 
 import os

@@ -2,6 +2,7 @@
 
 Standard library only, so the stack comes up before the project's venv exists.
 """
+
 from __future__ import annotations
 
 import os
@@ -93,8 +94,14 @@ def fetch_jars(component: str, pom_name: str) -> Path:
     say(component, f"fetching jars from Maven Central ({pom_name}) into {target}")
     log = target.parent / f"{component}-mvn.log"
     cmd = [
-        mvn, "-B", "-q", "-f", str(pom), "dependency:copy-dependencies",
-        f"-DoutputDirectory={target}", "-DincludeScope=runtime",
+        mvn,
+        "-B",
+        "-q",
+        "-f",
+        str(pom),
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={target}",
+        "-DincludeScope=runtime",
     ]
     with open(log, "w") as out:
         rc = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT)
@@ -161,8 +168,12 @@ class Daemon:
             return pid
         with open(self.logfile, "ab") as log:
             proc = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, **(env or {})}, cwd=str(cwd) if cwd else None,
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **(env or {})},
+                cwd=str(cwd) if cwd else None,
                 start_new_session=True,
             )
         self.pidfile.write_text(str(proc.pid))

@@ -13,6 +13,7 @@ Imported as a plain module with `devstack/` on sys.path (`import hdfs`), like `c
 that has the PyPI package `hdfs` installed, that path entry shadows it, so run the stack through
 `devstack/stack.py` in its own process rather than importing it into the project's venv.
 """
+
 from __future__ import annotations
 
 import getpass
@@ -142,10 +143,18 @@ def _java(jars: Path, conf: Path, role: str, main_class: str, *args: str) -> lis
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
     return [
-        java_bin(), f"-Dproc_{role}", "-Xmx512m", "-Djava.net.preferIPv4Stack=true",
-        f"-Djava.io.tmpdir={scratch}", f"-Dhadoop.log.dir={stack_dir(NAME)}",
-        f"-Dhadoop.home.dir={stack_dir(NAME)}", *opens,
-        "-cp", f"{conf}:{jars}/*", main_class, *args,
+        java_bin(),
+        f"-Dproc_{role}",
+        "-Xmx512m",
+        "-Djava.net.preferIPv4Stack=true",
+        f"-Djava.io.tmpdir={scratch}",
+        f"-Dhadoop.log.dir={stack_dir(NAME)}",
+        f"-Dhadoop.home.dir={stack_dir(NAME)}",
+        *opens,
+        "-cp",
+        f"{conf}:{jars}/*",
+        main_class,
+        *args,
     ]
 
 

@@ -3,6 +3,7 @@
 The storage is formatted once with the standalone controller; the contract's topics are created
 with Kafka's own TopicCommand, so nothing here needs the project's venv.
 """
+
 from __future__ import annotations
 
 import base64
@@ -161,8 +162,13 @@ def _config() -> Path:
 
 def _java(main: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     cmd = [
-        java_bin(), "-Xmx256m", f"-Dlog4j2.configurationFile={HERE / 'kafka' / 'log4j2.properties'}",
-        "-cp", _classpath(), main, *args,
+        java_bin(),
+        "-Xmx256m",
+        f"-Dlog4j2.configurationFile={HERE / 'kafka' / 'log4j2.properties'}",
+        "-cp",
+        _classpath(),
+        main,
+        *args,
     ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
@@ -175,9 +181,7 @@ def _format(config: Path) -> None:
     cluster_id = new_cluster_id()
     say(NAME, f"formatting KRaft storage (cluster {cluster_id})")
     scram = scram_format_args(SASL_USER, SASL_PASSWORD) if sasl_enabled() else []
-    result = _java(
-        "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config), "--standalone", *scram
-    )
+    result = _java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config), "--standalone", *scram)
     if result.returncode != 0:
         raise StackError(NAME, f"formatting the storage failed:\n{result.stdout}{result.stderr}")
 
@@ -190,9 +194,17 @@ def _create_topics() -> None:
         if (data / f"{topic}-0").is_dir():
             continue
         result = _java(
-            "org.apache.kafka.tools.TopicCommand", "--bootstrap-server", f"127.0.0.1:{PORT}",
-            "--create", "--if-not-exists", "--topic", topic,
-            "--partitions", str(_partitions()), "--replication-factor", "1",
+            "org.apache.kafka.tools.TopicCommand",
+            "--bootstrap-server",
+            f"127.0.0.1:{PORT}",
+            "--create",
+            "--if-not-exists",
+            "--topic",
+            topic,
+            "--partitions",
+            str(_partitions()),
+            "--replication-factor",
+            "1",
         )
         if result.returncode != 0:
             raise StackError(NAME, f"creating topic {topic} failed:\n{result.stdout}{result.stderr}")
@@ -203,9 +215,16 @@ def ensure_scram_user(bootstrap: str, user: str, password: str) -> None:
     formatted before SML_STACK_KAFKA_SASL was set has no SCRAM credentials yet."""
     for mechanism in SCRAM_MECHANISMS:
         result = _java(
-            "kafka.admin.ConfigCommand", "--bootstrap-server", bootstrap, "--alter",
-            "--add-config", f"{mechanism}=[password={password}]",
-            "--entity-type", "users", "--entity-name", user,
+            "kafka.admin.ConfigCommand",
+            "--bootstrap-server",
+            bootstrap,
+            "--alter",
+            "--add-config",
+            f"{mechanism}=[password={password}]",
+            "--entity-type",
+            "users",
+            "--entity-name",
+            user,
         )
         if result.returncode != 0:
             raise StackError(NAME, f"creating SCRAM user {user} ({mechanism}) failed:\n{result.stderr}")
@@ -221,9 +240,16 @@ def up() -> None:
         say(NAME, f"starting broker on 127.0.0.1:{PORT}")
         BROKER.start(
             [
-                java_bin(), "-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+                java_bin(),
+                "-Xms256m",
+                "-Xmx1g",
+                "-XX:+UseG1GC",
+                "-Djava.awt.headless=true",
                 f"-Dlog4j2.configurationFile={HERE / 'kafka' / 'log4j2.properties'}",
-                "-cp", classpath, "kafka.Kafka", str(config),
+                "-cp",
+                classpath,
+                "kafka.Kafka",
+                str(config),
             ]
         )
     if not wait_until(lambda: port_open(PORT) or not BROKER.running(), 90) or not BROKER.running():
@@ -233,12 +259,17 @@ def up() -> None:
     if sasl_enabled():
         if not wait_until(lambda: port_open(SASL_PORT), 30):
             raise StackError(
-                NAME, f"{SASL_VARIABLE} is set but 127.0.0.1:{SASL_PORT} is closed: the broker was "
-                f"started without it; run 'python3 devstack/stack.py down kafka' then up", BROKER.logfile
+                NAME,
+                f"{SASL_VARIABLE} is set but 127.0.0.1:{SASL_PORT} is closed: the broker was "
+                f"started without it; run 'python3 devstack/stack.py down kafka' then up",
+                BROKER.logfile,
             )
         ensure_scram_user(f"127.0.0.1:{PORT}", SASL_USER, SASL_PASSWORD)
-        say(NAME, f"SASL_SSL: 127.0.0.1:{SASL_PORT}, SCRAM user {SASL_USER} (development password), "
-                  f"CA {stack_dir('tls') / 'ca.pem'}")
+        say(
+            NAME,
+            f"SASL_SSL: 127.0.0.1:{SASL_PORT}, SCRAM user {SASL_USER} (development password), "
+            f"CA {stack_dir('tls') / 'ca.pem'}",
+        )
 
 
 def down() -> None:

@@ -6,6 +6,7 @@ the stack's CA (devstack/tls.py) from the start after this was added, so a clien
 `sslmode=verify-full&sslrootcert=<SML_DATA_DIR>/stack/tls/ca.pem`; plain connections stay allowed
 on loopback for development.
 """
+
 from __future__ import annotations
 
 import glob
@@ -101,16 +102,38 @@ def _prepare_dirs() -> None:
 
 def _psql(bindir: Path, sql: str, database: str = "postgres") -> str:
     result = _run(
-        [str(bindir / "psql"), "-h", str(_home() / "run"), "-p", str(PORT), "-U", "postgres",
-         "-d", database, "-tAc", sql]
+        [
+            str(bindir / "psql"),
+            "-h",
+            str(_home() / "run"),
+            "-p",
+            str(PORT),
+            "-U",
+            "postgres",
+            "-d",
+            database,
+            "-tAc",
+            sql,
+        ]
     )
     return result.stdout.strip()
 
 
 def initdb(bindir: Path, datadir: Path) -> None:
     """A new cluster whose superuser `postgres` logs in locally without a password, over TCP with SCRAM."""
-    _run([str(bindir / "initdb"), "-D", str(datadir), "-U", "postgres", "-E", "UTF8",
-          "--auth-local=trust", "--auth-host=scram-sha-256"])
+    _run(
+        [
+            str(bindir / "initdb"),
+            "-D",
+            str(datadir),
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+        ]
+    )
 
 
 def server_certificate(home: Path, ca_folder: Path | None = None) -> tuple[Path, Path]:
@@ -131,14 +154,17 @@ def server_certificate(home: Path, ca_folder: Path | None = None) -> tuple[Path,
     return pair.certificate, pair.key
 
 
-def start(bindir: Path, datadir: Path, socket_dir: Path, port: int, log: Path,
-          certificate: tuple[Path, Path] | None = None) -> None:
+def start(
+    bindir: Path, datadir: Path, socket_dir: Path, port: int, log: Path, certificate: tuple[Path, Path] | None = None
+) -> None:
     """Start the cluster on 127.0.0.1:`port`, with TLS when `certificate` (cert, key) is given."""
     options = f"-p {port} -k {socket_dir} -c listen_addresses=127.0.0.1"
     if certificate is not None:
         options += f" -c ssl=on -c ssl_cert_file={certificate[0]} -c ssl_key_file={certificate[1]}"
-    result = _run([str(bindir / "pg_ctl"), "-D", str(datadir), "-l", str(log),
-                   "-o", options, "-w", "-t", "60", "start"], check=False)
+    result = _run(
+        [str(bindir / "pg_ctl"), "-D", str(datadir), "-l", str(log), "-o", options, "-w", "-t", "60", "start"],
+        check=False,
+    )
     if result.returncode != 0:
         raise StackError(NAME, f"pg_ctl start failed: {result.stdout}{result.stderr}", log)
 

@@ -4,6 +4,7 @@ SIGTERM) stops both.
 
 Runs with the project's venv; DAGSTER_HOME is persistent under SML_DATA_DIR.
 """
+
 from __future__ import annotations
 
 import os
@@ -57,15 +58,26 @@ def main() -> int:
     simulator_args = env.get("SML_RUN_SIMULATOR_ARGS", "--log-rate 20 --metrics-interval 5").split()
     children: list[subprocess.Popen[bytes]] = []
     with open(logs / "simulator.log", "ab") as simulator_log:
-        children.append(subprocess.Popen(
-            [sys.executable, "-m", "simulator", *simulator_args],
-            cwd=REPO_ROOT, env=env, stdout=simulator_log, stderr=subprocess.STDOUT, start_new_session=True,
-        ))
+        children.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "simulator", *simulator_args],
+                cwd=REPO_ROOT,
+                env=env,
+                stdout=simulator_log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
     print(f"simulator: sending to the stack's Kafka (log: {logs / 'simulator.log'})", flush=True)
-    children.append(subprocess.Popen(
-        [str(BIN / "dg"), "dev", "-h", "127.0.0.1", "-p", port],
-        cwd=REPO_ROOT, env=env, start_new_session=True, preexec_fn=_default_sigint,
-    ))
+    children.append(
+        subprocess.Popen(
+            [str(BIN / "dg"), "dev", "-h", "127.0.0.1", "-p", port],
+            cwd=REPO_ROOT,
+            env=env,
+            start_new_session=True,
+            preexec_fn=_default_sigint,
+        )
+    )
     ui = f"http://127.0.0.1:{port}"
 
     def stop(*_: object) -> None:
@@ -79,11 +91,16 @@ def main() -> int:
     try:
         print(f"Dagster UI: starting on {ui} ...", flush=True)
         if _wait_for_ui(ui, children[-1], UI_START_TIMEOUT_S):
-            print(f"Dagster UI: {ui}  (Ctrl-C stops the simulator and Dagster; "
-                  "`make stack-down` stops the services)", flush=True)
+            print(
+                f"Dagster UI: {ui}  (Ctrl-C stops the simulator and Dagster; `make stack-down` stops the services)",
+                flush=True,
+            )
         elif children[-1].poll() is None:
-            print(f"Dagster UI: {ui}/server_info did not answer within {UI_START_TIMEOUT_S:.0f}s; "
-                  "`dagster dev` is still starting, see its output above (Ctrl-C stops everything)", flush=True)
+            print(
+                f"Dagster UI: {ui}/server_info did not answer within {UI_START_TIMEOUT_S:.0f}s; "
+                "`dagster dev` is still starting, see its output above (Ctrl-C stops everything)",
+                flush=True,
+            )
         children[-1].wait()
     finally:
         stop()

@@ -2,6 +2,7 @@
 
 The Spark resource puts every jar of that folder on `spark.jars`, so no run downloads anything.
 """
+
 from __future__ import annotations
 
 from common import fetch_jars, jars_dir, say

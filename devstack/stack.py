@@ -7,6 +7,7 @@ Kafka connector jars, all on loopback, logs and data under SML_DATA_DIR/stack.
 
 Every command is idempotent. `status` exits 3 when a service is not up.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,8 +47,7 @@ def cmd_up(names: list[str]) -> int:
         else:
             print(f"[{getattr(_module(name), 'NAME', name)}] ready in {time.monotonic() - started:.1f}s", flush=True)
     if failed:
-        print(f"stack-up failed for: {', '.join(failed)} (logs under .sml-data/stack/<service>/)",
-              file=sys.stderr)
+        print(f"stack-up failed for: {', '.join(failed)} (logs under .sml-data/stack/<service>/)", file=sys.stderr)
         return 1
     return 0
 

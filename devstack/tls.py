@@ -7,6 +7,7 @@ only by their owner: a development CA, never one to trust outside this machine.
 
     python3 devstack/tls.py [FOLDER]    # make (once) the stack's CA and print where it is
 """
+
 from __future__ import annotations
 
 import os
@@ -43,15 +44,29 @@ def ensure_ca(folder: Path, subject: str = "/CN=sml local stack CA") -> KeyPair:
         return ca
     _private_key(ca.key)
     _openssl(
-        "req", "-x509", "-new", "-key", str(ca.key), "-sha256", "-days", str(DAYS), "-subj", subject,
-        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-        "-out", str(ca.certificate),
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        str(ca.key),
+        "-sha256",
+        "-days",
+        str(DAYS),
+        "-subj",
+        subject,
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+        "-out",
+        str(ca.certificate),
     )
     return ca
 
 
-def issue(ca: KeyPair, folder: Path, name: str, names: tuple[str, ...] = LOOPBACK_NAMES,
-          client: bool = False) -> KeyPair:
+def issue(
+    ca: KeyPair, folder: Path, name: str, names: tuple[str, ...] = LOOPBACK_NAMES, client: bool = False
+) -> KeyPair:
     """A certificate for `name` signed by `ca`, valid for `names` (made once, then reused).
 
     `client=True` makes a client certificate (mTLS) instead of a server one.
@@ -70,9 +85,22 @@ def issue(ca: KeyPair, folder: Path, name: str, names: tuple[str, ...] = LOOPBAC
     )
     _openssl("req", "-new", "-key", str(pair.key), "-subj", f"/CN={name}", "-out", str(request))
     _openssl(
-        "x509", "-req", "-in", str(request), "-CA", str(ca.certificate), "-CAkey", str(ca.key),
-        "-CAcreateserial", "-days", str(DAYS), "-sha256", "-extfile", str(extensions),
-        "-out", str(pair.certificate),
+        "x509",
+        "-req",
+        "-in",
+        str(request),
+        "-CA",
+        str(ca.certificate),
+        "-CAkey",
+        str(ca.key),
+        "-CAcreateserial",
+        "-days",
+        str(DAYS),
+        "-sha256",
+        "-extfile",
+        str(extensions),
+        "-out",
+        str(pair.certificate),
     )
     request.unlink()
     extensions.unlink()

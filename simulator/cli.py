@@ -1,4 +1,5 @@
 """`sml-simulator` / `python -m simulator`: flags and environment in, exit status out."""
+
 from __future__ import annotations
 
 import argparse
@@ -33,56 +34,108 @@ def _parser() -> argparse.ArgumentParser:
     )
     fleet = parser.add_argument_group("traffic")
     fleet.add_argument("--servers", type=int, default=10, help="servers in the fleet (ids 1..N)")
-    fleet.add_argument("--metrics-interval", type=float, default=5.0, metavar="SECONDS",
-                       help="each server sends one metrics message this often")
-    fleet.add_argument("--log-rate", type=float, default=20.0, metavar="PER_SECOND",
-                       help="load-balancer requests per second (Poisson arrivals)")
+    fleet.add_argument(
+        "--metrics-interval",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="each server sends one metrics message this often",
+    )
+    fleet.add_argument(
+        "--log-rate",
+        type=float,
+        default=20.0,
+        metavar="PER_SECOND",
+        help="load-balancer requests per second (Poisson arrivals)",
+    )
     fleet.add_argument("--post-ratio", type=float, default=0.3, help="fraction of POST requests")
-    fleet.add_argument("--error-ratio", type=float, default=0.1,
-                       help="fraction of requests answered with a non-2xx status")
+    fleet.add_argument(
+        "--error-ratio", type=float, default=0.1, help="fraction of requests answered with a non-2xx status"
+    )
     fleet.add_argument("--seed", type=int, help="make the stream reproducible (default: random)")
     fleet.add_argument("--count", type=int, help="stop after this many messages")
-    fleet.add_argument("--duration", type=float, metavar="SECONDS",
-                       help="stop after this much event time")
-    fleet.add_argument("--start", metavar="ISO8601",
-                       help="simulated clock from this time, as fast as possible "
-                            "(default: real time)")
-    fleet.add_argument("--burst", action="store_true",
-                       help="no pacing and batching producer settings, for load tests "
-                            "(event time simulated from --start, or now)")
+    fleet.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this much event time")
+    fleet.add_argument(
+        "--start", metavar="ISO8601", help="simulated clock from this time, as fast as possible (default: real time)"
+    )
+    fleet.add_argument(
+        "--burst",
+        action="store_true",
+        help="no pacing and batching producer settings, for load tests (event time simulated from --start, or now)",
+    )
     faults = parser.add_argument_group("faults")
-    faults.add_argument("--malformed-rate", type=float, default=0.0,
-                        help="fraction of messages truncated, mistyped, out of range, "
-                             "not UTF-8 or empty")
-    faults.add_argument("--late-rate", type=float, default=0.0,
-                        help="fraction of valid events whose time is behind the clock")
-    faults.add_argument("--max-lateness", type=float, default=900.0, metavar="SECONDS",
-                        help="late events are 1s..this behind; above 600 some pass the watermark")
-    faults.add_argument("--skewed-clock-rate", type=float, default=0.0, metavar="RATE",
-                        help="fraction of valid events from a server whose clock is ahead")
-    faults.add_argument("--max-skew", type=float, default=31_536_000.0, metavar="SECONDS",
-                        help="skewed events are max-skew/2..max-skew ahead of the clock")
-    faults.add_argument("--max-clock-skew", type=int,
-                        default=int(env("SML_MAX_CLOCK_SKEW", str(DEFAULT_MAX_CLOCK_SKEW_S))),
-                        metavar="SECONDS",
-                        help="sml's tolerance (env SML_MAX_CLOCK_SKEW): the truth counts events "
-                             "further ahead of their record timestamp as refused")
-    faults.add_argument("--out-of-order", type=float, default=0.0, metavar="RATE",
-                        help="fraction of messages overtaken by up to 8 later ones")
+    faults.add_argument(
+        "--malformed-rate",
+        type=float,
+        default=0.0,
+        help="fraction of messages truncated, mistyped, out of range, not UTF-8 or empty",
+    )
+    faults.add_argument(
+        "--late-rate", type=float, default=0.0, help="fraction of valid events whose time is behind the clock"
+    )
+    faults.add_argument(
+        "--max-lateness",
+        type=float,
+        default=900.0,
+        metavar="SECONDS",
+        help="late events are 1s..this behind; above 600 some pass the watermark",
+    )
+    faults.add_argument(
+        "--skewed-clock-rate",
+        type=float,
+        default=0.0,
+        metavar="RATE",
+        help="fraction of valid events from a server whose clock is ahead",
+    )
+    faults.add_argument(
+        "--max-skew",
+        type=float,
+        default=31_536_000.0,
+        metavar="SECONDS",
+        help="skewed events are max-skew/2..max-skew ahead of the clock",
+    )
+    faults.add_argument(
+        "--max-clock-skew",
+        type=int,
+        default=int(env("SML_MAX_CLOCK_SKEW", str(DEFAULT_MAX_CLOCK_SKEW_S))),
+        metavar="SECONDS",
+        help="sml's tolerance (env SML_MAX_CLOCK_SKEW): the truth counts events "
+        "further ahead of their record timestamp as refused",
+    )
+    faults.add_argument(
+        "--out-of-order",
+        type=float,
+        default=0.0,
+        metavar="RATE",
+        help="fraction of messages overtaken by up to 8 later ones",
+    )
     output = parser.add_argument_group("output")
-    output.add_argument("--truth", type=Path, metavar="FILE",
-                        help="write the JSON ground truth of acknowledged messages here")
-    output.add_argument("--stdout", action="store_true",
-                        help="write '<topic>\\t<value>' lines instead of sending to Kafka")
-    output.add_argument("--bootstrap-servers",
-                        default=env("SML_KAFKA_BOOTSTRAP_SERVERS", "localhost:9092"),
-                        help="brokers (env SML_KAFKA_BOOTSTRAP_SERVERS)")
-    output.add_argument("--metrics-topic", default=env("SML_METRICS_TOPIC", "test-topic4"),
-                        help="metrics topic (env SML_METRICS_TOPIC)")
-    output.add_argument("--logs-topic", default=env("SML_LOGS_TOPIC", "test-topic3"),
-                        help="load-balancer log topic (env SML_LOGS_TOPIC)")
-    output.add_argument("--broker-timeout", type=float, default=10.0, metavar="SECONDS",
-                        help="give up with an error if the brokers do not answer within this")
+    output.add_argument(
+        "--truth", type=Path, metavar="FILE", help="write the JSON ground truth of acknowledged messages here"
+    )
+    output.add_argument(
+        "--stdout", action="store_true", help="write '<topic>\\t<value>' lines instead of sending to Kafka"
+    )
+    output.add_argument(
+        "--bootstrap-servers",
+        default=env("SML_KAFKA_BOOTSTRAP_SERVERS", "localhost:9092"),
+        help="brokers (env SML_KAFKA_BOOTSTRAP_SERVERS)",
+    )
+    output.add_argument(
+        "--metrics-topic", default=env("SML_METRICS_TOPIC", "test-topic4"), help="metrics topic (env SML_METRICS_TOPIC)"
+    )
+    output.add_argument(
+        "--logs-topic",
+        default=env("SML_LOGS_TOPIC", "test-topic3"),
+        help="load-balancer log topic (env SML_LOGS_TOPIC)",
+    )
+    output.add_argument(
+        "--broker-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="give up with an error if the brokers do not answer within this",
+    )
     return parser
 
 

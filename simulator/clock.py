@@ -1,4 +1,5 @@
 """Event time: the real clock paces the run; a simulated clock runs as fast as it can."""
+
 from __future__ import annotations
 
 import time
@@ -17,9 +18,7 @@ def parse_start(text: str) -> int:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(
-            f"--start {text!r} is not ISO-8601; use e.g. 2026-11-25T16:00:00Z or 'now'"
-        ) from None
+        raise ValueError(f"--start {text!r} is not ISO-8601; use e.g. 2026-11-25T16:00:00Z or 'now'") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1000)

@@ -4,6 +4,7 @@ out-of-order delivery, each at a rate.
 Every malformed kind breaks the documented grammar however a parser decodes the bytes (strictly,
 or with replacement or ignored errors), so each one is unambiguously a dead letter downstream.
 """
+
 from __future__ import annotations
 
 import heapq
@@ -66,8 +67,12 @@ class Faults:
 
     def malformed_metrics(self, kind: Malformation, reading: Reading, ts_ms: int) -> bytes:
         rng = self._malformed_rng
-        fields = {"id": str(reading.server_id), "cpu": f"{reading.cpu:.1f}",
-                  "mem": f"{reading.mem:.1f}", "disk": f"{reading.disk:.1f}"}
+        fields = {
+            "id": str(reading.server_id),
+            "cpu": f"{reading.cpu:.1f}",
+            "mem": f"{reading.mem:.1f}",
+            "disk": f"{reading.disk:.1f}",
+        }
         if kind is Malformation.EMPTY:
             return b""
         if kind is Malformation.TRUNCATED:
@@ -105,10 +110,7 @@ class Faults:
                 date = date.replace(clock, f"{rng.randint(24, 29)}{clock[2:]}", 1)
         elif kind is Malformation.NOT_UTF8:
             status = INVALID_UTF8
-        head = (
-            f"{server_ip(request.server_id)} - {request.user} [{date}] "
-            f"{request.method} {request.path} "
-        )
+        head = f"{server_ip(request.server_id)} - {request.user} [{date}] {request.method} {request.path} "
         line = head.encode() + status + b" " + size
         if kind is Malformation.TRUNCATED:
             return line[: rng.randrange(1, len(head))]

@@ -1,4 +1,5 @@
 """The server fleet: each server's cpu/mem/disk drift slowly around its own baseline."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,5 +1,6 @@
 """The whole traffic as a pure function of (seed, options): the fleet and the load balancer
 interleaved on one clock, with faults applied. Tests use it directly, without Kafka."""
+
 from __future__ import annotations
 
 import heapq
@@ -73,8 +74,13 @@ def random_seed() -> int:
 def generate(options: SimulationOptions) -> Iterator[Message]:
     """Every message of the run in emission order; stops after `count` messages or `duration_s`."""
     faults = Faults(
-        options.seed, options.malformed_rate, options.late_rate, options.max_lateness_s,
-        options.out_of_order_rate, options.skewed_clock_rate, options.max_skew_s,
+        options.seed,
+        options.malformed_rate,
+        options.late_rate,
+        options.max_lateness_s,
+        options.out_of_order_rate,
+        options.skewed_clock_rate,
+        options.max_skew_s,
     )
     messages = faults.reorder(_scheduled(options, faults))
     return messages if options.count is None else islice(messages, options.count)
@@ -86,13 +92,10 @@ def _scheduled(options: SimulationOptions, faults: Faults) -> Iterator[Message]:
     balancer = LoadBalancer(options.servers, options.post_ratio, options.error_ratio, options.seed)
     renderer = LineRenderer()
     interval_ms = options.metrics_interval_s * 1000.0
-    end_ms = (
-        float("inf") if options.duration_s is None else options.start_ms + options.duration_s * 1000
-    )
+    end_ms = float("inf") if options.duration_s is None else options.start_ms + options.duration_s * 1000
     phases = Random(f"{options.seed}/phases")
     metrics_due = [
-        (options.start_ms + phases.random() * interval_ms, server_id)
-        for server_id in range(1, options.servers + 1)
+        (options.start_ms + phases.random() * interval_ms, server_id) for server_id in range(1, options.servers + 1)
     ]
     heapq.heapify(metrics_due)
     log_rate = options.log_rate
@@ -112,11 +115,19 @@ def _scheduled(options: SimulationOptions, faults: Faults) -> Iterator[Message]:
             event_ms = clock_ms - lateness + skew
             kind = faults.malformation()
             value = (
-                render_metrics(reading, event_ms) if kind is None
-                else faults.malformed_metrics(kind, reading, event_ms)
+                render_metrics(reading, event_ms) if kind is None else faults.malformed_metrics(kind, reading, event_ms)
             )
-            yield Message(Stream.METRICS, str(server_id).encode(), value, clock_ms, event_ms,
-                          server_id, lateness_ms=lateness, malformed=kind, skew_ms=skew)
+            yield Message(
+                Stream.METRICS,
+                str(server_id).encode(),
+                value,
+                clock_ms,
+                event_ms,
+                server_id,
+                lateness_ms=lateness,
+                malformed=kind,
+                skew_ms=skew,
+            )
         else:
             if next_request >= end_ms:
                 return
@@ -128,11 +139,18 @@ def _scheduled(options: SimulationOptions, faults: Faults) -> Iterator[Message]:
             lateness = 0 if skew else lateness
             epoch_s = (clock_ms - lateness + skew) // 1000
             kind = faults.malformation()
-            value = (
-                renderer.render(request, epoch_s) if kind is None
-                else faults.malformed_log(kind, request, epoch_s)
-            )
+            value = renderer.render(request, epoch_s) if kind is None else faults.malformed_log(kind, request, epoch_s)
             sequence += 1
-            yield Message(Stream.LOGS, str(sequence).encode(), value, clock_ms, epoch_s * 1000,
-                          request.server_id, request.method, request.status, lateness, kind,
-                          skew_ms=skew)
+            yield Message(
+                Stream.LOGS,
+                str(sequence).encode(),
+                value,
+                clock_ms,
+                epoch_s * 1000,
+                request.server_id,
+                request.method,
+                request.status,
+                lateness,
+                kind,
+                skew_ms=skew,
+            )

@@ -1,4 +1,5 @@
 """The load balancer: requests spread over the servers, written as access-log lines."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -8,9 +9,7 @@ from random import Random
 
 SUCCESS_STATUSES = (200, 200, 200, 201, 204)
 ERROR_STATUSES = (301, 400, 403, 404, 404, 500, 502, 503)
-GET_PATHS = (
-    "/files/report.pdf", "/index.html", "/images/logo.png", "/api/status", "/files/data.csv"
-)
+GET_PATHS = ("/files/report.pdf", "/index.html", "/images/logo.png", "/api/status", "/files/data.csv")
 POST_PATHS = ("/api/upload", "/login", "/api/orders", "/api/metrics")
 USERS = 500
 
@@ -90,6 +89,5 @@ class LineRenderer:
         if ip is None:
             ip = self._ips[request.server_id] = server_ip(request.server_id)
         return (
-            f"{ip} - {request.user} [{self._date}] {request.method} {request.path} "
-            f"{request.status} {request.size}"
+            f"{ip} - {request.user} [{self._date}] {request.method} {request.path} {request.status} {request.size}"
         ).encode()

@@ -1,4 +1,5 @@
 """The records that flow from generation to the sender and into the ground truth."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

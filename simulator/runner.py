@@ -1,4 +1,5 @@
 """The send loop: pace messages by the clock, hand them to the sink, stop cleanly when asked."""
+
 from __future__ import annotations
 
 import signal
@@ -48,9 +49,7 @@ class RunResult:
     stopped_by: str | None
 
 
-def run(
-    messages: Iterable[Message], sink: Sink, clock: Clock, status: StatusLine, stop: StopRequest
-) -> RunResult:
+def run(messages: Iterable[Message], sink: Sink, clock: Clock, status: StatusLine, stop: StopRequest) -> RunResult:
     started = time.monotonic()
     try:
         for sent, message in enumerate(messages):
@@ -69,6 +68,4 @@ def run(
     unflushed = sink.close(FLUSH_TIMEOUT_S)
     status.update(sink)
     status.finish()
-    return RunResult(
-        sink.sent, sink.acked, sink.failed, unflushed, time.monotonic() - started, stop.requested
-    )
+    return RunResult(sink.sent, sink.acked, sink.failed, unflushed, time.monotonic() - started, stop.requested)

@@ -1,4 +1,5 @@
 """Where messages go: Kafka through confluent-kafka, every delivery report counted; or stdout."""
+
 from __future__ import annotations
 
 import sys
@@ -32,9 +33,7 @@ class BrokerUnreachable(RuntimeError):
     """The brokers did not answer, or a topic is missing; the message says what to do."""
 
 
-def producer_config(
-    bootstrap_servers: str, burst: bool, security: KafkaSecurity | None = None
-) -> dict[str, object]:
+def producer_config(bootstrap_servers: str, burst: bool, security: KafkaSecurity | None = None) -> dict[str, object]:
     """Idempotent, so a retry never duplicates a message the truth counted once; `burst` batches
     more for throughput. The benchmark's bare loop uses the same settings. `security` is sml's
     one set of Kafka security settings (the SML_KAFKA_* variables), PLAINTEXT when None."""
@@ -90,8 +89,7 @@ class KafkaSink:
         self._truth = truth
         self._errors: list[str] = []
         self._producer = Producer(
-            producer_config(bootstrap_servers, burst, self._security)
-            | {"error_cb": self._on_error, "log_level": 0}
+            producer_config(bootstrap_servers, burst, self._security) | {"error_cb": self._on_error, "log_level": 0}
         )
 
     def check_broker(self, timeout_s: float) -> None:
@@ -166,9 +164,7 @@ class KafkaSink:
 class StdoutSink:
     """`--stdout`: one `<topic>\\t<value>` line per message; a written line counts as delivered."""
 
-    def __init__(
-        self, topics: dict[Stream, str], truth: Truth, out: BinaryIO | None = None
-    ) -> None:
+    def __init__(self, topics: dict[Stream, str], truth: Truth, out: BinaryIO | None = None) -> None:
         self.sent = self.acked = self.failed = 0
         self._prefixes = {stream: f"{topic}\t".encode() for stream, topic in topics.items()}
         self._truth = truth

@@ -1,4 +1,5 @@
 """What a person watching sees: a live status line on a terminal and a final summary."""
+
 from __future__ import annotations
 
 import time
@@ -29,8 +30,7 @@ class StatusLine:
         rate = (sink.sent - self._last_sent) / max(now - self._last_time, 1e-9)
         self._last_sent, self._last_time, self._next = sink.sent, now, now + REFRESH_S
         self._out.write(
-            f"\rsent {sink.sent:,}  acked {sink.acked:,}  failed {sink.failed:,}  "
-            f"rate {rate:,.0f} msg/s   "
+            f"\rsent {sink.sent:,}  acked {sink.acked:,}  failed {sink.failed:,}  rate {rate:,.0f} msg/s   "
         )
         self._out.flush()
 

@@ -1,5 +1,6 @@
 """Whether clients can use a topic yet. A finished CreateTopics call only means the controller took
 it; a new client's metadata shows the topic with a leader for every partition a moment later."""
+
 from __future__ import annotations
 
 import time
@@ -32,9 +33,7 @@ def topic_problem(metadata: ClusterMetadata, topic: str, partitions: int | None 
     return None
 
 
-def wait_for_topics(
-    config: Mapping[str, Any] | str, topics: Mapping[str, int | None], timeout_s: float = 30
-) -> None:
+def wait_for_topics(config: Mapping[str, Any] | str, topics: Mapping[str, int | None], timeout_s: float = 30) -> None:
     """Until a new client's metadata shows every topic (name -> partitions, or None for any) with a
     leader for each partition; `config` is a client config or a bootstrap string."""
     client_config: dict[str, Any] = {"bootstrap.servers": config} if isinstance(config, str) else dict(config)

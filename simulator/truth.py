@@ -5,6 +5,7 @@ letters and CSV to this file exactly, whatever failed on the way. An event dated
 record timestamp by more than sml's tolerance (SML_MAX_CLOCK_SKEW) is counted as sml counts it:
 refused (`skewed`: a dead letter or a reject), never in a window.
 """
+
 from __future__ import annotations
 
 import json
@@ -74,9 +75,7 @@ class _StreamCounts:
 class Truth:
     """Accumulates acknowledged messages; `to_dict` is the `--truth` JSON document."""
 
-    def __init__(
-        self, seed: int, topics: dict[Stream, str], max_clock_skew_s: int = DEFAULT_MAX_CLOCK_SKEW_S
-    ) -> None:
+    def __init__(self, seed: int, topics: dict[Stream, str], max_clock_skew_s: int = DEFAULT_MAX_CLOCK_SKEW_S) -> None:
         self._seed = seed
         self._max_clock_skew_ms = max_clock_skew_s * 1000
         self._topics = topics
@@ -145,11 +144,7 @@ class Truth:
             clock_time=iso_utc(message.clock_ms),
             lateness_s=lateness_ms / 1000,
             beyond_watermark=beyond_watermark,
-            window_start=(
-                iso_utc(window_start_ms(message.event_ms))
-                if message.stream is Stream.LOGS
-                else None
-            ),
+            window_start=(iso_utc(window_start_ms(message.event_ms)) if message.stream is Stream.LOGS else None),
         )
 
     def to_dict(self, options: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -165,9 +160,7 @@ class Truth:
             "max_clock_skew_seconds": self._max_clock_skew_ms // 1000,
             "metrics": {
                 **_stream_summary(metrics),
-                "valid_per_server": {
-                    str(server): n for server, n in sorted(self._valid_per_server.items())
-                },
+                "valid_per_server": {str(server): n for server, n in sorted(self._valid_per_server.items())},
             },
             "logs": {
                 **_stream_summary(logs),

@@ -6,6 +6,7 @@ are sequential anyway (the checks follow the asset), the pools (`pool=` on the a
 by the in-process executor as well, and exactly-once never relied on a step having a process of its
 own: offsets move in the same transaction as the rows they cover.
 """
+
 from __future__ import annotations
 
 import json
@@ -126,7 +127,9 @@ def build_metrics_backlog_sensor(
         description=f"Starts {ingest_metrics_job.name} when at least {shown} metrics messages wait.",
     )
     def metrics_backlog_sensor(
-        context: SensorEvaluationContext, kafka: KafkaResource, metrics_db: MetricsDatabase,
+        context: SensorEvaluationContext,
+        kafka: KafkaResource,
+        metrics_db: MetricsDatabase,
         storage: LocalStorage,
     ) -> SensorResult:
         wanted = threshold if threshold is not None else backlog_threshold()
@@ -156,10 +159,7 @@ def build_metrics_backlog_sensor(
             events.append(logs.observation(LOGS_TOPIC_KEY))
         cursor = json.dumps(seen, sort_keys=True)
         if metrics.backlog < wanted:
-            reason = (
-                f"{metrics.backlog:,} metrics messages wait in {metrics.topic}, "
-                f"below the threshold of {wanted:,}"
-            )
+            reason = f"{metrics.backlog:,} metrics messages wait in {metrics.topic}, below the threshold of {wanted:,}"
             return SensorResult(skip_reason=SkipReason(reason), cursor=cursor, asset_events=events)
         in_flight = run_in_flight(context.instance, ingest_metrics_job.name)
         if in_flight:

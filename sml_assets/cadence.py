@@ -4,6 +4,7 @@ freshness policies the UI shows, and the concurrency pools that keep two runs of
 One source of truth: a schedule's period sets its cron string and its assets' freshness windows,
 so changing one cannot leave the other behind.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta

@@ -81,9 +81,7 @@ def shapes(metric_fields: tuple[str, ...]) -> Shapes:
     if keys != ("id", *metric_fields, "ts"):
         raise AssertionError(f"the seed-line pattern has keys {keys}, expected id, {metric_fields}, ts")
     payload = (
-        f'"id":{_JSON_ID}'
-        + "".join(f',"{key}":{_JSON_PERCENT}' for key in metric_fields)
-        + f'(?:,"ts":{_JSON_TS})?'
+        f'"id":{_JSON_ID}' + "".join(f',"{key}":{_JSON_PERCENT}' for key in metric_fields) + f'(?:,"ts":{_JSON_TS})?'
     )
     tail = re.compile(re.escape(_PAYLOAD_START) + payload.encode() + rb"\}\}\Z")
     return Shapes(f"^{line}$", keys, f"^{payload}}}}}$", tail)

@@ -6,6 +6,7 @@ resources connect when a run uses them. Every job, the implicit one behind `dags
 materialize` and the automation sensor's included, runs its steps in the run's own process (see
 `sml_assets.automation`).
 """
+
 from __future__ import annotations
 
 from dagster import Definitions, in_process_executor, load_asset_checks_from_modules, load_assets_from_modules

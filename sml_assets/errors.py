@@ -1,4 +1,5 @@
 """What every error message of sml shares: the hint to start the stack and the readable line of a cause."""
+
 from __future__ import annotations
 
 STACK_HINT = "is the stack up? run 'make stack-up'"

@@ -60,9 +60,7 @@ def describe_topic_id(topic_id: str) -> str:
     return repr(topic_id)
 
 
-def recreated_message(
-    topic: str, table: str, consumer: str, topic_id: str, stored: dict[int, StoredPosition]
-) -> str:
+def recreated_message(topic: str, table: str, consumer: str, topic_id: str, stored: dict[int, StoredPosition]) -> str:
     """Why a run stops on positions of another topic id, and the one command that adopts the new topic."""
     old_ids = sorted({position.topic_id for position in stored.values() if position.topic_id != topic_id})
     partitions = sorted(p for p, position in stored.items() if position.topic_id != topic_id)
@@ -168,7 +166,7 @@ def ingest_metrics(
         lost = {marks.partition: marks.low for marks in watermarks.values() if marks.low > 0}
         log.info(
             f"{topic}: no stored position of consumer {consumer_name!r} for table {table}: starting at the "
-            f"earliest retained offsets {({m.partition: m.low for m in watermarks.values()})}"
+            f"earliest retained offsets { ({m.partition: m.low for m in watermarks.values()}) }"
         )
         if lost:
             log.warning(
@@ -210,9 +208,7 @@ def _read_positions(
             "planning; nothing was read. Run again: it then reports what to do."
         )
     if any(position.topic_id != topic_id for position in positions.values()):
-        raise TopicRecreatedError(
-            recreated_message(topic, database.tables.metrics.name, consumer, topic_id, positions)
-        )
+        raise TopicRecreatedError(recreated_message(topic, database.tables.metrics.name, consumer, topic_id, positions))
     return topic_id, watermarks, {p: position.next_offset for p, position in positions.items()}
 
 
@@ -223,9 +219,7 @@ def _refuse_positions_past_end(
     past = [run for run in plan if run.start > watermarks[run.partition].high]
     if not past:
         return
-    where = ", ".join(
-        f"[{run.partition}] stored {run.start} > end {watermarks[run.partition].high}" for run in past
-    )
+    where = ", ".join(f"[{run.partition}] stored {run.start} > end {watermarks[run.partition].high}" for run in past)
     options = [word for run in past for word in ("--partition", str(run.partition))]
     raise PositionPastEndError(
         f"{topic}: stored offsets of consumer {consumer!r} for table {table} are past the end of the "
@@ -290,9 +284,7 @@ def _drain(
             _commit(database, report, chunk, committed, log)
         report.capped = budget == 0 and bool(pending)
         if report.capped:
-            log.info(
-                f"{topic}: reached the cap of {max_messages:,} messages; the rest waits for the next run"
-            )
+            log.info(f"{topic}: reached the cap of {max_messages:,} messages; the rest waits for the next run")
     finally:
         consumer.close()
 
@@ -398,13 +390,9 @@ def _commit(
     committed: dict[int, int | None],
     log: logging.Logger,
 ) -> None:
-    advances = [
-        OffsetAdvance(p, committed[p], next_offset) for p, next_offset in sorted(chunk.next_offsets.items())
-    ]
+    advances = [OffsetAdvance(p, committed[p], next_offset) for p, next_offset in sorted(chunk.next_offsets.items())]
     rows = chunk.rows()
-    database.commit_chunk(
-        report.consumer, report.topic, rows, chunk.dead_letters, advances, topic_id=report.topic_id
-    )
+    database.commit_chunk(report.consumer, report.topic, rows, chunk.dead_letters, advances, topic_id=report.topic_id)
     committed.update(chunk.next_offsets)
     report.rows += len(rows)
     report.dead_letters += len(chunk.dead_letters)
@@ -416,9 +404,7 @@ def _commit(
     )
 
 
-def _lag_left(
-    kafka: KafkaResource, topic: str, plan: list[PartitionRun], log: logging.Logger
-) -> dict[int, int]:
+def _lag_left(kafka: KafkaResource, topic: str, plan: list[PartitionRun], log: logging.Logger) -> dict[int, int]:
     """Lag against the end offsets now (new messages may have arrived during the run)."""
     try:
         ends = {p: marks.high for p, marks in kafka.watermarks(topic).items()}

@@ -4,6 +4,7 @@ librdkafka (consumer, producer, admin, the simulator) and for Spark's Java Kafka
 Pure and free of Dagster, so the simulator's CLI shares it without importing Dagster. The password
 is never part of a message, a repr or an error; broker errors are translated into the setting to fix.
 """
+
 from __future__ import annotations
 
 import os
@@ -112,9 +113,7 @@ class KafkaSecurity:
                 if value and not Path(value).is_file():
                     raise KafkaSettingsError(f"{variable}={value} is not a readable file: fix the path")
             if bool(self.certificate_location) != bool(self.key_location):
-                raise KafkaSettingsError(
-                    f"mTLS needs both {CERTIFICATE_VARIABLE} and {KEY_VARIABLE}; only one is set"
-                )
+                raise KafkaSettingsError(f"mTLS needs both {CERTIFICATE_VARIABLE} and {KEY_VARIABLE}; only one is set")
         return self
 
     def client_config(self) -> dict[str, str]:
@@ -189,7 +188,6 @@ class KafkaSecurity:
                 f"is a TLS listener, {CA_VARIABLE}, and for mTLS {CERTIFICATE_VARIABLE} and {KEY_VARIABLE}"
             )
         return None
-
 
     def diagnose(self, bootstrap_servers: str, errors: Iterable[str], timeout_s: float = 2.0) -> str | None:
         """What to fix after a failed connection: from the client's errors (newest first), else,

@@ -12,6 +12,7 @@ Parsing uses Spark SQL functions only (no Python UDFs) and mirrors `sml_assets.p
 followed by `sml_assets.parsing.skew_reason`: a line dated ahead of its record timestamp or of the
 clock by more than SML_MAX_CLOCK_SKEW is a reject, so it never reaches `withWatermark`.
 """
+
 from __future__ import annotations
 
 import json
@@ -314,9 +315,7 @@ def kafka_lines(spark: SparkSession, kafka_options: Mapping[str, str], topic: st
     )
 
 
-def parse_lines(
-    raw: DataFrame, max_skew_s: int = DEFAULT_MAX_CLOCK_SKEW_S, now: Column | None = None
-) -> DataFrame:
+def parse_lines(raw: DataFrame, max_skew_s: int = DEFAULT_MAX_CLOCK_SKEW_S, now: Column | None = None) -> DataFrame:
     """Add `event_time`, `method`, `success` and `reject_reason` (null when the line is valid).
 
     The checks and their order follow `parse_log_line`, then `skew_reason` against the
@@ -355,29 +354,28 @@ def parse_lines(
         F.regexp_extract(date_text, RFC1123_PATTERN, 3).alias("_sml_zone"),
     )
     written, zone = F.col("_sml_written_time"), F.col("_sml_zone")
-    offset_s = (
-        F.when(zone.isin("GMT", "UTC"), F.lit(0))
-        .otherwise(
-            F.when(F.substring(zone, 1, 1) == "-", F.lit(-1)).otherwise(F.lit(1))
-            * (F.substring(zone, 2, 2).try_cast("int") * 3600 + F.substring(zone, 4, 2).try_cast("int") * 60)
-        )
+    offset_s = F.when(zone.isin("GMT", "UTC"), F.lit(0)).otherwise(
+        F.when(F.substring(zone, 1, 1) == "-", F.lit(-1)).otherwise(F.lit(1))
+        * (F.substring(zone, 2, 2).try_cast("int") * 3600 + F.substring(zone, 4, 2).try_cast("int") * 60)
     )
     utc = F.when(offset_s == 0, written).otherwise(F.timestamp_seconds(F.unix_seconds(written) - offset_s))
     fields = dated.select(
         "*",
         F.when(F.year(utc).between(1, 9999), utc).alias("event_time"),
         rest.rlike(REST_PATTERN).alias("_sml_rest_ok"),
-        *(F.regexp_extract(rest, REST_PATTERN, i).alias(name)
-          for i, name in ((1, "method"), (3, "_sml_status"), (4, "_sml_size"))),
+        *(
+            F.regexp_extract(rest, REST_PATTERN, i).alias(name)
+            for i, name in ((1, "method"), (3, "_sml_status"), (4, "_sml_size"))
+        ),
     )
     event_time, method, status = F.col("event_time"), F.col("method"), F.col("_sml_status")
-    status_code = fields.select(
-        "*", F.when(status.rlike(r"^[0-9]{3}$"), status.cast("int")).alias("_sml_status_code")
-    )
+    status_code = fields.select("*", F.when(status.rlike(r"^[0-9]{3}$"), status.cast("int")).alias("_sml_status_code"))
     code = F.col("_sml_status_code")
     record = F.col("kafka_timestamp") if "kafka_timestamp" in raw.columns else F.lit(None).cast("timestamp")
-    ahead_ms = [F.unix_millis(event_time) - F.unix_millis(moment)
-                for moment in (record, F.current_timestamp() if now is None else now)]
+    ahead_ms = [
+        F.unix_millis(event_time) - F.unix_millis(moment)
+        for moment in (record, F.current_timestamp() if now is None else now)
+    ]
     reason = (
         F.when(F.col("value").isNull(), F.lit("empty message (no value)"))
         .when(~utf8, F.lit("not UTF-8"))
@@ -386,8 +384,7 @@ def parse_lines(
         .when(~F.col("_sml_date_ok"), F.lit("date is not RFC 1123"))
         .when(written.isNull(), F.lit("date is not a valid time"))
         .when(
-            F.element_at(F.array(*map(F.lit, WEEKDAYS_FROM_SUNDAY)), F.dayofweek(written))
-            != F.col("_sml_weekday"),
+            F.element_at(F.array(*map(F.lit, WEEKDAYS_FROM_SUNDAY)), F.dayofweek(written)) != F.col("_sml_weekday"),
             F.lit("date has the wrong weekday"),
         )
         .when(event_time.isNull(), F.lit("date is not a valid time"))
@@ -496,11 +493,7 @@ def run_log_summary_stream(
             window_counts(observe_lines(parsed))
             .writeStream.queryName(f"log_summary_windows_{checkpoint.checkpoint_id[:8]}")
             .outputMode("update")
-            .foreachBatch(
-                lambda batch, batch_id: on_batch(
-                    batch_update(checkpoint.checkpoint_id, batch_id, batch)
-                )
-            )
+            .foreachBatch(lambda batch, batch_id: on_batch(batch_update(checkpoint.checkpoint_id, batch_id, batch)))
             .option("checkpointLocation", str(paths.windows_checkpoint))
             .trigger(availableNow=True)
             .start()
@@ -527,9 +520,7 @@ def _await(query: Any, timeout_s: float, started: float) -> None:
 
 def _summarize(checkpoint_id: str, progress: list[dict[str, Any]], duration_s: float) -> StreamRun:
     def observed(name: str) -> int:
-        return sum(
-            int(p.get("observedMetrics", {}).get(OBSERVATION, {}).get(name) or 0) for p in progress
-        )
+        return sum(int(p.get("observedMetrics", {}).get(OBSERVATION, {}).get(name) or 0) for p in progress)
 
     end_offsets: dict[str, dict[str, int]] = {}
     if progress:
@@ -541,15 +532,9 @@ def _summarize(checkpoint_id: str, progress: list[dict[str, Any]], duration_s: f
         input_rows=sum(int(p.get("numInputRows", 0)) for p in progress),
         parsed_rows=observed("parsed"),
         rejected_rows=observed("rejected"),
-        rejects_by_kind={
-            name: count
-            for i, name in enumerate(REJECT_KINDS)
-            if (count := observed(f"reject_kind_{i}"))
-        },
+        rejects_by_kind={name: count for i, name in enumerate(REJECT_KINDS) if (count := observed(f"reject_kind_{i}"))},
         late_rows_dropped=sum(
-            int(op.get("numRowsDroppedByWatermark", 0))
-            for p in progress
-            for op in p.get("stateOperators", [])
+            int(op.get("numRowsDroppedByWatermark", 0)) for p in progress for op in p.get("stateOperators", [])
         ),
         duration_s=duration_s,
         end_offsets=end_offsets,
@@ -558,4 +543,3 @@ def _summarize(checkpoint_id: str, progress: list[dict[str, Any]], duration_s: f
 
 def _interval(delta: timedelta) -> str:
     return f"{int(delta.total_seconds())} seconds"
-

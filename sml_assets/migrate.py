@@ -7,6 +7,7 @@ sml never alters a table by itself: a run stops with an error naming the column 
 Uses the same settings as the runs (SML_METRICS_DB_URL, SML_METRICS_TABLE, SML_KAFKA_*); safe to run
 twice. Stop the schedule and sensor first.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -163,15 +163,13 @@ def parse_log_line(line: bytes | str | None) -> LogRecord | DeadLetter:
         head = _LOG_HEAD.fullmatch(text)
         if head is None:
             raise _Reject(
-                "not an access-log line (expected 'ip - user [date] METHOD path status size'): "
-                + _preview(text)
+                "not an access-log line (expected 'ip - user [date] METHOD path status size'): " + _preview(text)
             )
         time = _rfc1123(head["date"])
         rest = head["rest"].split(" ")
         if len(rest) != 4:
             raise _Reject(
-                f"expected 'METHOD path status size' after the date, got {len(rest)} fields: "
-                + _preview(head["rest"])
+                f"expected 'METHOD path status size' after the date, got {len(rest)} fields: " + _preview(head["rest"])
             )
         method, path, status, size = rest
         if method not in LOG_METHODS:
@@ -185,9 +183,7 @@ def parse_log_line(line: bytes | str | None) -> LogRecord | DeadLetter:
         return DeadLetter(str(reject))
 
 
-def skew_reason(
-    event_time: datetime, record_time: datetime | None, now: datetime, max_skew_s: int
-) -> str | None:
+def skew_reason(event_time: datetime, record_time: datetime | None, now: datetime, max_skew_s: int) -> str | None:
     """Why an event is refused for a clock ahead of time, or None when its time is believable.
 
     An event cannot happen after it was written to Kafka, nor after the machine reading it looks at
@@ -342,9 +338,7 @@ def _rfc1123(text: str) -> datetime:
     except ValueError as error:
         raise _Reject(f"date {_preview(text)} is not a valid time: {error}") from None
     if _DAYS[parsed.weekday()] != match["wday"]:
-        raise _Reject(
-            f"date {_preview(text)} says {match['wday']} but that day is a {_DAYS[parsed.weekday()]}"
-        )
+        raise _Reject(f"date {_preview(text)} says {match['wday']} but that day is a {_DAYS[parsed.weekday()]}")
     zone = match["zone"]
     if zone in ("GMT", "UTC"):
         return parsed

@@ -52,7 +52,9 @@ def discard_summary(storage: LocalStorage, now: datetime | None = None) -> Path:
     target.mkdir()
     paths = stream_paths(storage)
     for source, name in (
-        (state_path(storage), STATE_FILE), (paths.checkpoint_root, "checkpoint"), (paths.rejects_dir, "rejects")
+        (state_path(storage), STATE_FILE),
+        (paths.checkpoint_root, "checkpoint"),
+        (paths.rejects_dir, "rejects"),
     ):
         if source.exists():
             shutil.move(str(source), str(target / name))
@@ -77,8 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     storage = LocalStorage(data_dir=str(data_dir()))
     if args.discard_only:
         aside = discard_summary(storage)
-        print(f"moved the stored summary, checkpoint and rejects to {aside}; "
-              f"the next run of {JOB} recounts the logs topic from earliest")
+        print(
+            f"moved the stored summary, checkpoint and rejects to {aside}; "
+            f"the next run of {JOB} recounts the logs topic from earliest"
+        )
         return 0
     kafka = resources_now().kafka
     try:

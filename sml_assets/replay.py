@@ -160,18 +160,13 @@ def reset(kafka: KafkaResource, database: MetricsDatabase, target: Target, args:
             recoverable = held.topic_id == topic_id
             if recoverable or args.delete_unrecoverable:
                 deletes += held.count
-                note = (
-                    "they are read again" if recoverable else "CANNOT be read again (--delete-unrecoverable)"
-                )
+                note = "they are read again" if recoverable else "CANNOT be read again (--delete-unrecoverable)"
                 print(_held_line(held, "delete") + f": {note}")
             else:
                 keeps += held.count
                 print(_held_line(held, "keep") + ": another topic id, they cannot be read again")
     if keeps:
-        print(
-            f"{keeps:,} rows and dead letters of other topic ids are kept; "
-            "--delete-unrecoverable deletes them too"
-        )
+        print(f"{keeps:,} rows and dead letters of other topic ids are kept; --delete-unrecoverable deletes them too")
     if not confirm(f"move the offsets and delete {deletes:,} rows and dead letters?", args.yes):
         print("nothing changed")
         return 1
@@ -255,12 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m sml_assets.replay", description=(__doc__ or "").split("\n\n")[0])
     _common_options(parser, after_command=False)
     commands = parser.add_subparsers(dest="command", required=True)
-    show_parser = commands.add_parser(
-        "show", help="end offsets, stored offsets, lag and topic id per partition"
-    )
-    reset_parser = commands.add_parser(
-        "reset", help="move stored offsets; shows what it deletes and asks first"
-    )
+    show_parser = commands.add_parser("show", help="end offsets, stored offsets, lag and topic id per partition")
+    reset_parser = commands.add_parser("reset", help="move stored offsets; shows what it deletes and asks first")
     reset_parser.add_argument("--partition", type=int, action="append", required=True, help="repeat for more")
     target = reset_parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--offset", type=int)
@@ -275,15 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     adopt_parser = commands.add_parser("adopt", help="read a deleted and recreated topic under its new id")
     adopt_parser.add_argument("--topic-id", required=True, help="the new id, as the failed run printed it")
-    adopt_parser.add_argument(
-        "--latest", action="store_true", help="start at the end instead of the earliest"
-    )
-    logs_parser = commands.add_parser(
-        "adopt-logs", help="log_summary: start over on a new or recreated logs topic"
-    )
-    logs_parser.add_argument(
-        "--topic-id", required=True, help="SML_LOGS_TOPIC's id, as log_summary printed it"
-    )
+    adopt_parser.add_argument("--latest", action="store_true", help="start at the end instead of the earliest")
+    logs_parser = commands.add_parser("adopt-logs", help="log_summary: start over on a new or recreated logs topic")
+    logs_parser.add_argument("--topic-id", required=True, help="SML_LOGS_TOPIC's id, as log_summary printed it")
     for sub in (show_parser, reset_parser, adopt_parser, logs_parser):
         _common_options(sub, after_command=True)
     return parser

@@ -2,6 +2,7 @@
 
 Every SML_* setting is read here; the rest of the package asks this module, never `os.environ`.
 """
+
 from __future__ import annotations
 
 import os
@@ -112,9 +113,7 @@ def backlog_threshold() -> int:
 def check_backlog_threshold(value: int) -> None:
     """A threshold below 1 would request a run on every tick."""
     if value < 1:
-        raise ValueError(
-            f"{BACKLOG_THRESHOLD_VARIABLE}={value}: the backlog threshold must be at least 1"
-        )
+        raise ValueError(f"{BACKLOG_THRESHOLD_VARIABLE}={value}: the backlog threshold must be at least 1")
 
 
 FLEET_DEFAULTS: dict[str, float] = {

@@ -12,6 +12,7 @@ refused with what to do: stored counts cannot be re-cut into other windows.
 
     python -m sml_assets.rebuild log-summary    # set the summary aside and recount the topic
 """
+
 from __future__ import annotations
 
 import logging
@@ -137,8 +138,12 @@ def summarize_logs(
             f"Spark checkpoint {paths.windows_checkpoint} is missing or not the one the summary "
             f"{state} was built with: replaying {kafka.logs_topic} from earliest into a new "
             "checkpoint; final windows keep their stored counts and no count decreases"
-            + (f"; partitions {trimmed} no longer start at offset 0, so windows older than "
-               "their first record keep their stored counts" if trimmed else "")
+            + (
+                f"; partitions {trimmed} no longer start at offset 0, so windows older than "
+                "their first record keep their stored counts"
+                if trimmed
+                else ""
+            )
         )
     elif checkpoint.discarded:
         log.warning(
@@ -148,7 +153,12 @@ def summarize_logs(
     merger = SummaryMerger(path=state, summary=before)
     try:
         run = run_log_summary_stream(
-            spark.session(), kafka.spark_source_options(), kafka.logs_topic, paths, checkpoint, merger,
+            spark.session(),
+            kafka.spark_source_options(),
+            kafka.logs_topic,
+            paths,
+            checkpoint,
+            merger,
             max_skew_s=kafka.max_clock_skew_s,
         )
     except Exception as error:

@@ -5,6 +5,7 @@ state changed. Merging is therefore idempotent per batch id (a replayed batch is
 beyond that, monotone: a count never goes down and a final window never changes. That makes
 a replay harmless even when the batch-id bookkeeping is lost (see `merge_batch`).
 """
+
 from __future__ import annotations
 
 import csv
@@ -71,8 +72,7 @@ class WindowUpdate:
         check_window_start(self.start)
         if not self.start <= self.max_event_time < self.end:
             raise ValueError(
-                f"max_event_time {iso(self.max_event_time)} lies outside window "
-                f"[{iso(self.start)}, {iso(self.end)})"
+                f"max_event_time {iso(self.max_event_time)} lies outside window [{iso(self.start)}, {iso(self.end)})"
             )
 
     @property
@@ -192,7 +192,8 @@ def merge_batch(summary: Summary, batch: BatchUpdate) -> MergeResult:
 def newly_final(before: Summary, after: Summary) -> tuple[datetime, ...]:
     """Windows that became final between two versions of the summary."""
     return tuple(
-        start for start in sorted(after.windows)
+        start
+        for start in sorted(after.windows)
         if after.is_final(start) and not (start in before.windows and before.is_final(start))
     )
 
@@ -221,8 +222,16 @@ def render_csv(summary_rows: Iterable[SummaryRow]) -> str:
     writer.writerow(CSV_COLUMNS)
     for row in summary_rows:
         writer.writerow(
-            [row.window_start, row.window_end, row.GET_success, row.GET_failure,
-             row.POST_success, row.POST_failure, row.total, str(row.final).lower()]
+            [
+                row.window_start,
+                row.window_end,
+                row.GET_success,
+                row.GET_failure,
+                row.POST_success,
+                row.POST_failure,
+                row.total,
+                str(row.final).lower(),
+            ]
         )
     return out.getvalue()
 

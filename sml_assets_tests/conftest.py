@@ -1,6 +1,7 @@
 """Fixtures shared by the suite: the real local stack (started once, reused if running) and
 per-test isolation (own topic, own table, own HDFS path, own data dir), and the check at the end
 of the session that nothing a test made was left behind (`sml_assets_tests/leaks.py`)."""
+
 from __future__ import annotations
 
 import os
@@ -12,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 from sqlalchemy import text
 
 from simulator.topics import wait_for_topics
@@ -24,13 +26,16 @@ from sml_assets_tests.leaks import SESSION_VARIABLE, Leaks, find_leaks
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 KAFKA_BOOTSTRAP = os.environ.get("SML_TEST_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
-POSTGRES_URL = os.environ.get(
-    "SML_TEST_POSTGRES_URL", "postgresql+psycopg://sml:sml@127.0.0.1:55432/sml"
-)
+POSTGRES_URL = os.environ.get("SML_TEST_POSTGRES_URL", "postgresql+psycopg://sml:sml@127.0.0.1:55432/sml")
 HDFS_URL = os.environ.get("SML_TEST_HDFS_URL", "http://127.0.0.1:9870")
 HDFS_USER = "root"
 HDFS_TEST_ROOT = f"/user/{HDFS_USER}/sml-tests"
 TOPIC_READY_S = 30
+
+settings.register_profile("sml", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("sml")
+"""Property tests assert behaviour, never time: Hypothesis' 200 ms deadline and its too-slow check
+fail a correct test on a loaded 2-core machine (seen in CI-like runs beside Spark and Kafka)."""
 
 SESSION = uuid.uuid4().hex[:6]
 TEST_PREFIX = f"t_{SESSION}_"
@@ -50,7 +55,10 @@ def stack(pytestconfig: pytest.Config) -> None:
     outlive the session, so they do not carry the session's mark the leak check looks for."""
     result = subprocess.run(
         [sys.executable, str(REPO_ROOT / "devstack" / "stack.py"), "up"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=1800,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1800,
         env={key: value for key, value in os.environ.items() if key != SESSION_VARIABLE},
     )
     if result.returncode != 0:
@@ -183,6 +191,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
             f"{SESSION_VARIABLE}={SESSION}) and not removed by their fixtures:"
         )
         terminalreporter.line(leaks.report())
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database(request: pytest.FixtureRequest, tmp_path: Path, unique_name: str) -> Iterator[MetricsDatabase]:
     """The metrics database on SQLite (a temp file) and on PostgreSQL (a table of its own)."""

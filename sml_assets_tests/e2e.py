@@ -1,5 +1,6 @@
 """A whole sml deployment in a temporary folder: own topics, own data dir, own Dagster instance,
 own HDFS user; driven only through the simulator and the `dagster` CLI, as a user would."""
+
 from __future__ import annotations
 
 import csv

@@ -57,9 +57,19 @@ def start_metrics_run(
     popen.setdefault("stdout", subprocess.DEVNULL)
     popen.setdefault("stderr", subprocess.DEVNULL)
     return subprocess.Popen(
-        [sys.executable, "-c", METRICS_RUN_SCRIPT, bootstrap, topic, database.url, database.table,
-         consumer, str(chunk_size)],
-        env=SUBPROCESS_ENV, **popen,
+        [
+            sys.executable,
+            "-c",
+            METRICS_RUN_SCRIPT,
+            bootstrap,
+            topic,
+            database.url,
+            database.table,
+            consumer,
+            str(chunk_size),
+        ],
+        env=SUBPROCESS_ENV,
+        **popen,
     )
 
 
@@ -162,9 +172,7 @@ class TcpProxy:
                 self._sockets.update((client, upstream))
                 self.connections += 1
             threading.Thread(target=self._pump, args=(client, upstream, None), daemon=True).start()
-            threading.Thread(
-                target=self._pump, args=(upstream, client, self.bytes_per_s), daemon=True
-            ).start()
+            threading.Thread(target=self._pump, args=(upstream, client, self.bytes_per_s), daemon=True).start()
 
     def _pump(self, source: socket.socket, sink: socket.socket, bytes_per_s: float | None) -> None:
         chunk = 65536 if bytes_per_s is None else max(512, int(bytes_per_s / 20))
@@ -298,7 +306,10 @@ class PrivateKafka:
         config = self.root / "server.properties"
         config.write_text(
             devstack_kafka().server_properties(
-                self.root / "data", self.broker_port, self.controller_port, self.proxy.address,
+                self.root / "data",
+                self.broker_port,
+                self.controller_port,
+                self.proxy.address,
                 self._listener(),
             )
         )
@@ -360,7 +371,12 @@ def run_command(
     full_env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **env}
     if answer is None:
         return subprocess.run(
-            argv, cwd=REPO_ROOT, env=full_env, capture_output=True, text=True, timeout=timeout_s,
+            argv,
+            cwd=REPO_ROOT,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
             stdin=subprocess.DEVNULL,
         )
     import pty
@@ -368,8 +384,13 @@ def run_command(
     controller, terminal = pty.openpty()
     try:
         process = subprocess.Popen(
-            argv, cwd=REPO_ROOT, env=full_env, stdin=terminal, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True,
+            argv,
+            cwd=REPO_ROOT,
+            env=full_env,
+            stdin=terminal,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         os.close(terminal)
         terminal = -1

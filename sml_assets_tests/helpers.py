@@ -138,9 +138,7 @@ def committed(database: MetricsDatabase, topic: str) -> int:
     return sum(database.stored_offsets(CONSUMER, topic).values())
 
 
-def assert_offsets_cover_exactly_what_is_stored(
-    database: MetricsDatabase, topic: str, consumer: str = CONSUMER
-) -> int:
+def assert_offsets_cover_exactly_what_is_stored(database: MetricsDatabase, topic: str, consumer: str = CONSUMER) -> int:
     """Per partition, the stored offset is the number of rows plus dead letters below it, and
     nothing is stored at or after it: no half-advanced offset, no orphan row. Returns the total."""
     stored = database.stored_offsets(consumer, topic)
@@ -184,9 +182,7 @@ def assert_matches_truth(database: MetricsDatabase, topic: str, truth: dict) -> 
             select(func.count()).select_from(dead).where(dead.c.kafka_topic == topic)
         ).scalar_one()
     assert {str(server): n for server, n in per_server.items()} == truth["metrics"]["valid_per_server"]
-    assert distinct == sum(per_server.values()) == truth["metrics"]["valid"], (
-        "a message is in the table twice"
-    )
+    assert distinct == sum(per_server.values()) == truth["metrics"]["valid"], "a message is in the table twice"
     assert dead_letters == truth["metrics"]["malformed_total"] + truth["metrics"]["skewed"]
 
 

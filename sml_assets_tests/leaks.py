@@ -1,6 +1,7 @@
 """What this pytest session's tests left behind: topics, PostgreSQL tables and rows, HDFS folders
 and processes. Only names with the session's prefix and processes carrying its mark are looked at,
 so other sessions sharing the stack (and the stack's own topics) are never reported."""
+
 from __future__ import annotations
 
 import os
@@ -23,9 +24,7 @@ class Leaks:
         return any(self.found.values())
 
     def report(self) -> str:
-        return "\n".join(
-            f"{what}: {', '.join(items)}" for what, items in self.found.items() if items
-        )
+        return "\n".join(f"{what}: {', '.join(items)}" for what, items in self.found.items() if items)
 
 
 def find_leaks(

@@ -84,7 +84,9 @@ class SecuredKafka(PrivateKafka):
 
     def _listener(self) -> Any:
         return devstack_kafka().SaslListener(
-            port=self.sasl_port, keystore=self.certificate.bundle, truststore=self.ca.certificate,
+            port=self.sasl_port,
+            keystore=self.certificate.bundle,
+            truststore=self.ca.certificate,
             client_auth=self.client_auth,
         )
 

@@ -53,8 +53,10 @@ seed_lines = st.from_regex(SEED_LINE_PATTERN, fullmatch=True).map(str.encode)
 """Every shape the fast path can match, including ids, percentages and ts out of range."""
 json_documents = st.recursive(
     st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.sampled_from(["id", "cpu", "mem", "disk", "ts", "x"]), children, max_size=6),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.sampled_from(["id", "cpu", "mem", "disk", "ts", "x"]), children, max_size=6)
+    ),
     max_leaves=10,
 )
 
@@ -147,8 +149,10 @@ def test_mutated_connect_envelopes_agree(batch: list[dict[str, object]], data: s
 
 
 def test_the_benchmark_envelopes_take_the_fast_path_and_agree() -> None:
-    values = [envelope(SCHEMA_OF_CONNECT, {"id": i, "cpu": 63.2, "mem": 41.0, "disk": 77.5, "ts": 1795622403000 + i})
-              for i in range(1, 100)]
+    values = [
+        envelope(SCHEMA_OF_CONNECT, {"id": i, "cpu": 63.2, "mem": 41.0, "disk": 77.5, "ts": 1795622403000 + i})
+        for i in range(1, 100)
+    ]
     assert_agree(values)
     parsed = parse_values(values, np.full(len(values), RECORD_MS * 1000))
     assert parsed.valid.all() and parsed.server_id.tolist() == list(range(1, 100))
@@ -223,8 +227,16 @@ def test_a_missing_record_timestamp_becomes_now() -> None:
 
 
 def test_columns_from_rows_refuse_another_topic_and_naive_times() -> None:
-    row = {"kafka_topic": "a", "kafka_partition": 0, "kafka_offset": 1, "server_id": 7, "cpu": 1.0, "mem": 2.0,
-           "disk": 3.0, "event_time": datetime(2026, 11, 25, tzinfo=UTC)}
+    row = {
+        "kafka_topic": "a",
+        "kafka_partition": 0,
+        "kafka_offset": 1,
+        "server_id": 7,
+        "cpu": 1.0,
+        "mem": 2.0,
+        "disk": 3.0,
+        "event_time": datetime(2026, 11, 25, tzinfo=UTC),
+    }
     assert len(MetricColumns.from_rows("a", [row])) == 1
     with pytest.raises(ValueError, match="topics \\['a'\\]"):
         MetricColumns.from_rows("b", [row])

@@ -120,9 +120,7 @@ def metrics_kill_trial(
     assert truth["acked"] == METRICS_BACKLOG
     database = trial_database(trial.backend)
     database.ensure_tables()
-    process = start_metrics_run(
-        kafka_bootstrap, topic, database, CONSUMER, chunk_size, start_new_session=True
-    )
+    process = start_metrics_run(kafka_bootstrap, topic, database, CONSUMER, chunk_size, start_new_session=True)
     try:
         if rng.random() < 0.2:
             linger(rng.uniform(0.5, 5.0))

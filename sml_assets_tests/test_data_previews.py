@@ -1,5 +1,6 @@
 """The data in the UI: server_metrics' table previews, log_summary's newest windows and the
 fleet_health check, on real SQLite and PostgreSQL tables."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -40,8 +41,15 @@ def insert_readings(db: MetricsDatabase, readings: list[tuple[int, float, float,
             insert(db.tables.metrics),
             [
                 {
-                    "server_id": server, "cpu": cpu, "mem": mem, "disk": disk, "event_time": at,
-                    "kafka_topic": "t", "kafka_partition": 0, "kafka_offset": offset, "ingested_at": NOW,
+                    "server_id": server,
+                    "cpu": cpu,
+                    "mem": mem,
+                    "disk": disk,
+                    "event_time": at,
+                    "kafka_topic": "t",
+                    "kafka_partition": 0,
+                    "kafka_offset": offset,
+                    "ingested_at": NOW,
                 }
                 for offset, (server, cpu, mem, disk, at) in enumerate(readings)
             ],
@@ -64,14 +72,22 @@ def test_previews_hold_the_newest_rows_and_each_servers_latest_reading(database:
     insert_readings(database, FLEET)
     latest = latest_per_server(database)
     assert [(r.server_id, r.cpu, r.mem, r.disk) for r in latest] == [
-        (1, 95.0, 20.0, 30.0), (2, 50.0, 97.5, 30.0), (3, 12.0, 13.0, 14.0),
+        (1, 95.0, 20.0, 30.0),
+        (2, 50.0, 97.5, 30.0),
+        (3, 12.0, 13.0, 14.0),
     ]
     previews = metrics_previews(database)
     newest = previews["newest rows"].value
     assert [record.data["server_id"] for record in newest.records] == [3, 1, 2, 1, 2, 3, 4]
     assert newest.records[0].data["event_time"] == "2026-11-25T16:30:00.000000Z"
     assert [column.name for column in newest.schema.columns] == [
-        "server_id", "cpu", "mem", "disk", "event_time", "kafka_partition", "kafka_offset",
+        "server_id",
+        "cpu",
+        "mem",
+        "disk",
+        "event_time",
+        "kafka_partition",
+        "kafka_offset",
     ]
     assert [record.data["server_id"] for record in previews["latest per server"].value.records] == [1, 2, 3]
 
@@ -125,9 +141,18 @@ def test_windows_table_shows_the_newest_windows_first() -> None:
     ]
     table = windows_table(summary_rows, limit=2).value
     assert [record.data["window_start"] for record in table.records] == [
-        "2026-11-25T16:10:00Z", "2026-11-25T16:05:00Z",
+        "2026-11-25T16:10:00Z",
+        "2026-11-25T16:05:00Z",
     ]
-    assert table.records[1] == TableRecord({
-        "window_start": "2026-11-25T16:05:00Z", "window_end": "2026-11-25T16:10:00Z", "GET_success": 5,
-        "GET_failure": 1, "POST_success": 2, "POST_failure": 3, "total": 11, "final": True,
-    })
+    assert table.records[1] == TableRecord(
+        {
+            "window_start": "2026-11-25T16:05:00Z",
+            "window_end": "2026-11-25T16:10:00Z",
+            "GET_success": 5,
+            "GET_failure": 1,
+            "POST_success": 2,
+            "POST_failure": 3,
+            "total": 11,
+            "final": True,
+        }
+    )

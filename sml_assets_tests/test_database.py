@@ -98,9 +98,7 @@ def test_metrics_table_has_the_contract_columns_and_unique_kafka_position(sqlite
         "kafka_topic_id",
     ]
     unique = inspector.get_unique_constraints("server_matric")
-    assert [c["column_names"] for c in unique] == [
-        ["kafka_topic", "kafka_topic_id", "kafka_partition", "kafka_offset"]
-    ]
+    assert [c["column_names"] for c in unique] == [["kafka_topic", "kafka_topic_id", "kafka_partition", "kafka_offset"]]
 
 
 def test_chunk_writes_rows_dead_letters_and_offsets_together(sqlite_db: MetricsDatabase) -> None:
@@ -159,9 +157,7 @@ def test_offsets_are_kept_per_consumer_and_partition(sqlite_db: MetricsDatabase)
 
 def test_reset_offset_forgets_rows_at_and_after_it_only_in_that_partition(sqlite_db: MetricsDatabase) -> None:
     rows = [row(offset, partition) for partition in (0, 1) for offset in range(5)]
-    sqlite_db.commit_chunk(
-        "c", TOPIC, rows, [dead_letter(5)], [OffsetAdvance(0, None, 6), OffsetAdvance(1, None, 5)]
-    )
+    sqlite_db.commit_chunk("c", TOPIC, rows, [dead_letter(5)], [OffsetAdvance(0, None, 6), OffsetAdvance(1, None, 5)])
     assert sqlite_db.reset_offset("c", TOPIC, 0, 3) == 3
     assert sqlite_db.stored_offsets("c", TOPIC) == {0: 3, 1: 5}
     assert count(sqlite_db) == 8
@@ -189,10 +185,7 @@ def test_plain_identifiers_are_accepted_as_table_names(name: str) -> None:
 
 
 def test_masked_url_hides_the_password() -> None:
-    assert (
-        mask_url("postgresql+psycopg://sml:s3cret@host:5432/sml")
-        == "postgresql+psycopg://sml:***@host:5432/sml"
-    )
+    assert mask_url("postgresql+psycopg://sml:s3cret@host:5432/sml") == "postgresql+psycopg://sml:***@host:5432/sml"
     assert "s3cret" not in mask_url("not a url s3cret")
 
 
@@ -201,16 +194,12 @@ def test_unreachable_database_names_the_variable_and_masks_the_password() -> Non
     with pytest.raises(DatabaseUnavailableError) as raised:
         database.ensure_tables()
     message = str(raised.value)
-    assert message.startswith(
-        "SML_METRICS_DB_URL=postgresql+psycopg://sml:***@127.0.0.1:1/sml could not be reached"
-    )
+    assert message.startswith("SML_METRICS_DB_URL=postgresql+psycopg://sml:***@127.0.0.1:1/sml could not be reached")
     assert "s3cret" not in message and raised.value.__cause__ is None
 
 
 def test_an_invalid_url_is_refused_without_echoing_it() -> None:
-    with pytest.raises(
-        DatabaseUnavailableError, match="SML_METRICS_DB_URL is not a valid SQLAlchemy URL"
-    ) as raised:
+    with pytest.raises(DatabaseUnavailableError, match="SML_METRICS_DB_URL is not a valid SQLAlchemy URL") as raised:
         MetricsDatabase(url="s3cret-not-a-url").engine()
     assert "s3cret" not in str(raised.value)
 
@@ -235,9 +224,7 @@ def test_mssql_ddl_compiles_with_datetime2_and_the_unique_constraint() -> None:
 def test_mssql_inserts_compile_as_one_parameterised_statement_for_executemany() -> None:
     schema = metrics_schema("server_matric")
     dialect = mssql.pyodbc.dialect(paramstyle="qmark")
-    compiled = str(
-        insert(schema.metrics).compile(dialect=dialect, column_keys=list(row(0)) + ["ingested_at"])
-    )
+    compiled = str(insert(schema.metrics).compile(dialect=dialect, column_keys=list(row(0)) + ["ingested_at"]))
     assert compiled == (
         "INSERT INTO server_matric (server_id, cpu, mem, [disk], event_time, kafka_topic, kafka_partition, "
         "kafka_offset, ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -282,7 +269,10 @@ def test_postgres_chunk_roundtrip_keeps_utc_and_offsets(postgres_db: MetricsData
     topic = postgres_db.table
     postgres_db.ensure_tables()
     postgres_db.commit_chunk(
-        "c", topic, [row(0, kafka_topic=topic), row(1, kafka_topic=topic)], [dead_letter(2, topic=topic)],
+        "c",
+        topic,
+        [row(0, kafka_topic=topic), row(1, kafka_topic=topic)],
+        [dead_letter(2, topic=topic)],
         [OffsetAdvance(0, None, 3)],
     )
     with postgres_db.transaction() as connection:
@@ -296,16 +286,13 @@ def test_postgres_chunk_roundtrip_keeps_utc_and_offsets(postgres_db: MetricsData
 
 @pytest.mark.integration
 def test_postgres_column_types_are_timestamptz_and_bigint(postgres_db: MetricsDatabase) -> None:
-    columns = {
-        c["name"]: str(c["type"]) for c in inspect(postgres_db.engine()).get_columns(postgres_db.table)
-    }
+    columns = {c["name"]: str(c["type"]) for c in inspect(postgres_db.engine()).get_columns(postgres_db.table)}
     assert columns["event_time"] == "TIMESTAMP" and columns["kafka_offset"] == "BIGINT"
     engine = create_engine(postgres_db.url)
     with engine.connect() as connection:
         data_type = connection.execute(
             text(
-                "SELECT data_type FROM information_schema.columns"
-                " WHERE table_name = :t AND column_name = 'event_time'"
+                "SELECT data_type FROM information_schema.columns WHERE table_name = :t AND column_name = 'event_time'"
             ),
             {"t": postgres_db.table},
         ).scalar_one()

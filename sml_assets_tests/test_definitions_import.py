@@ -1,5 +1,6 @@
 """Importing the code location stays cheap: every run process, code server and sensor imports it,
 so Spark, pandas and numpy load only inside the functions that use them (issue 15)."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,7 @@ HEAVY = ("pyspark", "dagster_pyspark", "pandas", "numpy")
 
 def test_importing_the_definitions_imports_no_spark_pandas_or_numpy() -> None:
     script = (
-        "import json, sys, sml_assets.definitions; "
-        f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))"
+        f"import json, sys, sml_assets.definitions; print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))"
     )
     result = subprocess.run(
         [sys.executable, "-W", "ignore", "-c", script],

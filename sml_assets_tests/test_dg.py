@@ -1,5 +1,6 @@
 """sml as a `dg` project: `dg check defs` and `dg list defs` load it, and loading the definitions
 raises no deprecation, supersession, beta or preview warning from sml's own code."""
+
 from __future__ import annotations
 
 import json
@@ -49,9 +50,11 @@ def test_loading_the_definitions_raises_no_deprecation_beta_or_supersession_warn
     result = run([sys.executable, "-c", RECORD_WARNINGS], project_env(tmp_path))
     caught = json.loads(result.stdout.strip().splitlines()[-1])
     ours = [
-        w for w in caught
+        w
+        for w in caught
         if Path(w["file"]).resolve().is_relative_to(REPO_ROOT)
-        or any(name in CHECKED_CATEGORIES for name in w["mro"]) and "site-packages" not in w["file"]
+        or any(name in CHECKED_CATEGORIES for name in w["mro"])
+        and "site-packages" not in w["file"]
     ]
     assert ours == [], ours
     dagster_lifecycle = [w for w in caught if {"BetaWarning", "SupersessionWarning", "PreviewWarning"} & set(w["mro"])]
@@ -65,10 +68,15 @@ def test_dg_check_defs_and_dg_list_defs_load_the_project(tmp_path: Path) -> None
 
     listed = json.loads(run([str(BIN / "dg"), "list", "defs", "--json"], env).stdout)
     assert {asset["asset_key"] for asset in listed["assets"]} == {
-        "kafka/metrics_topic", "kafka/logs_topic", "server_metrics", "log_summary", "hdfs_log_summary",
+        "kafka/metrics_topic",
+        "kafka/logs_topic",
+        "server_metrics",
+        "log_summary",
+        "hdfs_log_summary",
     }
     assert {job["name"] for job in listed["jobs"]} == {"ingest_metrics_job", "summarize_logs_job"}
     assert {schedule["name"] for schedule in listed["schedules"]} == {
-        "ingest_metrics_every_2_minutes", "summarize_logs_every_5_minutes",
+        "ingest_metrics_every_2_minutes",
+        "summarize_logs_every_5_minutes",
     }
     assert {"fleet_health", "no_duplicate_messages"} <= {check["name"] for check in listed["asset_checks"]}

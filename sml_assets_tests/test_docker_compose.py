@@ -2,6 +2,7 @@
 sml needs, and agrees with the defaults in the code, the local stack and its Dagster instance
 (docker/dagster.yaml, docker/workspace.yaml). test_production_topology.py runs the same topology
 without Docker."""
+
 from __future__ import annotations
 
 import re
@@ -29,8 +30,15 @@ def host_ports(service: str) -> set[int]:
 
 def test_compose_names_every_service_sml_needs() -> None:
     needed = {
-        "kafka", "namenode", "datanode", "sqlserver", "postgres",
-        "dagster-postgres", CODE, "dagster-webserver", "dagster-daemon",
+        "kafka",
+        "namenode",
+        "datanode",
+        "sqlserver",
+        "postgres",
+        "dagster-postgres",
+        CODE,
+        "dagster-webserver",
+        "dagster-daemon",
     }
     assert needed <= set(SERVICES)
 

@@ -1,5 +1,6 @@
 """sml end to end, through the Dagster machinery only (the `dg` CLI and a Dagster instance),
 checked exactly against the simulator's ground truth: SQL table, dead letters, CSV, HDFS copy."""
+
 from __future__ import annotations
 
 import uuid
@@ -16,14 +17,37 @@ from sml_assets_tests.e2e import BIN, Deployment, csv_windows, expected_windows
 
 ARTIFACTS = REPO_ROOT / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 pytestmark = pytest.mark.integration
 
-SIMULATION = ["--seed", "11", "--servers", "10", "--metrics-interval", "20", "--log-rate", "3",
-              "--malformed-rate", "0.03", "--post-ratio", "0.3", "--error-ratio", "0.15",
-              "--skewed-clock-rate", "0.01"]
+SIMULATION = [
+    "--seed",
+    "11",
+    "--servers",
+    "10",
+    "--metrics-interval",
+    "20",
+    "--log-rate",
+    "3",
+    "--malformed-rate",
+    "0.03",
+    "--post-ratio",
+    "0.3",
+    "--error-ratio",
+    "0.15",
+    "--skewed-clock-rate",
+    "0.01",
+]
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +76,9 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, stack: None) -> Iterato
 def read_table(deployment: Deployment) -> list[tuple]:
     engine = create_engine(deployment.env["SML_METRICS_DB_URL"])
     with engine.connect() as connection:
-        rows = connection.execute(text(
-            "SELECT server_id, kafka_topic, kafka_partition, kafka_offset FROM server_matric"
-        )).all()
+        rows = connection.execute(
+            text("SELECT server_id, kafka_topic, kafka_partition, kafka_offset FROM server_matric")
+        ).all()
     engine.dispose()
     return rows
 
@@ -110,8 +134,7 @@ def test_jobs_run_through_dagster_match_the_truth_exactly(deployment: Deployment
     assert logs["input_rows"] == first["logs"]["valid"] + first["logs"]["malformed_total"] + first["logs"]["skewed"]
     assert deployment.latest_metadata("hdfs_log_summary")["bytes"] == deployment.summary_csv.stat().st_size
 
-    second = deployment.simulate(*SIMULATION, "--seed", "12", "--start", "2026-11-25T16:25:00Z",
-                                 "--duration", "1200")
+    second = deployment.simulate(*SIMULATION, "--seed", "12", "--start", "2026-11-25T16:25:00Z", "--duration", "1200")
     deployment.run("dg", "launch", "--job", "ingest_metrics_job")
     deployment.run("dg", "launch", "--job", "summarize_logs_job")
     assert_outputs_match(deployment, [first, second])
@@ -122,8 +145,7 @@ def test_jobs_run_through_dagster_match_the_truth_exactly(deployment: Deployment
 
 def test_cli_materializes_each_asset_and_all_of_them(deployment: Deployment) -> None:
     """The README's commands: materialize one asset, then all three, then validate."""
-    truth = deployment.simulate(*SIMULATION, "--seed", "13", "--start", "2026-11-25T17:00:00Z",
-                                "--duration", "600")
+    truth = deployment.simulate(*SIMULATION, "--seed", "13", "--start", "2026-11-25T17:00:00Z", "--duration", "600")
     before = len(read_table(deployment))
     deployment.run("dg", "launch", "--assets", "server_metrics")
     assert len(read_table(deployment)) == before + truth["metrics"]["valid"]
@@ -165,7 +187,10 @@ def webserver(deployment: Deployment) -> Iterator[str]:
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [str(BIN / "dagster-webserver"), "-m", "sml_assets.definitions", "-h", "127.0.0.1", "-p", str(port)],
-            cwd=REPO_ROOT, env=deployment.env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
+            env=deployment.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     try:
         wait_until(answers, 120, f"dagster-webserver answering {base}/server_info (log: {log_path})", 0.5)

@@ -1,6 +1,7 @@
 """Freshness policies, evaluated by Dagster's own freshness daemon code on a real instance with the
 repo's dagster.yaml and sml's definitions: an asset whose schedule is off turns WARN, then FAIL, on
 the windows derived from its schedule, and PASS again once it is materialized."""
+
 from __future__ import annotations
 
 import shutil
@@ -38,7 +39,8 @@ def test_freshness_windows_follow_the_schedules() -> None:
     }
     metrics = freshness_for(METRICS_PERIOD)
     assert (metrics.warn_window.to_timedelta(), metrics.fail_window.to_timedelta()) == (
-        timedelta(minutes=3), timedelta(minutes=5),
+        timedelta(minutes=3),
+        timedelta(minutes=5),
     )
 
 
@@ -97,5 +99,7 @@ def test_an_asset_goes_stale_when_its_schedule_is_off_and_fresh_when_it_runs_aga
 
     materialize(AssetKey("server_metrics"), logs_missed_two)
     assert states_at(logs_missed_two + timedelta(seconds=30)) == {
-        "server_metrics": PASS, "log_summary": FAIL, "hdfs_log_summary": FAIL,
+        "server_metrics": PASS,
+        "log_summary": FAIL,
+        "hdfs_log_summary": FAIL,
     }

@@ -3,6 +3,7 @@
 The upstream `log_summary` is a test double that writes a given CSV where the real one writes it
 (`storage.summary_csv`), so these tests exercise only the HDFS half of the pipeline.
 """
+
 from __future__ import annotations
 
 import csv
@@ -72,9 +73,7 @@ def check_result(result: ExecuteInProcessResult):
 
 
 @pytest.mark.integration
-def test_materialize_puts_the_local_summary_on_hdfs_with_metadata(
-    hdfs: HdfsResource, storage: LocalStorage
-) -> None:
+def test_materialize_puts_the_local_summary_on_hdfs_with_metadata(hdfs: HdfsResource, storage: LocalStorage) -> None:
     data = summary_csv(windows=4)
 
     result = run(storage, hdfs, data)
@@ -106,9 +105,7 @@ def test_rematerializing_replaces_the_hdfs_copy_and_leaves_only_the_target(
 
 
 @pytest.mark.integration
-def test_check_fails_when_hdfs_copy_differs_from_local_summary(
-    hdfs: HdfsResource, storage: LocalStorage
-) -> None:
+def test_check_fails_when_hdfs_copy_differs_from_local_summary(hdfs: HdfsResource, storage: LocalStorage) -> None:
     assert run(storage, hdfs, summary_csv(windows=3)).success
     hdfs.client().write(hdfs.path(SUMMARY_FILE), data=summary_csv(windows=3)[:-5], overwrite=True)
 

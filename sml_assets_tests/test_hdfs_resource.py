@@ -4,6 +4,7 @@ Integration tests each use their own HDFS folder under /user/root/sml-tests/ and
 The retry tests need no stack: they aim the real client at a closed loopback port or at a small HTTP
 server on loopback that answers like a NameNode in trouble.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,9 +40,7 @@ def read(hdfs: HdfsResource, path: str) -> bytes:
 
 
 def webhdfs_put(hdfs: HdfsResource, path: str, **params: str) -> requests.Response:
-    return requests.put(
-        f"{hdfs.url}/webhdfs/v1{path}", params={**params, "user.name": hdfs.user}, timeout=30
-    )
+    return requests.put(f"{hdfs.url}/webhdfs/v1{path}", params={**params, "user.name": hdfs.user}, timeout=30)
 
 
 @pytest.mark.integration

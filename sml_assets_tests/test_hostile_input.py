@@ -81,9 +81,7 @@ def test_any_one_character_mutation_of_a_log_line_gives_a_record_or_a_short_reas
     odd=st.characters(min_codepoint=0x80, exclude_categories=("Cs",)),
     data=st.data(),
 )
-def test_a_non_ascii_character_inside_a_number_makes_a_dead_letter(
-    field: str, odd: str, data: st.DataObject
-) -> None:
+def test_a_non_ascii_character_inside_a_number_makes_a_dead_letter(field: str, odd: str, data: st.DataObject) -> None:
     """Unicode digits (Arabic-Indic, full-width, superscript) look like numbers to Python's int() and
     float(); a metrics number is ASCII, so any of them must be a dead letter, not a row. (Unicode
     spaces around a value are separators, like ASCII ones.)"""
@@ -203,13 +201,10 @@ def test_hostile_log_lines_through_the_broker_are_rejects_counted_and_kept_aside
     topic = new_topic()
     start = datetime(2026, 11, 25, 16, 0, tzinfo=UTC)
     good = [
-        log_line(start + timedelta(seconds=17 * n), ("GET", "POST")[n % 2], (200, 404)[n % 3 == 0])
-        for n in range(30)
+        log_line(start + timedelta(seconds=17 * n), ("GET", "POST")[n % 2], (200, 404)[n % 3 == 0]) for n in range(30)
     ]
     producer = Producer({"bootstrap.servers": kafka_bootstrap, "message.max.bytes": 2_000_000})
-    for value in [value for pair in zip(good, HOSTILE_LOGS.values()) for value in pair] + good[
-        len(HOSTILE_LOGS) :
-    ]:
+    for value in [value for pair in zip(good, HOSTILE_LOGS.values()) for value in pair] + good[len(HOSTILE_LOGS) :]:
         producer.produce(topic, value)
     assert producer.flush(30) == 0
     storage = LocalStorage(data_dir=str(tmp_path / "data"))

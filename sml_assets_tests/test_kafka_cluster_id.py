@@ -1,5 +1,6 @@
 """The KRaft cluster id devstack and the tests' private broker format their storage with: never one
 that `kafka.tools.StorageTool format -t` refuses (an id starting with '-' reads as an option)."""
+
 from __future__ import annotations
 
 import base64
@@ -50,9 +51,7 @@ def test_dash_first_bytes_really_encode_to_a_leading_dash() -> None:
 
 @settings(max_examples=1000, deadline=None)
 @given(bad=st.lists(refused, max_size=5), good=accepted)
-def test_refused_draws_are_drawn_again_and_the_first_accepted_one_is_the_id(
-    bad: list[bytes], good: bytes
-) -> None:
+def test_refused_draws_are_drawn_again_and_the_first_accepted_one_is_the_id(bad: list[bytes], good: bytes) -> None:
     values = iter(draws([*bad, good]))
     cluster_id = new_cluster_id(lambda: next(values))
     assert assert_accepted(cluster_id) == good

@@ -20,7 +20,10 @@ PASSWORD = "zz-kafka-S3cret"
 
 def scram(**fields: object) -> KafkaSecurity:
     values: dict[str, object] = {
-        "protocol": "SASL_SSL", "mechanism": "SCRAM-SHA-512", "username": "sml", "password": PASSWORD,
+        "protocol": "SASL_SSL",
+        "mechanism": "SCRAM-SHA-512",
+        "username": "sml",
+        "password": PASSWORD,
     }
     return KafkaSecurity(**{**values, **fields})  # type: ignore[arg-type]
 
@@ -28,7 +31,8 @@ def scram(**fields: object) -> KafkaSecurity:
 def test_plaintext_is_the_default_and_adds_nothing_but_the_protocol() -> None:
     assert KafkaSecurity().checked().client_config() == {"security.protocol": "PLAINTEXT"}
     assert KafkaResource(bootstrap_servers="b:9092").spark_source_options() == {
-        "kafka.bootstrap.servers": "b:9092", "kafka.security.protocol": "PLAINTEXT",
+        "kafka.bootstrap.servers": "b:9092",
+        "kafka.security.protocol": "PLAINTEXT",
     }
 
 
@@ -61,8 +65,11 @@ def test_scram_over_tls_renders_the_same_login_for_librdkafka_and_for_spark(tmp_
     ca.write_text("ca")
     security = scram(ca_location=str(ca)).checked()
     assert security.client_config() == {
-        "security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "sml",
-        "sasl.password": PASSWORD, "ssl.ca.location": str(ca),
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "sml",
+        "sasl.password": PASSWORD,
+        "ssl.ca.location": str(ca),
     }
     assert security.spark_options() == {
         "kafka.security.protocol": "SASL_SSL",
@@ -78,9 +85,9 @@ def test_plain_uses_the_plain_login_module_and_mtls_an_inline_pem_keystore(tmp_p
     certificate, key = tmp_path / "client.pem", tmp_path / "client.key"
     certificate.write_text("CERT")
     key.write_text("KEY")
-    options = scram(
-        mechanism="PLAIN", certificate_location=str(certificate), key_location=str(key)
-    ).checked().spark_options()
+    options = (
+        scram(mechanism="PLAIN", certificate_location=str(certificate), key_location=str(key)).checked().spark_options()
+    )
     assert options["kafka.sasl.jaas.config"].startswith("org.apache.kafka.common.security.plain.PlainLoginModule")
     assert options["kafka.ssl.keystore.type"] == "PEM"
     assert (options["kafka.ssl.keystore.certificate.chain"], options["kafka.ssl.keystore.key"]) == ("CERT", "KEY")
@@ -105,8 +112,13 @@ def test_any_password_is_one_jaas_string_that_unquotes_to_itself(password: str) 
 
 
 def test_the_password_is_not_in_the_resources_repr() -> None:
-    kafka = KafkaResource(bootstrap_servers="b:9093", security_protocol="SASL_SSL", sasl_mechanism="PLAIN",
-                          sasl_username="sml", sasl_password=PASSWORD)
+    kafka = KafkaResource(
+        bootstrap_servers="b:9093",
+        security_protocol="SASL_SSL",
+        sasl_mechanism="PLAIN",
+        sasl_username="sml",
+        sasl_password=PASSWORD,
+    )
     assert PASSWORD not in repr(kafka) and PASSWORD not in repr(kafka.security())
 
 

@@ -1,4 +1,5 @@
 """The end-of-session leak check finds the processes a session started, and only those."""
+
 from __future__ import annotations
 
 import os

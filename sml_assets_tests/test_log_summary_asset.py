@@ -4,6 +4,7 @@ One Spark session serves the whole module (starting one costs seconds on two cor
 its own topic and data dir. The recount below parses lines with plain Python and applies the
 watermark rule per materialization (one micro-batch per run, as availableNow does with Kafka).
 """
+
 from __future__ import annotations
 
 import random
@@ -75,8 +76,11 @@ def log_line(moment: datetime, method: str, status: int) -> bytes:
 def events(rng: random.Random, first: datetime, last: datetime, count: int) -> list[bytes]:
     span = int((last - first).total_seconds())
     return [
-        log_line(first + timedelta(seconds=rng.randint(0, span)), rng.choice(["GET", "POST"]),
-                 rng.choice([200, 201, 204, 301, 404, 500, 503]))
+        log_line(
+            first + timedelta(seconds=rng.randint(0, span)),
+            rng.choice(["GET", "POST"]),
+            rng.choice([200, 201, 204, 301, 404, 500, 503]),
+        )
         for _ in range(count)
     ]
 
@@ -137,11 +141,13 @@ def recount(runs: list[list[bytes]]) -> Expected:
     table = pd.DataFrame(kept, columns=["start", "category"])
     counts = table.groupby(["start", "category"]).size().unstack(fill_value=0)
     counts = counts.reindex(columns=COLUMNS, fill_value=0).sort_index()
-    frame = pd.DataFrame({
-        "window_start": [s.strftime("%Y-%m-%dT%H:%M:%SZ") for s in counts.index],
-        "window_end": [(s + FIVE_MIN).strftime("%Y-%m-%dT%H:%M:%SZ") for s in counts.index],
-        **{name: counts[name].to_numpy() for name in COLUMNS},
-    })
+    frame = pd.DataFrame(
+        {
+            "window_start": [s.strftime("%Y-%m-%dT%H:%M:%SZ") for s in counts.index],
+            "window_end": [(s + FIVE_MIN).strftime("%Y-%m-%dT%H:%M:%SZ") for s in counts.index],
+            **{name: counts[name].to_numpy() for name in COLUMNS},
+        }
+    )
     frame["total"] = frame[COLUMNS].sum(axis=1)
     watermark = None if max_seen is None else max_seen - DELAY
     frame["final"] = [watermark is not None and s + FIVE_MIN <= watermark for s in counts.index]
@@ -167,8 +173,12 @@ class Pipeline:
     def materialize(self) -> dict[str, object]:
         started = time.monotonic()
         result = materialize(
-            [logs.log_summary, logs.log_summary_has_no_duplicate_windows,
-             logs.log_summary_windows_are_aligned, logs.log_summary_counts_add_up],
+            [
+                logs.log_summary,
+                logs.log_summary_has_no_duplicate_windows,
+                logs.log_summary_windows_are_aligned,
+                logs.log_summary_counts_add_up,
+            ],
             resources=self.resources,
         )
         print(f"materialization: {time.monotonic() - started:.1f} s")
@@ -211,11 +221,16 @@ def test_spark_parsing_agrees_with_parse_log_line(spark_resource: SparkResource)
     """Same verdicts as `parse_log_line` then `skew_reason` (same skew reasons, word for word),
     against each line's record timestamp and a fixed clock."""
     now = T0 + timedelta(days=1)
-    lines = [*MALFORMED, log_line(T0, "GET", 200), log_line(T0 + timedelta(minutes=7), "POST", 503),
-             b"  " + log_line(T0, "POST", 201) + b" ", b"10.0.0.1 - u [Wed, 25 Nov 2026 16:01:00 EST] GET /x 200 1",
-             b"10.0.0.1 - u [Wed, 25 Nov 2026 16:01:00 GMT] GET /x 099 1",
-             b"10.0.0.1 - u [Wed, 25 Nov 2026 16:01:00 GMT] GET /x 200 1 extra",
-             b"10.0.0.1 - u [Wed, 25 Nov 2026 16:01:00 GMT] get /x 200 1"]
+    lines = [
+        *MALFORMED,
+        log_line(T0, "GET", 200),
+        log_line(T0 + timedelta(minutes=7), "POST", 503),
+        b"  " + log_line(T0, "POST", 201) + b" ",
+        b"10.0.0.1 - u [Wed, 25 Nov 2026 16:01:00 EST] GET /x 200 1",
+        b"10.0.0.1 - u [Wed, 25 Nov 2026 16:01:00 GMT] GET /x 099 1",
+        b"10.0.0.1 - u [Wed, 25 Nov 2026 16:01:00 GMT] GET /x 200 1 extra",
+        b"10.0.0.1 - u [Wed, 25 Nov 2026 16:01:00 GMT] get /x 200 1",
+    ]
     records: list[datetime | None] = [T0 + timedelta(minutes=8)] * len(lines)
     skewed = [
         (log_line(T0 + timedelta(seconds=60), "GET", 200), T0),
@@ -271,8 +286,9 @@ def test_a_clock_a_year_ahead_erases_nothing_and_is_named(pipeline: Pipeline) ->
     """Issue 14's reproduction: lines dated a year ahead, then ordinary traffic, a run after each
     part. The ordinary lines are all counted, no window a year ahead appears, the refused lines are
     rejects counted by reason, and the clock-skew check names the source address."""
-    ahead = [log_line(T0 + timedelta(days=365, seconds=n), "GET", 200).replace(b"10.0.0.", b"10.9.9.", 1)
-             for n in range(4)]
+    ahead = [
+        log_line(T0 + timedelta(days=365, seconds=n), "GET", 200).replace(b"10.0.0.", b"10.9.9.", 1) for n in range(4)
+    ]
     for line in ahead:
         pipeline.producer.produce(pipeline.topic, line)
     rng = random.Random(14)
@@ -380,8 +396,11 @@ def test_a_recreated_logs_topic_is_refused_in_one_line_and_the_printed_fix_runs_
     line = failed_materialization(pipeline)
     assert f"SML_LOGS_TOPIC={pipeline.topic} (topic id {new_id!r}) was deleted and created again" in line
     assert "nothing was read" in line
-    env = {"SML_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "SML_LOGS_TOPIC": pipeline.topic,
-           "SML_DATA_DIR": str(pipeline.storage.root)}
+    env = {
+        "SML_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "SML_LOGS_TOPIC": pipeline.topic,
+        "SML_DATA_DIR": str(pipeline.storage.root),
+    }
     adopted = run_command(printed_command(line, "adopt-logs"), env)
     assert adopted.returncode == 0, adopted.stdout + adopted.stderr
     assert not checkpoint.exists() and list(checkpoint.parent.glob("log_summary.replaced-*"))

@@ -78,9 +78,7 @@ def test_counts_match_what_was_produced_across_partitions_and_a_second_run_adds_
                 )
             ).all()
         )
-    assert rejects == {
-        raw.decode("utf-8", errors="backslashreplace"): reason for raw, reason in MALFORMED.items()
-    }
+    assert rejects == {raw.decode("utf-8", errors="backslashreplace"): reason for raw, reason in MALFORMED.items()}
 
     second = metadata(run(kafka, database))
     assert (second["rows inserted"], second["dead letters"]) == (0, 0)
@@ -190,9 +188,7 @@ def test_checks_fail_on_a_duplicate_and_an_out_of_range_row_among_the_offsets_th
         "kafka_topic_id": kafka_for(topic).topic_id(topic),
     }
     with database.transaction() as connection:
-        connection.execute(
-            insert(legacy), [{**seeded, "kafka_offset": 0}, {**seeded, "kafka_offset": 1, "cpu": 140.0}]
-        )
+        connection.execute(insert(legacy), [{**seeded, "kafka_offset": 0}, {**seeded, "kafka_offset": 1, "cpu": 140.0}])
     result = run(kafka_for(topic), database, checks=True)
     outcomes = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert not outcomes["no_duplicate_messages"].passed
@@ -269,9 +265,7 @@ def test_sensor_skips_below_the_threshold_fires_at_it_and_not_while_a_run_is_in_
     produce(kafka_bootstrap, topic, [good(n) for n in range(499)], partition=1)
     below = evaluate(sensor, instance, resources, cursor=None)
     assert isinstance(below, SensorResult) and not below.run_requests
-    assert below.skip_reason is not None and below.skip_reason.skip_message.startswith(
-        "999 metrics messages wait"
-    )
+    assert below.skip_reason is not None and below.skip_reason.skip_message.startswith("999 metrics messages wait")
     assert [event.asset_key for event in below.asset_events] == [METRICS_TOPIC_KEY, LOGS_TOPIC_KEY]
 
     produce(kafka_bootstrap, topic, [good(1)], partition=1)
@@ -281,9 +275,7 @@ def test_sensor_skips_below_the_threshold_fires_at_it_and_not_while_a_run_is_in_
     assert fired.cursor is not None and '"metrics_backlog": 1000' in fired.cursor
 
     instance.add_run(
-        DagsterRun(
-            job_name=ingest_metrics_job.name, run_id=str(uuid.uuid4()), status=DagsterRunStatus.STARTED
-        )
+        DagsterRun(job_name=ingest_metrics_job.name, run_id=str(uuid.uuid4()), status=DagsterRunStatus.STARTED)
     )
     busy = evaluate(sensor, instance, resources, cursor=fired.cursor)
     assert not busy.run_requests and "still in flight" in busy.skip_reason.skip_message
@@ -328,14 +320,11 @@ def test_unreachable_database_fails_the_run_with_the_password_masked_everywhere(
     kafka_for: Callable[[str], KafkaResource], new_topic: Callable[..., str], stack: None
 ) -> None:
     topic = new_topic()
-    unreachable = MetricsDatabase(
-        url="postgresql+psycopg://sml:s3cret-pw@127.0.0.1:1/sml", connect_timeout_s=2
-    )
+    unreachable = MetricsDatabase(url="postgresql+psycopg://sml:s3cret-pw@127.0.0.1:1/sml", connect_timeout_s=2)
     result = run(kafka_for(topic), unreachable)
     assert not result.success
-    assert (
-        "SML_METRICS_DB_URL=postgresql+psycopg://sml:***@127.0.0.1:1/sml could not be reached"
-        in failure_message(result)
+    assert "SML_METRICS_DB_URL=postgresql+psycopg://sml:***@127.0.0.1:1/sml could not be reached" in failure_message(
+        result
     )
     assert not any("s3cret-pw" in str(event) for event in result.all_events)
 
@@ -468,7 +457,8 @@ def test_a_clock_ahead_is_a_dead_letter_and_the_check_names_its_server(
     shown = metadata(result)
     assert (shown["rows inserted"], shown["dead letters"]) == (61, 4)
     assert shown["dead letters by reason"] == {
-        "event time s ahead of the record timestamp": 3, "event time s ahead of the clock": 1,
+        "event time s ahead of the record timestamp": 3,
+        "event time s ahead of the clock": 1,
     }
     letters = database.tables.dead_letters
     with database.transaction() as connection:
@@ -478,7 +468,8 @@ def test_a_clock_ahead_is_a_dead_letter_and_the_check_names_its_server(
     assert 540 <= int(clock_reason.split()[2]) <= 600, clock_reason
     assert all(
         reason.startswith("event time 31535") and reason.endswith(" s ahead of the record timestamp")
-        for reason in reasons if reason != clock_reason
+        for reason in reasons
+        if reason != clock_reason
     ), reasons
     assert newest <= datetime.now(UTC) + timedelta(seconds=60), "a row from beyond the tolerance was stored"
     checks = {check.check_name: check for check in result.get_asset_check_evaluations()}

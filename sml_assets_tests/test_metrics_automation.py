@@ -41,9 +41,7 @@ def test_schedule_requests_a_run_when_none_is_in_flight_and_skips_otherwise() ->
         with build_schedule_context(instance=instance) as context:
             assert isinstance(ingest_metrics_every_2_minutes(context), RunRequest)
         run_id = str(uuid.uuid4())
-        instance.add_run(
-            DagsterRun(job_name=ingest_metrics_job.name, run_id=run_id, status=DagsterRunStatus.STARTING)
-        )
+        instance.add_run(DagsterRun(job_name=ingest_metrics_job.name, run_id=run_id, status=DagsterRunStatus.STARTING))
         with build_schedule_context(instance=instance) as context:
             skipped = ingest_metrics_every_2_minutes(context)
     assert isinstance(skipped, SkipReason) and run_id in skipped.skip_message
@@ -58,11 +56,13 @@ def test_definitions_hold_the_metrics_asset_checks_and_topics() -> None:
     graph = defs.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
     assert {"server_metrics", "kafka/metrics_topic", "kafka/logs_topic"} <= keys
-    checks = {
-        key.name for key in graph.asset_check_keys if key.asset_key.to_user_string() == "server_metrics"
-    }
+    checks = {key.name for key in graph.asset_check_keys if key.asset_key.to_user_string() == "server_metrics"}
     assert checks == {
-        "no_duplicate_messages", "values_in_range", "dead_letter_ratio", "newest_row_is_fresh", "fleet_health",
+        "no_duplicate_messages",
+        "values_in_range",
+        "dead_letter_ratio",
+        "newest_row_is_fresh",
+        "fleet_health",
         "metrics_clocks_are_right",
     }
     assert graph.get(AssetKey("server_metrics")).group_name == "metrics"

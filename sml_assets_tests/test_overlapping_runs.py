@@ -65,8 +65,7 @@ def test_two_materializations_at_once_in_two_processes_never_double_insert(
     database = trial_database(backend)
     database.ensure_tables()
     runs = [
-        start_metrics_run(kafka_bootstrap, topic, database, CONSUMER, 100, stderr=subprocess.PIPE)
-        for _ in range(2)
+        start_metrics_run(kafka_bootstrap, topic, database, CONSUMER, 100, stderr=subprocess.PIPE) for _ in range(2)
     ]
     try:
         for process in runs:
@@ -159,9 +158,7 @@ def test_the_tag_limit_queues_a_second_run_of_the_job_until_the_first_has_finish
             records = instance.get_run_records(RunsFilter(job_name=ingest_metrics_job.name))
             return records if len(records) >= 2 and all(r.dagster_run.status in DONE for r in records) else []
 
-        records = wait_until(
-            all_done, 300, f"both runs finished (daemon log: {tmp_path / 'daemon.log'})", 0.5
-        )
+        records = wait_until(all_done, 300, f"both runs finished (daemon log: {tmp_path / 'daemon.log'})", 0.5)
     finally:
         os.killpg(daemon.pid, signal.SIGTERM)
         daemon.wait(timeout=60)

@@ -171,9 +171,7 @@ def test_json_null_ts_falls_back_to_kafka_time() -> None:
         ),
     ],
 )
-def test_malformed_metrics_become_dead_letters_with_a_precise_reason(
-    value: bytes | None, expected: str
-) -> None:
+def test_malformed_metrics_become_dead_letters_with_a_precise_reason(value: bytes | None, expected: str) -> None:
     assert reason(value) == expected
 
 
@@ -244,9 +242,7 @@ def test_category_is_method_and_2xx(method: str, status: int, category: str) -> 
         ("Wed, 25 Nov 2026 23:30:00 -0800", datetime(2026, 11, 26, 7, 30, tzinfo=UTC)),
     ],
 )
-def test_utc_and_numeric_zones_convert_to_utc_with_the_weekday_of_the_date_as_written(
-    date: str, utc: datetime
-) -> None:
+def test_utc_and_numeric_zones_convert_to_utc_with_the_weekday_of_the_date_as_written(date: str, utc: datetime) -> None:
     record = parse_log_line(LINE.replace("Wed, 25 Nov 2026 16:00:03 GMT", date))
     assert isinstance(record, LogRecord), record
     assert record.time == utc and record.time.tzinfo == UTC
@@ -316,9 +312,7 @@ def test_log_line_with_trailing_newline_parses() -> None:
         ),
     ],
 )
-def test_malformed_log_lines_become_dead_letters_with_a_precise_reason(
-    line: bytes | str | None, expected: str
-) -> None:
+def test_malformed_log_lines_become_dead_letters_with_a_precise_reason(line: bytes | str | None, expected: str) -> None:
     assert log_reason(line) == expected
 
 
@@ -422,8 +416,12 @@ NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
         (NOW, NOW, NOW, None),
         (NOW + timedelta(seconds=60), NOW, NOW + timedelta(hours=1), None),
         (NOW + timedelta(seconds=61), NOW, NOW + timedelta(hours=1), "event time 61 s ahead of the record timestamp"),
-        (NOW + timedelta(seconds=61), NOW + timedelta(milliseconds=500), NOW + timedelta(hours=1),
-         "event time 60 s ahead of the record timestamp"),
+        (
+            NOW + timedelta(seconds=61),
+            NOW + timedelta(milliseconds=500),
+            NOW + timedelta(hours=1),
+            "event time 60 s ahead of the record timestamp",
+        ),
         (NOW + timedelta(days=365), NOW, NOW, "event time 31536000 s ahead of the record timestamp"),
         (NOW + timedelta(minutes=5), NOW + timedelta(days=1), NOW, "event time 300 s ahead of the clock"),
         (NOW + timedelta(minutes=5), None, NOW, "event time 300 s ahead of the clock"),

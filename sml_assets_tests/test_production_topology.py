@@ -8,6 +8,7 @@ freshness daemon records server_metrics as fresh.
 
 The code location is `sml_assets_tests.overlap_definitions` (sml's metrics assets, job, schedule and
 sensor over the same resources), so a logs schedule tick cannot start Spark in the middle."""
+
 from __future__ import annotations
 
 import json
@@ -117,7 +118,11 @@ class Processes:
     def start(self, name: str, *command: str) -> subprocess.Popen[bytes]:
         with open(self.root / f"{name}.log", "wb") as log:
             child = subprocess.Popen(
-                list(command), cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                list(command),
+                cwd=REPO_ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         self.children.append(child)
@@ -138,7 +143,10 @@ class Processes:
 def grpc_ready(env: dict[str, str], port: int) -> bool:
     check = subprocess.run(
         [str(BIN / "dagster"), "api", "grpc-health-check", "-p", str(port)],
-        env=env, capture_output=True, timeout=60, check=False,
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=False,
     )
     return check.returncode == 0
 
@@ -152,9 +160,7 @@ def http_ready(url: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def topology(
-    tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str, postgres_url: str
-) -> Iterator[Topology]:
+def topology(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str, postgres_url: str) -> Iterator[Topology]:
     from confluent_kafka.admin import AdminClient, NewTopic
 
     root = tmp_path_factory.mktemp("topology")
@@ -204,23 +210,43 @@ def topology(
                 patch.setenv(name, value)
             instance = DagsterInstance.from_config(str(home))
             code = processes.start(
-                "code-server", str(BIN / "dagster"), "code-server", "start", "-h", "127.0.0.1",
-                "-p", str(code_port), "-m", CODE_MODULE, "--location-name", LOCATION,
+                "code-server",
+                str(BIN / "dagster"),
+                "code-server",
+                "start",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(code_port),
+                "-m",
+                CODE_MODULE,
+                "--location-name",
+                LOCATION,
             )
             wait_until(
-                lambda: code.poll() is not None or grpc_ready(env, code_port), 180,
-                f"code-location server answering on port {code_port} (log: {root / 'code-server.log'})", 1,
+                lambda: code.poll() is not None or grpc_ready(env, code_port),
+                180,
+                f"code-location server answering on port {code_port} (log: {root / 'code-server.log'})",
+                1,
             )
             assert code.poll() is None, f"the code-location server exited:\n{(root / 'code-server.log').read_text()}"
             web = processes.start(
-                "webserver", str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(web_port),
-                "-w", str(workspace),
+                "webserver",
+                str(BIN / "dagster-webserver"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(web_port),
+                "-w",
+                str(workspace),
             )
             processes.start("daemon", str(BIN / "dagster-daemon"), "run", "-w", str(workspace))
             webserver = f"http://127.0.0.1:{web_port}"
             wait_until(
-                lambda: web.poll() is not None or http_ready(f"{webserver}/server_info"), 180,
-                f"dagster-webserver answering on {webserver} (log: {root / 'webserver.log'})", 0.5,
+                lambda: web.poll() is not None or http_ready(f"{webserver}/server_info"),
+                180,
+                f"dagster-webserver answering on {webserver} (log: {root / 'webserver.log'})",
+                0.5,
             )
             assert web.poll() is None, f"the webserver exited:\n{(root / 'webserver.log').read_text()}"
             yield Topology(root, env, webserver, metrics_topic, database, instance)
@@ -266,8 +292,10 @@ def test_the_schedule_materializes_server_metrics_through_the_code_server_and_th
     produce(kafka_bootstrap, topology.metrics_topic, 0, 300)
     scheduled = RunsFilter(tags={"dagster/schedule_name": ingest_metrics_every_2_minutes.name})
     records = wait_until(
-        finished_runs(topology.instance, scheduled, 1), 300,
-        f"a run of {ingest_metrics_every_2_minutes.name} finished\n{topology.logs()}", 1,
+        finished_runs(topology.instance, scheduled, 1),
+        300,
+        f"a run of {ingest_metrics_every_2_minutes.name} finished\n{topology.logs()}",
+        1,
     )
     assert [r.dagster_run.status for r in records] == [DagsterRunStatus.SUCCESS] * len(records), failures(
         topology, records
@@ -337,8 +365,10 @@ def test_two_materializations_from_the_ui_at_once_both_succeed_and_store_each_me
     launched_at = datetime.now(UTC) - timedelta(seconds=1)
     run_ids = [launch_from_the_ui(topology), launch_from_the_ui(topology)]
     records = wait_until(
-        finished_runs(topology.instance, RunsFilter(run_ids=run_ids), 2), 600,
-        f"both UI launches finished\n{topology.logs()}", 1,
+        finished_runs(topology.instance, RunsFilter(run_ids=run_ids), 2),
+        600,
+        f"both UI launches finished\n{topology.logs()}",
+        1,
     )
     assert {r.dagster_run.status for r in records} == {DagsterRunStatus.SUCCESS}, failures(topology, records)
     assert topology.rows() == (before + UI_BACKLOG, before + UI_BACKLOG), "a message is missing or doubled"

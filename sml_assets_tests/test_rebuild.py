@@ -1,5 +1,6 @@
 """Recovery from a summary poisoned by a clock a year ahead, with the documented command, through
 the real Kafka, Spark, HDFS and a Dagster instance; the rebuilt CSV equals the simulator's truth."""
+
 from __future__ import annotations
 
 import uuid
@@ -42,18 +43,27 @@ JOB_TIMEOUT_S = 1200
 
 
 def summarize(deployment: Deployment) -> None:
-    deployment.run("dagster", "job", "execute", "-m", "sml_assets.definitions", "-j", "summarize_logs_job",
-                   timeout=JOB_TIMEOUT_S)
+    deployment.run(
+        "dagster", "job", "execute", "-m", "sml_assets.definitions", "-j", "summarize_logs_job", timeout=JOB_TIMEOUT_S
+    )
 
 
 def test_a_poisoned_summary_is_rebuilt_from_the_topic_by_one_command(deployment: Deployment) -> None:
     deployment.env["SML_MAX_CLOCK_SKEW"] = TODAYS_CODE
-    first = deployment.simulate(*SIMULATION, "--seed", "41", "--start", "2026-11-25T16:00:00Z",
-                                "--duration", "600", "--skewed-clock-rate", "0.01")
+    first = deployment.simulate(
+        *SIMULATION,
+        "--seed",
+        "41",
+        "--start",
+        "2026-11-25T16:00:00Z",
+        "--duration",
+        "600",
+        "--skewed-clock-rate",
+        "0.01",
+    )
     assert first["logs"]["skewed"] > 0, "no line from a clock ahead: the summary would not be poisoned"
     summarize(deployment)
-    second = deployment.simulate(*SIMULATION, "--seed", "42", "--start", "2026-11-25T16:10:00Z",
-                                 "--duration", "600")
+    second = deployment.simulate(*SIMULATION, "--seed", "42", "--start", "2026-11-25T16:10:00Z", "--duration", "600")
     summarize(deployment)
     poisoned = csv_windows(deployment.summary_csv.read_bytes())
     assert max(poisoned) >= "2027", "the line a year ahead made no window: nothing was poisoned"

@@ -77,11 +77,25 @@ def tls_postgres(stack: None) -> Iterator[TlsCluster]:
     try:
         ca = devstack_tls().ensure_ca(home / "ca")
         postgres.initdb(bindir, datadir)
-        postgres.start(bindir, datadir, home, port, home / "postgres.log",
-                       postgres.server_certificate(home, ca_folder=home / "ca"))
+        postgres.start(
+            bindir, datadir, home, port, home / "postgres.log", postgres.server_certificate(home, ca_folder=home / "ca")
+        )
         started = True
-        postgres._run([str(bindir / "psql"), "-h", str(home), "-p", str(port), "-U", "postgres", "-d", "postgres",
-                       "-tAc", f"CREATE ROLE sml LOGIN SUPERUSER PASSWORD '{PASSWORD}'"])
+        postgres._run(
+            [
+                str(bindir / "psql"),
+                "-h",
+                str(home),
+                "-p",
+                str(port),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-tAc",
+                f"CREATE ROLE sml LOGIN SUPERUSER PASSWORD '{PASSWORD}'",
+            ]
+        )
         yield TlsCluster(port=port, ca=ca.certificate)
     finally:
         if started:
@@ -116,4 +130,3 @@ def test_a_client_trusting_another_ca_is_refused_naming_sslrootcert_and_hiding_t
     assert f"sslrootcert={other.certificate}" in message and "SML_METRICS_DB_URL" in message
     assert PASSWORD not in message and "sml:***@" in message
     database.engine().dispose()
-

@@ -39,7 +39,10 @@ def test_replace_and_digest_over_https_trusting_the_stack_ca(
     https_webhdfs: TlsProxy, ca: Any, hdfs: HdfsResource
 ) -> None:
     secured = HdfsResource(
-        url=https_webhdfs.url, user=HDFS_USER, base_dir=hdfs.folder, ca_location=str(ca.certificate),
+        url=https_webhdfs.url,
+        user=HDFS_USER,
+        base_dir=hdfs.folder,
+        ca_location=str(ca.certificate),
         retry_seconds=10,
     )
     data = b"window_start,total\n2026-11-25T16:00:00Z,42\n"

@@ -67,10 +67,33 @@ def create_topics(broker: SecuredKafka, *names: str) -> None:
 def simulate(bootstrap: str, metrics: str, logs_topic: str, env: dict[str, str], tmp: Path) -> str:
     """The simulator CLI in its own process, seeded, so both runs send the same messages."""
     result = subprocess.run(
-        [sys.executable, "-m", "simulator", "--bootstrap-servers", bootstrap, "--metrics-topic", metrics,
-         "--logs-topic", logs_topic, "--seed", "18", "--count", "1500", "--start", START,
-         "--malformed-rate", "0.05", "--broker-timeout", "20"],
-        check=False, cwd=REPO_ROOT, env={**SUBPROCESS_ENV, **env}, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "simulator",
+            "--bootstrap-servers",
+            bootstrap,
+            "--metrics-topic",
+            metrics,
+            "--logs-topic",
+            logs_topic,
+            "--seed",
+            "18",
+            "--count",
+            "1500",
+            "--start",
+            START,
+            "--malformed-rate",
+            "0.05",
+            "--broker-timeout",
+            "20",
+        ],
+        check=False,
+        cwd=REPO_ROOT,
+        env={**SUBPROCESS_ENV, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     return result.stdout + result.stderr
@@ -80,8 +103,9 @@ def rows(database: MetricsDatabase) -> list[tuple[Any, ...]]:
     table = database.tables.metrics
     with database.engine().connect() as connection:
         found = connection.execute(
-            select(table.c.server_id, table.c.cpu, table.c.mem, table.c.disk, table.c.event_time,
-                   table.c.kafka_offset).order_by(table.c.kafka_offset)
+            select(
+                table.c.server_id, table.c.cpu, table.c.mem, table.c.disk, table.c.event_time, table.c.kafka_offset
+            ).order_by(table.c.kafka_offset)
         ).all()
     return [tuple(row) for row in found]
 
@@ -94,8 +118,11 @@ def summarize(kafka: KafkaResource, spark: SparkResource, data: Path) -> pd.Data
 
 
 def test_simulator_server_metrics_and_log_summary_over_sasl_ssl_get_what_plaintext_gets(
-    secured_kafka: SecuredKafka, spark_jars_dir: Path, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    secured_kafka: SecuredKafka,
+    spark_jars_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     create_topics(secured_kafka, "plain-metrics", "plain-logs", "secure-metrics", "secure-logs")
     plain_out = simulate(secured_kafka.bootstrap, "plain-metrics", "plain-logs", {}, tmp_path)
@@ -191,7 +218,12 @@ def test_a_refused_login_through_the_dagster_cli_leaks_the_password_nowhere(
     }
     result = subprocess.run(
         [str(BIN / "dagster"), "job", "execute", "-m", "sml_assets.definitions", "-j", "ingest_metrics_job"],
-        check=False, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
+        check=False,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     output = result.stdout + result.stderr
     assert result.returncode != 0
@@ -269,9 +301,24 @@ def test_the_simulator_with_a_wrong_password_exits_naming_the_variables_not_the_
     create_topics(secured_kafka, "sim-wrong-metrics", "sim-wrong-logs")
     wrong = "pw-sim-" + secured_kafka.password[3:]
     result = subprocess.run(
-        [sys.executable, "-m", "simulator", "--metrics-topic", "sim-wrong-metrics", "--logs-topic", "sim-wrong-logs",
-         "--count", "10", "--broker-timeout", "5"],
-        check=False, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "simulator",
+            "--metrics-topic",
+            "sim-wrong-metrics",
+            "--logs-topic",
+            "sim-wrong-logs",
+            "--count",
+            "10",
+            "--broker-timeout",
+            "5",
+        ],
+        check=False,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**SUBPROCESS_ENV, **secured_kafka.environment(), "SML_KAFKA_SASL_PASSWORD": wrong},
     )
     assert result.returncode == 1

@@ -165,9 +165,7 @@ def test_hdfs_going_away_before_upload_fails_naming_the_url_keeps_the_old_file_a
     )
 
     def upload() -> object:
-        return materialize(
-            [hdfs_log_summary], resources={"hdfs": proxied, "storage": storage}, raise_on_error=False
-        )
+        return materialize([hdfs_log_summary], resources={"hdfs": proxied, "storage": storage}, raise_on_error=False)
 
     try:
         storage.summary_csv.write_bytes(old)
@@ -177,9 +175,7 @@ def test_hdfs_going_away_before_upload_fails_naming_the_url_keeps_the_old_file_a
 
         failed = upload()
         assert not failed.success
-        assert f"SML_HDFS_URL=http://{proxy.address} did not answer (connection refused" in failure_message(
-            failed
-        )
+        assert f"SML_HDFS_URL=http://{proxy.address} did not answer (connection refused" in failure_message(failed)
         assert direct.list(proxied.folder) == [SUMMARY_FILE], "a temp file was left on HDFS"
         with direct.read(proxied.path(SUMMARY_FILE)) as reader:
             assert reader.read() == old

@@ -59,17 +59,24 @@ def test_devstack_run_takes_the_data_dir_from_devstack_common() -> None:
     assert 'os.environ.get("SML_DATA_DIR"' not in source
 
 
-@pytest.mark.parametrize(("raw", "message"), [
-    ("lots", "SML_METRICS_BACKLOG_THRESHOLD='lots' is not a whole number of messages"),
-    ("0", "SML_METRICS_BACKLOG_THRESHOLD=0: the backlog threshold must be at least 1"),
-])
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("lots", "SML_METRICS_BACKLOG_THRESHOLD='lots' is not a whole number of messages"),
+        ("0", "SML_METRICS_BACKLOG_THRESHOLD=0: the backlog threshold must be at least 1"),
+    ],
+)
 def test_a_bad_backlog_threshold_loads_the_code_location_and_fails_the_sensor_tick_naming_it(
     raw: str, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     env = {**os.environ, "SML_METRICS_BACKLOG_THRESHOLD": raw, "PYTHONPATH": str(REPO_ROOT)}
     loaded = subprocess.run(
         [sys.executable, "-c", "import sml_assets.definitions"],
-        env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert loaded.returncode == 0, loaded.stderr
 

@@ -1,4 +1,5 @@
 """The local stack answers for real: Kafka, WebHDFS, PostgreSQL, Spark's Kafka source, Definitions."""
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,14 @@ def test_kafka_round_trips_a_message(kafka_bootstrap: str, new_topic) -> None:
     payload = f"id: 1, cpu: 1.0, mem: 2.0, disk: 3.0, probe: {uuid.uuid4()}".encode()
     producer.produce(topic, payload, key=b"1")
     assert producer.flush(30) == 0
-    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": topic,
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": kafka_bootstrap,
+            "group.id": topic,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
     consumer.subscribe([topic])
     received = None
     deadline = time.monotonic() + 30
@@ -78,15 +85,28 @@ def test_spark_kafka_source_reads_produced_messages(
     assert producer.flush(30) == 0
 
     jars = ",".join(str(p) for p in sorted(spark_jars_dir.glob("*.jar")))
-    spark = (SparkSession.builder.master("local[2]").config("spark.jars", jars)
-             .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "2")
-             .getOrCreate())
-    stream = (spark.readStream.format("kafka").option("kafka.bootstrap.servers", kafka_bootstrap)
-              .option("subscribe", topic).option("startingOffsets", "earliest").load()
-              .selectExpr("CAST(value AS STRING) AS value"))
-    query = (stream.writeStream.format("memory").queryName(topic.replace("-", "_"))
-             .option("checkpointLocation", str(tmp_path / "checkpoint"))
-             .trigger(availableNow=True).start())
+    spark = (
+        SparkSession.builder.master("local[2]")
+        .config("spark.jars", jars)
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .getOrCreate()
+    )
+    stream = (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", kafka_bootstrap)
+        .option("subscribe", topic)
+        .option("startingOffsets", "earliest")
+        .load()
+        .selectExpr("CAST(value AS STRING) AS value")
+    )
+    query = (
+        stream.writeStream.format("memory")
+        .queryName(topic.replace("-", "_"))
+        .option("checkpointLocation", str(tmp_path / "checkpoint"))
+        .trigger(availableNow=True)
+        .start()
+    )
     query.awaitTermination(300)
     rows = spark.sql(f"SELECT value FROM {topic.replace('-', '_')}").collect()
     assert sorted(r.value for r in rows) == sorted(lines)
@@ -106,7 +126,10 @@ def test_stack_status_reports_stopped_services_as_stopped(tmp_path: Path) -> Non
     before = sorted(postgres_home.iterdir()) if postgres_home.is_dir() else []
     result = subprocess.run(
         [sys.executable, str(REPO_ROOT / "devstack" / "stack.py"), "status", "kafka", "hdfs", "postgres"],
-        env={**os.environ, "SML_DATA_DIR": str(tmp_path)}, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "SML_DATA_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 3, result.stdout + result.stderr
     lines = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()}
@@ -120,7 +143,10 @@ def test_stack_down_takes_reset_before_or_after_the_services(tmp_path: Path) -> 
         (tmp_path / "stack" / "kafka").mkdir(parents=True, exist_ok=True)
         result = subprocess.run(
             [sys.executable, str(REPO_ROOT / "devstack" / "stack.py"), *args],
-            env=env, capture_output=True, text=True, timeout=60,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert result.returncode == 0, result.stdout + result.stderr
         assert "[kafka] data removed" in result.stdout
@@ -130,7 +156,9 @@ def test_stack_down_takes_reset_before_or_after_the_services(tmp_path: Path) -> 
 def test_stack_status_reports_running_services_as_up(stack: None) -> None:
     result = subprocess.run(
         [sys.executable, str(REPO_ROOT / "devstack" / "stack.py"), "status"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert all(line.split()[1] == "up" for line in result.stdout.splitlines())

@@ -73,7 +73,10 @@ def test_a_changed_delay_stops_summarize_logs_before_kafka_and_spark_and_rebuild
     rebuilt = subprocess.run(
         [sys.executable, "-m", "sml_assets.rebuild", "log-summary", "--discard-only"],
         env={**os.environ, "SML_DATA_DIR": str(tmp_path), "PYTHONPATH": str(REPO_ROOT)},
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert "recounts the logs topic from earliest" in rebuilt.stdout

@@ -53,9 +53,7 @@ def produce(bootstrap: str, topic: str, values: list[bytes], partition: int = 0)
 
 
 def run(kafka: KafkaResource, database: MetricsDatabase) -> ExecuteInProcessResult:
-    return materialize(
-        [server_metrics], resources={"kafka": kafka, "metrics_db": database}, raise_on_error=False
-    )
+    return materialize([server_metrics], resources={"kafka": kafka, "metrics_db": database}, raise_on_error=False)
 
 
 def rows_inserted(result: ExecuteInProcessResult) -> int:
@@ -201,10 +199,7 @@ def test_reset_deletes_only_what_can_be_read_again_unless_told_and_asks_first(
     assert rows_inserted(run(kafka, database)) == 5
 
     capsys.readouterr()
-    assert (
-        replay_main(["reset", *adopt, "--partition", "0", "--offset", "2", "--yes", "--delete-unrecoverable"])
-        == 0
-    )
+    assert replay_main(["reset", *adopt, "--partition", "0", "--offset", "2", "--yes", "--delete-unrecoverable"]) == 0
     out = capsys.readouterr().out
     assert "CANNOT be read again (--delete-unrecoverable)" in out
     assert rows_by_topic_id(database, topic) == {old_id: 2, new_id: 2}

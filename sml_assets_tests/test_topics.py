@@ -1,4 +1,5 @@
 """The logs topic's lag comes from Spark's checkpoint: read its offset log the way Spark writes it."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """windows.py: merging Spark's window updates, deciding `final`, rendering the CSV (no services)."""
+
 from __future__ import annotations
 
 import csv
@@ -207,10 +208,15 @@ def spark_model(events: list[tuple[int, str, int]]) -> tuple[list[BatchUpdate], 
             if arrives == run:
                 moment = T0 + timedelta(seconds=seconds)
                 max_seen = moment if max_seen is None else max(max_seen, moment)
-        batches.append(batch(run, *(
-            WindowUpdate(start, Counts(*(state[(start, name)] for name in CATEGORIES)), newest[start])
-            for start in sorted(touched)
-        )))
+        batches.append(
+            batch(
+                run,
+                *(
+                    WindowUpdate(start, Counts(*(state[(start, name)] for name in CATEGORIES)), newest[start])
+                    for start in sorted(touched)
+                ),
+            )
+        )
     return batches, state, late
 
 
@@ -224,8 +230,9 @@ def test_merged_batches_equal_a_direct_recount(events: list[tuple[int, str, int]
         result = merge_batch(summary, item)
         results.append(result)
         summary = result.summary
-    expected = {start: Counts(*(truth[(start, name)] for name in CATEGORIES))
-                for start in {start for start, _ in truth}}
+    expected = {
+        start: Counts(*(truth[(start, name)] for name in CATEGORIES)) for start in {start for start, _ in truth}
+    }
     assert summary.windows == {start: counts for start, counts in expected.items() if counts.total}
     assert sum(result.counted for result in results) == len(events) - late
 

@@ -31,9 +31,7 @@ class ClockSkewConfig(Config):
     window_minutes: int = Field(default=60, ge=1, description="Only events this recent count.")
 
 
-def skew_result(
-    config: ClockSkewConfig, events: int, sources: Counter[str], what: str
-) -> AssetCheckResult:
+def skew_result(config: ClockSkewConfig, events: int, sources: Counter[str], what: str) -> AssetCheckResult:
     """WARN when more than `max_ratio` of the window's events were refused, naming the sources."""
     refused = sum(sources.values())
     ratio = refused / events if events else 0.0
@@ -42,7 +40,9 @@ def skew_result(
     return AssetCheckResult(
         passed=passed,
         severity=AssetCheckSeverity.WARN,
-        description=None if passed else (
+        description=None
+        if passed
+        else (
             f"{refused:,} of {events:,} {what} in the last {config.window_minutes} minutes "
             f"({ratio:.1%}) were refused for a clock ahead of time, from {named}: fix their clocks "
             "(NTP); the refused events are kept aside with the reason"
@@ -79,9 +79,13 @@ def metrics_clocks_are_right(
             .where(tables.metrics.c.kafka_topic == topic, tables.metrics.c.ingested_at >= since)
         ).scalar_one()
         dead = connection.execute(select(func.count()).select_from(letters).where(*recent)).scalar_one()
-        skewed = connection.execute(
-            select(letters.c.raw_value).where(*recent, letters.c.reason.startswith(SKEW_REASON_PREFIX))
-        ).scalars().all()
+        skewed = (
+            connection.execute(
+                select(letters.c.raw_value).where(*recent, letters.c.reason.startswith(SKEW_REASON_PREFIX))
+            )
+            .scalars()
+            .all()
+        )
     servers: Counter[str] = Counter()
     for raw in skewed:
         parsed = parse_metric(raw, now)
@@ -94,9 +98,7 @@ def metrics_clocks_are_right(
     description="At most 1 % of the last hour's log lines were refused for a clock ahead of time; "
     "names the source addresses whose clocks are off.",
 )
-def log_clocks_are_right(
-    config: ClockSkewConfig, kafka: KafkaResource, storage: LocalStorage
-) -> AssetCheckResult:
+def log_clocks_are_right(config: ClockSkewConfig, kafka: KafkaResource, storage: LocalStorage) -> AssetCheckResult:
     since = datetime.now(UTC) - timedelta(minutes=config.window_minutes)
     topic = kafka.logs_topic
     since_ms = int(since.timestamp() * 1000)
@@ -108,8 +110,7 @@ def log_clocks_are_right(
     sources: Counter[str] = Counter()
     if not rejects.empty:
         recent = rejects[
-            (rejects["kafka_timestamp"] >= since)
-            & rejects["reject_reason"].str.startswith(SKEW_REASON_PREFIX)
+            (rejects["kafka_timestamp"] >= since) & rejects["reject_reason"].str.startswith(SKEW_REASON_PREFIX)
         ]
         sources.update(line.split(" ", 1)[0] for line in recent["line"])
     return skew_result(config, events, sources, "log lines")

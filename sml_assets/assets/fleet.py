@@ -4,6 +4,7 @@ A WARN check: a hot server is news for the people running the fleet, not a fault
 Thresholds are settings (SML_FLEET_CPU_MAX, SML_FLEET_MEM_MAX, SML_FLEET_DISK_MAX), read when the
 check runs.
 """
+
 from __future__ import annotations
 
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetKey, MetadataValue, asset_check

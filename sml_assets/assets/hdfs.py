@@ -38,9 +38,7 @@ SUMMARY_FILE = "output_log_summary.csv"
         "a partial file. Eager, so the HDFS copy follows every log_summary materialization."
     ),
 )
-def hdfs_log_summary(
-    context: AssetExecutionContext, hdfs: HdfsResource, storage: LocalStorage
-) -> MaterializeResult:
+def hdfs_log_summary(context: AssetExecutionContext, hdfs: HdfsResource, storage: LocalStorage) -> MaterializeResult:
     """Upload the local summary; a failure leaves the previous HDFS version in place."""
     local = storage.summary_csv
     data = _read_summary(local)
@@ -86,9 +84,7 @@ def hdfs_summary_matches_local(hdfs: HdfsResource, storage: LocalStorage) -> Ass
         "hdfs_sha256": MetadataValue.text(found.sha256),
     }
     if found != expected:
-        return _failed(
-            f"{target} on {hdfs.url} differs from {local}: rematerialize hdfs_log_summary", metadata
-        )
+        return _failed(f"{target} on {hdfs.url} differs from {local}: rematerialize hdfs_log_summary", metadata)
     return AssetCheckResult(passed=True, metadata=metadata)
 
 

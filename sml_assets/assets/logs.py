@@ -92,19 +92,15 @@ def run_metadata(report: LogSummaryReport) -> dict[str, MetadataValue]:
         "parsed_rows": MetadataValue.int(run.parsed_rows),
         "rejects": MetadataValue.int(run.rejected_rows),
         "rejects_by_reason": MetadataValue.json(run.rejects_by_kind),
-        "late_dropped": MetadataValue.int(late) if late is not None else MetadataValue.text(
-            "n/a: checkpoint rebuilt, the replay re-read events already counted"
-        ),
+        "late_dropped": MetadataValue.int(late)
+        if late is not None
+        else MetadataValue.text("n/a: checkpoint rebuilt, the replay re-read events already counted"),
         "late_rows_dropped_spark": MetadataValue.int(run.late_rows_dropped),
-        "rows_per_s": MetadataValue.float(
-            round(run.input_rows / run.duration_s, 1) if run.duration_s > 0 else 0.0
-        ),
+        "rows_per_s": MetadataValue.float(round(run.input_rows / run.duration_s, 1) if run.duration_s > 0 else 0.0),
         "duration_s": MetadataValue.float(round(run.duration_s, 2)),
         "spark_batches": MetadataValue.int(run.batches),
         "end_offsets": MetadataValue.json(run.end_offsets),
-        "watermark": MetadataValue.text(
-            "none yet" if watermark is None else watermark.strftime("%Y-%m-%dT%H:%M:%SZ")
-        ),
+        "watermark": MetadataValue.text("none yet" if watermark is None else watermark.strftime("%Y-%m-%dT%H:%M:%SZ")),
         "checkpoint_id": MetadataValue.text(run.checkpoint_id),
         "checkpoint_rebuilt": MetadataValue.bool(report.rebuilt),
         "path": MetadataValue.path(str(report.csv_path)),
@@ -125,9 +121,7 @@ def read_summary_csv(storage: LocalStorage) -> "pd.DataFrame | None":
 
 
 def _missing(storage: LocalStorage) -> AssetCheckResult:
-    return AssetCheckResult(
-        passed=False, description=f"{storage.summary_csv} does not exist: materialize log_summary"
-    )
+    return AssetCheckResult(passed=False, description=f"{storage.summary_csv} does not exist: materialize log_summary")
 
 
 @asset_check(asset=log_summary, blocking=True, description="Each window appears on one row only.")
@@ -143,17 +137,12 @@ def log_summary_has_no_duplicate_windows(storage: LocalStorage) -> AssetCheckRes
     )
 
 
-@asset_check(
-    asset=log_summary, blocking=True, description="Every window is 5 minutes long and aligned to 5 minutes."
-)
+@asset_check(asset=log_summary, blocking=True, description="Every window is 5 minutes long and aligned to 5 minutes.")
 def log_summary_windows_are_aligned(storage: LocalStorage) -> AssetCheckResult:
     frame = read_summary_csv(storage)
     if frame is None:
         return _missing(storage)
-    bad = [
-        start for start, end in zip(frame["window_start"], frame["window_end"])
-        if not _aligned_window(start, end)
-    ]
+    bad = [start for start, end in zip(frame["window_start"], frame["window_end"]) if not _aligned_window(start, end)]
     return AssetCheckResult(
         passed=not bad,
         metadata={"misaligned_windows": MetadataValue.int(len(bad))},
@@ -176,8 +165,9 @@ def log_summary_counts_add_up(storage: LocalStorage) -> AssetCheckResult:
         passed=bad.empty,
         metadata={"bad_rows": MetadataValue.int(len(bad))},
         description=(
-            f"negative counts or total != sum of categories in windows: "
-            f"{', '.join(bad['window_start'].head(10))}" if not bad.empty else None
+            f"negative counts or total != sum of categories in windows: {', '.join(bad['window_start'].head(10))}"
+            if not bad.empty
+            else None
         ),
     )
 

@@ -41,16 +41,12 @@ COLUMNS = TableSchema(
     columns=[
         TableColumn("server_id", "integer", description="server 1..N"),
         *(TableColumn(field, "float", description="percent, 0..100") for field in METRIC_FIELDS),
-        TableColumn(
-            "event_time", "timestamp (UTC)", description="the message's ts, else its Kafka timestamp"
-        ),
+        TableColumn("event_time", "timestamp (UTC)", description="the message's ts, else its Kafka timestamp"),
         TableColumn("kafka_topic", "string"),
         TableColumn("kafka_partition", "integer"),
         TableColumn("kafka_offset", "bigint", description="unique with topic, topic id and partition"),
         TableColumn("ingested_at", "timestamp (UTC)", description="when the chunk was committed"),
-        TableColumn(
-            "kafka_topic_id", "string", description="Kafka's topic id: rows of a recreated topic stay apart"
-        ),
+        TableColumn("kafka_topic_id", "string", description="Kafka's topic id: rows of a recreated topic stay apart"),
     ]
 )
 
@@ -109,9 +105,7 @@ def report_metadata(report: IngestReport, metrics_db: MetricsDatabase) -> dict[s
         "dead letters by reason": MetadataValue.json(dict(report.dead_letter_kinds.most_common())),
         "messages read": MetadataValue.int(report.messages),
         "offsets": MetadataValue.md("\n".join(lines)),
-        RANGES_KEY: MetadataValue.json(
-            {str(run.partition): [run.start, run.next_offset] for run in report.partitions}
-        ),
+        RANGES_KEY: MetadataValue.json({str(run.partition): [run.start, run.next_offset] for run in report.partitions}),
         "lag left": MetadataValue.int(sum(report.lag_left.values())),
         "skipped by retention": MetadataValue.int(sum(run.skipped_by_retention for run in report.partitions)),
         "capped": MetadataValue.bool(report.capped),
@@ -127,9 +121,7 @@ def report_metadata(report: IngestReport, metrics_db: MetricsDatabase) -> dict[s
 
 
 class DeadLetterRatioConfig(Config):
-    max_ratio: float = Field(
-        default=0.05, ge=0.0, le=1.0, description="Warn above this share of dead letters."
-    )
+    max_ratio: float = Field(default=0.05, ge=0.0, le=1.0, description="Warn above this share of dead letters.")
     window_minutes: int = Field(default=60, ge=1, description="Only runs this recent count.")
 
 
@@ -208,9 +200,7 @@ def check_scope(instance: DagsterInstance, topic: str, table: str) -> CheckScope
     if not newest or RANGES_KEY not in newest[0]:
         return None
     topic_id = str(newest[0].get("topic id", ""))
-    found = _materializations(
-        instance, {"topic": topic, "dagster/table_name": table, "topic id": topic_id}, limit=2
-    )
+    found = _materializations(instance, {"topic": topic, "dagster/table_name": table, "topic id": topic_id}, limit=2)
     previous = found[1].get(RANGES_KEY, {}) if len(found) > 1 else {}
     ranges: dict[int, tuple[int, int]] = {}
     for partition, (start, end) in newest[0][RANGES_KEY].items():
@@ -222,8 +212,7 @@ def check_scope(instance: DagsterInstance, topic: str, table: str) -> CheckScope
 def _nothing_to_check(topic: str, table: str) -> AssetCheckResult:
     return AssetCheckResult(
         passed=True,
-        description=f"no materialization of server_metrics from {topic} into {table} recorded yet: "
-        "nothing to check",
+        description=f"no materialization of server_metrics from {topic} into {table} recorded yet: nothing to check",
     )
 
 
@@ -244,11 +233,7 @@ def no_duplicate_messages(
     where = scope.where(table)
     if where is not None:
         duplicates = (
-            select(*key, func.count().label("copies"))
-            .where(where)
-            .group_by(*key)
-            .having(func.count() > 1)
-            .subquery()
+            select(*key, func.count().label("copies")).where(where).group_by(*key).having(func.count() > 1).subquery()
         )
         with metrics_db.transaction() as connection:
             count = connection.execute(select(func.count()).select_from(duplicates)).scalar_one()
@@ -316,9 +301,7 @@ def dead_letter_ratio(
     return AssetCheckResult(
         passed=ratio <= config.max_ratio,
         severity=AssetCheckSeverity.WARN,
-        description=None
-        if rows + dead
-        else f"no metrics message ingested in the last {config.window_minutes} minutes",
+        description=None if rows + dead else f"no metrics message ingested in the last {config.window_minutes} minutes",
         metadata={
             "dead-letter ratio": MetadataValue.float(round(ratio, 6)),
             "max ratio": MetadataValue.float(config.max_ratio),
@@ -336,9 +319,7 @@ def newest_row_is_fresh(config: FreshnessConfig, metrics_db: MetricsDatabase) ->
     with metrics_db.transaction() as connection:
         newest = connection.execute(select(func.max(table.c.event_time))).scalar_one()
     if newest is None:
-        return AssetCheckResult(
-            passed=False, severity=AssetCheckSeverity.WARN, description="the table has no rows yet"
-        )
+        return AssetCheckResult(passed=False, severity=AssetCheckSeverity.WARN, description="the table has no rows yet")
     age = datetime.now(UTC) - newest
     return AssetCheckResult(
         passed=age <= timedelta(minutes=config.max_age_minutes),

@@ -1,5 +1,6 @@
 """The data itself in the UI: the newest rows of server_matric, each server's latest reading and
 the newest log_summary windows, as Dagster table metadata (rendered as tables, not pictures)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -113,11 +114,7 @@ def latest_per_server(metrics_db: MetricsDatabase) -> list[Reading]:
             )
             .label("rank")
         )
-        recent = (
-            select(*_columns(metrics_db), rank)
-            .where(table.c.event_time >= newest - LATEST_LOOKBACK)
-            .subquery()
-        )
+        recent = select(*_columns(metrics_db), rank).where(table.c.event_time >= newest - LATEST_LOOKBACK).subquery()
         query = (
             select(*(recent.c[column.name] for column in ROW_SCHEMA.columns))
             .where(recent.c.rank == 1)

@@ -1,5 +1,6 @@
 """The resources of sml, built in one place from the settings: `definitions.py` and every
 command-line entry point (`python -m sml_assets.replay`) get the same clients."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

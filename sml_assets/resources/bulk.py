@@ -147,9 +147,7 @@ def _dbapi_cursor(connection: Connection, statement: str) -> Iterator[Any]:
     try:
         yield cursor
     except dialect.loaded_dbapi.Error as error:
-        raise sa_exc.DBAPIError.instance(
-            statement, None, error, dialect.loaded_dbapi.Error, dialect=dialect
-        ) from error
+        raise sa_exc.DBAPIError.instance(statement, None, error, dialect.loaded_dbapi.Error, dialect=dialect) from error
     finally:
         cursor.close()
 
@@ -192,7 +190,5 @@ def _insert_many(
         else:
             columns.append([process(row[name]) for row in rows])
     values = list(zip(*columns, strict=True))
-    parameters: list[Any] = (
-        values if compiled.positional else [dict(zip(names, row, strict=True)) for row in values]
-    )
+    parameters: list[Any] = values if compiled.positional else [dict(zip(names, row, strict=True)) for row in values]
     connection.exec_driver_sql(compiled.string, parameters)

@@ -151,9 +151,7 @@ def validate_table_name(name: str) -> str:
             f"starting with a letter or '_', at most {MAX_TABLE_NAME} characters"
         )
     if name.lower() in (OFFSETS_TABLE, DEAD_LETTERS_TABLE):
-        raise ValueError(
-            f"{TABLE_VARIABLE}={name!r} clashes with sml's own table {name.lower()}; pick another name"
-        )
+        raise ValueError(f"{TABLE_VARIABLE}={name!r} clashes with sml's own table {name.lower()}; pick another name")
     return name
 
 
@@ -439,9 +437,7 @@ class MetricsDatabase(ConfigurableResource):
                     .group_by(table.c.kafka_topic_id)
                 )
                 for topic_id, count, first, last in connection.execute(query):
-                    held.append(
-                        HeldRows(table.name, str(topic_id), partition, int(count), int(first), int(last))
-                    )
+                    held.append(HeldRows(table.name, str(topic_id), partition, int(count), int(first), int(last)))
         return held
 
     def reset_offset(
@@ -477,15 +473,11 @@ class MetricsDatabase(ConfigurableResource):
                 removed += result.rowcount or 0
             key = self._offset_key(consumer, topic, partition)
             result = connection.execute(
-                update(tables.offsets)
-                .where(key)
-                .values(next_offset=offset, kafka_topic_id=topic_id, updated_at=now)
+                update(tables.offsets).where(key).values(next_offset=offset, kafka_topic_id=topic_id, updated_at=now)
             )
             if result.rowcount == 0:
                 connection.execute(
-                    insert(tables.offsets).values(
-                        self._position(consumer, topic, topic_id, partition, offset, now)
-                    )
+                    insert(tables.offsets).values(self._position(consumer, topic, topic_id, partition, offset, now))
                 )
             return removed
 
@@ -562,9 +554,7 @@ class MetricsDatabase(ConfigurableResource):
                         )
                 if "target_table" in missing[table.name]:
                     connection.execute(update(table).values(target_table=self.tables.metrics.name))
-                done.append(
-                    f"{table.name}: added {', '.join(missing[table.name])}; {copied:,} rows kept"
-                )
+                done.append(f"{table.name}: added {', '.join(missing[table.name])}; {copied:,} rows kept")
         self.tables.metadata.create_all(self.engine(), checkfirst=True)
         return done
 
@@ -702,9 +692,7 @@ def _rebuild(connection: Connection, table: Table) -> int:
     created.create(connection)
     moved = Table(aside, MetaData(), autoload_with=connection)
     kept = [column.name for column in moved.columns if column.name in table.c]
-    connection.execute(
-        insert(table).from_select(kept, select(*(moved.c[name] for name in kept)))
-    )
+    connection.execute(insert(table).from_select(kept, select(*(moved.c[name] for name in kept))))
     count = int(connection.execute(select(func.count()).select_from(table)).scalar_one())
     moved.drop(connection)
     return count

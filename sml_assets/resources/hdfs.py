@@ -13,6 +13,7 @@ checksum type; reproducing it locally ties sml to cluster settings. The summary 
 30 KB per day of 5-minute windows), so reading it back is cheap and checks the bytes end to end
 along the path every reader uses.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -277,8 +278,7 @@ def _is_transient(error: BaseException) -> bool:
     if isinstance(error, (*TRANSIENT_REQUEST_ERRORS, _ServerError)):
         return True
     return isinstance(error, HdfsError) and (
-        error.exception in TRANSIENT_REMOTE_EXCEPTIONS
-        or any(text in str(error) for text in TRANSIENT_REMOTE_MESSAGES)
+        error.exception in TRANSIENT_REMOTE_EXCEPTIONS or any(text in str(error) for text in TRANSIENT_REMOTE_MESSAGES)
     )
 
 

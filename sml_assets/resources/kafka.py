@@ -174,16 +174,12 @@ class KafkaResource(ConfigurableResource):
         client_errors: list[KafkaError] = []
         consumer = self.consumer("sml-replay", error_cb=client_errors.append)
         try:
-            found = consumer.offsets_for_times(
-                [TopicPartition(topic, partition, timestamp_ms)], timeout=self.timeout_s
-            )
+            found = consumer.offsets_for_times([TopicPartition(topic, partition, timestamp_ms)], timeout=self.timeout_s)
             offset = found[0].offset
             if found[0].error is not None:
                 raise KafkaException(found[0].error)
             if offset < 0:
-                _, offset = consumer.get_watermark_offsets(
-                    TopicPartition(topic, partition), timeout=self.timeout_s
-                )
+                _, offset = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=self.timeout_s)
             return offset
         except KafkaException as error:
             consumer.poll(0)
@@ -205,11 +201,7 @@ class KafkaResource(ConfigurableResource):
         metadata = consumer.list_topics(topic, timeout=_remaining(deadline))
         described = metadata.topics.get(topic)
         if described is None or described.error is not None or not described.partitions:
-            reason = (
-                described.error.str()
-                if described is not None and described.error is not None
-                else "no partitions"
-            )
+            reason = described.error.str() if described is not None and described.error is not None else "no partitions"
             raise KafkaUnavailableError(
                 f"topic {topic!r} is not available on "
                 f"{BOOTSTRAP_VARIABLE}={self.bootstrap_servers} ({reason}): create it, or set "

@@ -1,4 +1,5 @@
 """Spark on dagster-pyspark, with the Kafka connector jars that devstack fetched."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Local files sml writes: the summary CSV, Spark checkpoints, rejects; all under SML_DATA_DIR."""
+
 from __future__ import annotations
 
 from pathlib import Path

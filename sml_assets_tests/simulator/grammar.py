@@ -2,6 +2,7 @@
 
 Each check returns a parsed record or the malformed kind the simulator should have reported.
 """
+
 from __future__ import annotations
 
 import re
@@ -11,9 +12,7 @@ from email.utils import parsedate_to_datetime
 
 LOG_LINE = re.compile(r"^(\S+) - (\S+) \[([^\]]+)\] (\S+) (\S+) (\d{3}) (\d+)$")
 SEVEN_FIELDS = re.compile(r"^(\S+) - (\S+) \[([^\]]+)\] (\S+) (\S+) (\S+) (\S+)$")
-RFC1123 = re.compile(
-    r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT$"
-)
+RFC1123 = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT$")
 REQUIRED = ("id", "cpu", "mem", "disk")
 
 

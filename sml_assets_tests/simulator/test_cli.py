@@ -1,4 +1,5 @@
 """The command line, run as a user runs it: --stdout output, signals, bad flags, broker down."""
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,7 @@ def simulate(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[byt
 
 
 def stdout_run(seed: int, *faults: str) -> bytes:
-    result = simulate("--stdout", "--start", "2026-11-25T16:00:00Z", "--seed", str(seed),
-                      "--count", "500", *faults)
+    result = simulate("--stdout", "--start", "2026-11-25T16:00:00Z", "--seed", str(seed), "--count", "500", *faults)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -47,15 +47,23 @@ def test_stdout_with_the_same_seed_prints_the_same_lines() -> None:
 
 def test_console_script_is_installed() -> None:
     script = Path(sys.executable).parent / "sml-simulator"
-    result = subprocess.run([str(script), "--stdout", "--start", "2026-11-25T16:00:00Z",
-                             "--seed", "3", "--count", "500"], capture_output=True, timeout=60)
+    result = subprocess.run(
+        [str(script), "--stdout", "--start", "2026-11-25T16:00:00Z", "--seed", "3", "--count", "500"],
+        capture_output=True,
+        timeout=60,
+    )
     assert result.returncode == 0 and result.stdout == stdout_run(3)
 
 
 def test_environment_names_the_topics() -> None:
     env = {**os.environ, "SML_METRICS_TOPIC": "m-env", "SML_LOGS_TOPIC": "l-env"}
-    result = subprocess.run([*SIMULATOR, "--stdout", "--start", "now", "--count", "200"],
-                            cwd=REPO_ROOT, capture_output=True, timeout=60, env=env)
+    result = subprocess.run(
+        [*SIMULATOR, "--stdout", "--start", "now", "--count", "200"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        timeout=60,
+        env=env,
+    )
     assert {line.split(b"\t")[0] for line in result.stdout.splitlines()} == {b"m-env", b"l-env"}
 
 
@@ -69,12 +77,18 @@ def test_sigterm_flushes_writes_the_truth_and_exits_cleanly(tmp_path: Path) -> N
     truth = tmp_path / "truth.json"
     output = tmp_path / "out.txt"
     with open(output, "wb") as out:
-        process = subprocess.Popen([*SIMULATOR, "--stdout", "--log-rate", "200", "--seed", "5",
-                                    "--truth", str(truth)],
-                                   cwd=REPO_ROOT, stdout=out, stderr=subprocess.PIPE)
+        process = subprocess.Popen(
+            [*SIMULATOR, "--stdout", "--log-rate", "200", "--seed", "5", "--truth", str(truth)],
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.PIPE,
+        )
     try:
-        wait_until(lambda: output.stat().st_size > 0 or process.poll() is not None, 30,
-                   f"the simulator's first line in {output}")
+        wait_until(
+            lambda: output.stat().st_size > 0 or process.poll() is not None,
+            30,
+            f"the simulator's first line in {output}",
+        )
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=30)
     finally:
@@ -90,8 +104,7 @@ def test_sigterm_flushes_writes_the_truth_and_exits_cleanly(tmp_path: Path) -> N
 
 def test_unreachable_broker_fails_fast_with_a_clear_error() -> None:
     started = time.monotonic()
-    result = simulate("--bootstrap-servers", CLOSED_PORT, "--broker-timeout", "3",
-                      "--count", "10", timeout=30)
+    result = simulate("--bootstrap-servers", CLOSED_PORT, "--broker-timeout", "3", "--count", "10", timeout=30)
     elapsed = time.monotonic() - started
     assert result.returncode == 1
     message = result.stderr.decode()

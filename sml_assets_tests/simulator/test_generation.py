@@ -1,4 +1,5 @@
 """The generator, without Kafka: formats, reproducibility and fault rates."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -89,14 +90,25 @@ def test_duration_bounds_event_time_and_count_bounds_messages() -> None:
 )
 @settings(max_examples=60, deadline=None)
 def test_every_message_is_valid_or_malformed_as_reported(
-    seed: int, malformed_rate: float, late_rate: float, max_lateness_s: float,
-    out_of_order_rate: float, servers: int,
+    seed: int,
+    malformed_rate: float,
+    late_rate: float,
+    max_lateness_s: float,
+    out_of_order_rate: float,
+    servers: int,
 ) -> None:
-    generated = generate(options(
-        seed=seed, count=300, malformed_rate=malformed_rate, late_rate=late_rate,
-        max_lateness_s=max_lateness_s, out_of_order_rate=out_of_order_rate, servers=servers,
-        metrics_interval_s=1.0,
-    ))
+    generated = generate(
+        options(
+            seed=seed,
+            count=300,
+            malformed_rate=malformed_rate,
+            late_rate=late_rate,
+            max_lateness_s=max_lateness_s,
+            out_of_order_rate=out_of_order_rate,
+            servers=servers,
+            metrics_interval_s=1.0,
+        )
+    )
     for message in generated:
         parsed = parse(message.stream, message.value)
         if message.malformed is None:
@@ -108,9 +120,17 @@ def test_every_message_is_valid_or_malformed_as_reported(
 
 def test_fault_rates_are_honoured_within_tolerance() -> None:
     n = 20_000
-    messages = list(generate(options(
-        count=n, malformed_rate=0.1, late_rate=0.05, max_lateness_s=900, out_of_order_rate=0.02,
-    )))
+    messages = list(
+        generate(
+            options(
+                count=n,
+                malformed_rate=0.1,
+                late_rate=0.05,
+                max_lateness_s=900,
+                out_of_order_rate=0.02,
+            )
+        )
+    )
     malformed = [m for m in messages if m.malformed is not None]
     valid = [m for m in messages if m.malformed is None]
     late = [m for m in valid if m.lateness_ms]

@@ -1,4 +1,5 @@
 """Against the real broker: the truth file matches what a consumer reads back."""
+
 from __future__ import annotations
 
 import json
@@ -25,12 +26,10 @@ SIMULATOR = [sys.executable, "-m", "simulator"]
 
 def read_back(bootstrap: str, topic: str, timeout_s: float = 60) -> list[tuple[int, bytes, bytes]]:
     """Every record of the topic as (partition, key, value), up to the end offsets seen now."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{topic}-reader",
-                         "enable.auto.commit": False})
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{topic}-reader", "enable.auto.commit": False})
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                for p in partitions}
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
         consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
         records: list[tuple[int, bytes, bytes]] = []
         done = {p for p, end in ends.items() if end == 0}
@@ -93,12 +92,39 @@ def test_truth_matches_what_a_consumer_reads_back(
     logs = new_topic(partitions=2, suffix="-logs")
     truth_path = tmp_path / "truth.json"
     result = subprocess.run(
-        [*SIMULATOR, "--bootstrap-servers", kafka_bootstrap, "--metrics-topic", metrics,
-         "--logs-topic", logs, "--start", "2026-11-25T16:00:00Z", "--seed", "21",
-         "--count", "6000", "--servers", "6", "--metrics-interval", "1", "--malformed-rate", "0.05",
-         "--late-rate", "0.05", "--max-lateness", "1200", "--out-of-order", "0.05",
-         "--truth", str(truth_path), *mode],
-        cwd=REPO_ROOT, capture_output=True, timeout=120,
+        [
+            *SIMULATOR,
+            "--bootstrap-servers",
+            kafka_bootstrap,
+            "--metrics-topic",
+            metrics,
+            "--logs-topic",
+            logs,
+            "--start",
+            "2026-11-25T16:00:00Z",
+            "--seed",
+            "21",
+            "--count",
+            "6000",
+            "--servers",
+            "6",
+            "--metrics-interval",
+            "1",
+            "--malformed-rate",
+            "0.05",
+            "--late-rate",
+            "0.05",
+            "--max-lateness",
+            "1200",
+            "--out-of-order",
+            "0.05",
+            "--truth",
+            str(truth_path),
+            *mode,
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr.decode()
     truth = assert_truth_matches_topics(truth_path, kafka_bootstrap, metrics, logs)
@@ -113,10 +139,26 @@ def test_sigterm_mid_run_flushes_and_the_truth_still_matches(
     logs = new_topic(partitions=3, suffix="-logs")
     truth_path = tmp_path / "truth.json"
     process = subprocess.Popen(
-        [*SIMULATOR, "--bootstrap-servers", kafka_bootstrap, "--metrics-topic", metrics,
-         "--logs-topic", logs, "--log-rate", "300", "--metrics-interval", "0.5",
-         "--malformed-rate", "0.05", "--truth", str(truth_path)],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [
+            *SIMULATOR,
+            "--bootstrap-servers",
+            kafka_bootstrap,
+            "--metrics-topic",
+            metrics,
+            "--logs-topic",
+            logs,
+            "--log-rate",
+            "300",
+            "--metrics-interval",
+            "0.5",
+            "--malformed-rate",
+            "0.05",
+            "--truth",
+            str(truth_path),
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
         wait_for_records(kafka_bootstrap, logs, 20, process)
@@ -140,9 +182,20 @@ def test_a_missing_topic_is_looked_for_again_then_named_in_a_clear_error(
     missing = f"{unique_name}-never-created"
     started = time.monotonic()
     result = subprocess.run(
-        [*SIMULATOR, "--bootstrap-servers", kafka_bootstrap, "--metrics-topic", new_topic(),
-         "--logs-topic", missing, "--count", "10"],
-        cwd=REPO_ROOT, capture_output=True, timeout=60,
+        [
+            *SIMULATOR,
+            "--bootstrap-servers",
+            kafka_bootstrap,
+            "--metrics-topic",
+            new_topic(),
+            "--logs-topic",
+            missing,
+            "--count",
+            "10",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        timeout=60,
     )
     assert result.returncode == 1, result.stderr.decode()
     message = result.stderr.decode()

@@ -1,4 +1,5 @@
 """The ground truth equals an independent recount of the lines and counts only acknowledged ones."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,15 @@ from sml_assets_tests.simulator.grammar import LogLine, Metrics, parse_log_line,
 START_MS = 1_795_622_400_000
 TOPICS = {Stream.METRICS: "m", Stream.LOGS: "l"}
 FAULTY = SimulationOptions(
-    start_ms=START_MS, seed=7, count=20_000, servers=5, metrics_interval_s=1.0,
-    malformed_rate=0.05, late_rate=0.05, max_lateness_s=1_200, out_of_order_rate=0.05,
+    start_ms=START_MS,
+    seed=7,
+    count=20_000,
+    servers=5,
+    metrics_interval_s=1.0,
+    malformed_rate=0.05,
+    late_rate=0.05,
+    max_lateness_s=1_200,
+    out_of_order_rate=0.05,
 )
 
 
@@ -36,17 +44,14 @@ def recount(values: list[tuple[str, bytes]], clock_ms: dict[bytes, int] | None =
             start = parsed.time.astimezone(UTC).replace(second=0)
             start -= timedelta(minutes=start.minute % 5)
             outcome = "success" if 200 <= parsed.status < 300 else "failure"
-            windows.setdefault(start.strftime("%Y-%m-%dT%H:%M:%SZ"), Counter())[
-                f"{parsed.method}_{outcome}"] += 1
+            windows.setdefault(start.strftime("%Y-%m-%dT%H:%M:%SZ"), Counter())[f"{parsed.method}_{outcome}"] += 1
     return {"valid_per_server": per_server, "malformed": malformed, "windows": windows}
 
 
 def as_counters(truth: dict) -> dict:
     return {
         "valid_per_server": Counter(truth["metrics"]["valid_per_server"]),
-        "malformed": {
-            stream: +Counter(truth[stream]["malformed"]) for stream in ("metrics", "logs")
-        },
+        "malformed": {stream: +Counter(truth[stream]["malformed"]) for stream in ("metrics", "logs")},
         "windows": {
             start: +Counter({k: v for k, v in row.items() if k.endswith(("success", "failure"))})
             for start, row in truth["logs"]["windows"].items()
@@ -65,9 +70,7 @@ def test_truth_equals_an_independent_recount_of_the_lines() -> None:
     assert document["acked"] == len(values) == 20_000
     for start, row in document["logs"]["windows"].items():
         assert row["total"] == sum(v for k, v in row.items() if k.endswith(("success", "failure")))
-        assert datetime.fromisoformat(row["window_end"]) - datetime.fromisoformat(start) == (
-            timedelta(minutes=5)
-        )
+        assert datetime.fromisoformat(row["window_end"]) - datetime.fromisoformat(start) == (timedelta(minutes=5))
 
 
 def test_windows_within_watermark_leave_out_exactly_the_events_more_than_ten_minutes_late() -> None:
@@ -86,8 +89,9 @@ def test_windows_within_watermark_leave_out_exactly_the_events_more_than_ten_min
     late = document["late_events"]
     assert late and any(e["beyond_watermark"] for e in late)
     assert not all(e["beyond_watermark"] for e in late)
-    assert sum(e["stream"] == "logs" and e["beyond_watermark"] for e in late) == (
-        document["logs"]["late_beyond_watermark"]
+    assert (
+        sum(e["stream"] == "logs" and e["beyond_watermark"] for e in late)
+        == (document["logs"]["late_beyond_watermark"])
     )
 
 
@@ -111,9 +115,7 @@ def test_truth_file_is_json_with_every_malformed_kind_listed(tmp_path: Path) -> 
     truth.write(path, {"seed": 1})
     document = json.loads(path.read_text())
     assert document["acked"] == 0 and document["options"] == {"seed": 1}
-    assert set(document["metrics"]["malformed"]) == {
-        "truncated", "wrong_types", "out_of_range", "not_utf8", "empty"
-    }
+    assert set(document["metrics"]["malformed"]) == {"truncated", "wrong_types", "out_of_range", "not_utf8", "empty"}
     assert list(tmp_path.joinpath("deep").iterdir()) == [path]
 
 
@@ -129,8 +131,11 @@ def test_events_from_a_clock_ahead_are_refused_exactly_when_ahead_of_their_recor
         truth.delivered(message, record_ms)
         parsed = parse_metrics(message.value) if message.stream is Stream.METRICS else parse_log_line(message.value)
         event_ms = (
-            parsed.ts_ms if isinstance(parsed, Metrics)
-            else int(parsed.time.timestamp() * 1000) if isinstance(parsed, LogLine) else None
+            parsed.ts_ms
+            if isinstance(parsed, Metrics)
+            else int(parsed.time.timestamp() * 1000)
+            if isinstance(parsed, LogLine)
+            else None
         )
         if event_ms is not None and event_ms - record_ms > 60_000:
             refused[message.stream.value] += 1
