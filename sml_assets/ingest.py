@@ -14,12 +14,10 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, Message, TopicPartition
 
-from sml_assets.chunks import MetricColumns, datetime_to_us, parse_values, record_times_us
 from sml_assets.parsing import EPOCH, reason_kind, skew_reason
 from sml_assets.resources.database import LEGACY_TOPIC_ID, MetricsDatabase, OffsetAdvance, StoredPosition
 from sml_assets.resources.kafka import (
@@ -28,6 +26,11 @@ from sml_assets.resources.kafka import (
     KafkaUnavailableError,
     Watermarks,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from sml_assets.chunks import MetricColumns
 
 DEFAULT_MAX_MESSAGES = 100_000
 DEFAULT_CHUNK_SIZE = 5_000
@@ -134,6 +137,8 @@ class _Chunk:
         return self.messages
 
     def rows(self) -> MetricColumns:
+        from sml_assets.chunks import MetricColumns
+
         return MetricColumns.concat(self.topic, self.parts)
 
 
@@ -303,6 +308,10 @@ def _add_batch(
     at most `budget` of them, in order. Partitions that reach their target are paused and leave
     `pending`. Returns how many messages were taken.
     """
+    import numpy as np
+
+    from sml_assets.chunks import parse_values, record_times_us
+
     topic = chunk.topic
     for message in messages:
         failure = message.error()
@@ -355,6 +364,10 @@ def _skewed(
 ) -> list[tuple[int, str]]:
     """(index, reason) of the valid rows dated ahead of their record timestamp or of this machine's
     clock by more than SML_MAX_CLOCK_SKEW: arrays pick the candidates, `skew_reason` decides."""
+    import numpy as np
+
+    from sml_assets.chunks import datetime_to_us
+
     now = datetime.now(UTC)
     now_us = datetime_to_us(now)
     missing = np.array([kind == TIMESTAMP_NOT_AVAILABLE for kind, _ in stamps], bool)

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dagster import ConfigurableResource
 from pydantic import PrivateAttr
@@ -49,9 +49,10 @@ from sqlalchemy.dialects import mssql, postgresql
 from sqlalchemy.engine import URL, make_url
 
 from sml_assets import parsing
-from sml_assets.chunks import MetricColumns
 from sml_assets.errors import STACK_HINT, first_line
-from sml_assets.resources.bulk import write_metrics
+
+if TYPE_CHECKING:
+    from sml_assets.chunks import MetricColumns
 
 URL_VARIABLE = "SML_METRICS_DB_URL"
 TABLE_VARIABLE = "SML_METRICS_TABLE"
@@ -385,6 +386,9 @@ class MetricsDatabase(ConfigurableResource):
         `OffsetConflictError` instead of writing a message twice.
         Rows come as columns (the ingest loop) or as dicts with the metrics table's keys.
         """
+        from sml_assets.chunks import MetricColumns  # numpy and pyarrow load with the first chunk, not the code
+        from sml_assets.resources.bulk import write_metrics
+
         tables = self.tables
         table_name = tables.metrics.name
         now = datetime.now(UTC)
