@@ -5,7 +5,9 @@ metrics values."""
 from __future__ import annotations
 
 import json
+import os
 import random
+import shutil
 import string
 import subprocess
 import sys
@@ -252,3 +254,32 @@ def mutate(text: str, data: st.DataObject) -> str:
 def encoded(text: str) -> bytes:
     """UTF-8, with a lone surrogate written as the bytes a careless producer would send."""
     return text.encode("utf-8", "surrogatepass")
+
+
+def execute_ingest_job_cli(tmp_path: Path, env: dict[str, str]) -> tuple[str, list[Path]]:
+    """`dagster job execute` of ingest_metrics_job in a fresh instance under tmp_path, as a user would
+    run it; returns the run's output and the instance's and data dir's folders, where a secret must
+    never land."""
+    home, data = tmp_path / "dagster-home", tmp_path / "data"
+    home.mkdir()
+    shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "job", "execute"]
+        + ["-m", "sml_assets.definitions", "-j", "ingest_metrics_job"],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **env, "DAGSTER_HOME": str(home), "SML_DATA_DIR": str(data)},
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode != 0, "the run was expected to fail"
+    return result.stdout + result.stderr, [home, data]
+
+
+def assert_secret_nowhere(secret: str, output: str, folders: list[Path]) -> None:
+    """The secret is neither in the output nor in any file under the folders (event log, compute
+    logs, storage)."""
+    assert secret not in output
+    leaks = [p for f in folders for p in f.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+    assert not leaks, f"the secret was written to {leaks}"

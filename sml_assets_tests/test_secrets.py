@@ -6,8 +6,6 @@ test_metrics_asset.py with a run through the `dagster` CLI and a real server ref
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,9 +17,7 @@ from sqlalchemy import create_engine, inspect
 
 from sml_assets.resources.database import MetricsDatabase, validate_table_name
 from sml_assets.resources.kafka import KafkaResource
-from sml_assets_tests.conftest import REPO_ROOT
-from sml_assets_tests.faults import SUBPROCESS_ENV
-from sml_assets_tests.helpers import failure_message, good, produce, run
+from sml_assets_tests.helpers import assert_secret_nowhere, execute_ingest_job_cli, failure_message, good, produce, run
 
 PASSWORD = "zz-S3cret-pw-4711"
 BIN = Path(sys.executable).parent
@@ -37,37 +33,13 @@ def test_a_password_refused_by_the_real_server_is_in_no_output_event_log_or_file
     topic = new_topic()
     produce(kafka_bootstrap, topic, [good(n) for n in range(10)])
     url = make_url(postgres_url).set(password=PASSWORD).render_as_string(hide_password=False)
-    home, data = tmp_path / "dagster-home", tmp_path / "data"
-    home.mkdir()
-    shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
-    env = {
-        **SUBPROCESS_ENV,
-        "DAGSTER_HOME": str(home),
-        "SML_DATA_DIR": str(data),
-        "SML_METRICS_DB_URL": url,
-        "SML_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "SML_METRICS_TOPIC": topic,
-    }
-    result = subprocess.run(
-        [str(BIN / "dagster"), "job", "execute", "-m", "sml_assets.definitions", "-j", "ingest_metrics_job"],
-        cwd=REPO_ROOT,
-        env=env,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    output, folders = execute_ingest_job_cli(
+        tmp_path,
+        {"SML_METRICS_DB_URL": url, "SML_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "SML_METRICS_TOPIC": topic},
     )
-    output = result.stdout + result.stderr
-    assert result.returncode != 0
     assert "SML_METRICS_DB_URL=postgresql+psycopg://sml:***@127.0.0.1" in output
     assert "password authentication failed" in output
-    assert PASSWORD not in output
-    leaks = [
-        path
-        for path in [*home.rglob("*"), *data.rglob("*")]
-        if path.is_file() and PASSWORD.encode() in path.read_bytes()
-    ]
-    assert not leaks, f"the password was written to {leaks}"
+    assert_secret_nowhere(PASSWORD, output, folders)
 
 
 @pytest.mark.integration

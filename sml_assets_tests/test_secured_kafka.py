@@ -8,7 +8,6 @@ The broker is private (free ports, own data dir): the shared one on 9092 is neve
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import time
@@ -32,7 +31,7 @@ from sml_assets.resources.spark import SparkResource
 from sml_assets.resources.storage import LocalStorage
 from sml_assets_tests.conftest import REPO_ROOT, TOPIC_READY_S
 from sml_assets_tests.faults import SUBPROCESS_ENV, devstack_kafka, wait_until
-from sml_assets_tests.helpers import failure_message, metadata, run
+from sml_assets_tests.helpers import assert_secret_nowhere, execute_ingest_job_cli, failure_message, metadata, run
 from sml_assets_tests.secured import SecuredKafka, devstack_tls
 
 pytestmark = pytest.mark.integration
@@ -205,32 +204,12 @@ def test_a_refused_login_through_the_dagster_cli_leaks_the_password_nowhere(
     secured_kafka: SecuredKafka, tmp_path: Path
 ) -> None:
     wrong = "pw-cli-" + secured_kafka.password[3:]
-    home, data = tmp_path / "dagster-home", tmp_path / "data"
-    home.mkdir()
-    shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
-    env = {
-        **SUBPROCESS_ENV,
-        **secured_kafka.environment(),
-        "SML_KAFKA_SASL_PASSWORD": wrong,
-        "DAGSTER_HOME": str(home),
-        "SML_DATA_DIR": str(data),
-        "SML_METRICS_TOPIC": "secure-metrics",
-    }
-    result = subprocess.run(
-        [str(BIN / "dagster"), "job", "execute", "-m", "sml_assets.definitions", "-j", "ingest_metrics_job"],
-        check=False,
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    output, folders = execute_ingest_job_cli(
+        tmp_path,
+        {**secured_kafka.environment(), "SML_KAFKA_SASL_PASSWORD": wrong, "SML_METRICS_TOPIC": "secure-metrics"},
     )
-    output = result.stdout + result.stderr
-    assert result.returncode != 0
     assert f"refused the login of SML_KAFKA_SASL_USERNAME={secured_kafka.user}" in output
-    assert wrong not in output
-    leaks = [p for p in [*home.rglob("*"), *data.rglob("*")] if p.is_file() and wrong.encode() in p.read_bytes()]
-    assert not leaks, f"the password was written to {leaks}"
+    assert_secret_nowhere(wrong, output, folders)
 
 
 def test_a_run_with_the_password_in_the_resource_keeps_it_out_of_the_event_log(
