@@ -132,18 +132,20 @@ def wait_until(check, timeout: float, interval: float = 0.5) -> bool:
 
 @dataclass(frozen=True)
 class Daemon:
-    """A background process with a pid file and a log file under the service's stack dir."""
+    """A background process with a pid file and a log file under the service's stack dir, or under
+    `folder` for a private instance (a test's own HDFS) that must not touch the shared stack's files."""
 
     service: str
     name: str
+    folder: Path | None = None
 
     @property
     def pidfile(self) -> Path:
-        return stack_dir(self.service) / f"{self.name}.pid"
+        return (self.folder or stack_dir(self.service)) / f"{self.name}.pid"
 
     @property
     def logfile(self) -> Path:
-        return stack_dir(self.service) / f"{self.name}.log"
+        return (self.folder or stack_dir(self.service)) / f"{self.name}.log"
 
     def pid(self) -> int | None:
         try:

@@ -18,14 +18,19 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import shutil
+import ssl
 import string
 import subprocess
 import time
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import tls
 from common import Daemon, StackError, fetch_jars, java_bin, port_open, say, stack_dir
 
 NAME = "hdfs"
@@ -35,7 +40,6 @@ HTTP_PORT = 9870
 DN_DATA_PORT = 9866
 DN_HTTP_PORT = 9864
 DN_IPC_PORT = 9867
-WEBHDFS_URL = f"http://127.0.0.1:{HTTP_PORT}"
 
 START_TIMEOUT = 120.0
 TEMPLATES = Path(__file__).resolve().parent / "hadoop"
@@ -62,84 +66,200 @@ ADD_OPENS = (
     "java.security.jgss/sun.security.krb5",
 )
 
-NAMENODE = Daemon(NAME, "namenode")
-DATANODE = Daemon(NAME, "datanode")
 NAMENODE_CLASS = "org.apache.hadoop.hdfs.server.namenode.NameNode"
 DATANODE_CLASS = "org.apache.hadoop.hdfs.server.datanode.DataNode"
 
+HTTPS_PROPERTIES = """
+  <property><name>dfs.http.policy</name><value>$policy</value></property>
+  <property><name>dfs.namenode.https-address</name><value>127.0.0.1:$https_port</value></property>
+  <property><name>dfs.datanode.https.address</name><value>127.0.0.1:$dn_https_port</value></property>
+"""
+"""Appended to hdfs-site.xml for an HTTPS cluster; ssl-server.xml / ssl-client.xml come beside it."""
+
+
+@dataclass(frozen=True)
+class Https:
+    """What makes a cluster serve WebHDFS over TLS: the NameNode's and DataNode's HTTPS ports, a
+    PKCS12 keystore holding the server certificate and key, a PKCS12 truststore holding the CA,
+    their (development) password, and the CA's PEM, which the readiness checks trust.
+
+    `policy` HTTPS_ONLY closes the plain HTTP ports; HTTP_AND_HTTPS keeps both open.
+    """
+
+    port: int
+    dn_port: int
+    keystore: Path
+    truststore: Path
+    password: str
+    ca: Path
+    policy: str = "HTTPS_ONLY"
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """One HDFS: where its namespace, blocks, configuration, pid and log files live, and the ports
+    it binds on 127.0.0.1. The stack's is `shared()`; a test starts its own on free ports."""
+
+    state_dir: Path
+    rpc_port: int = RPC_PORT
+    http_port: int = HTTP_PORT
+    dn_data_port: int = DN_DATA_PORT
+    dn_http_port: int = DN_HTTP_PORT
+    dn_ipc_port: int = DN_IPC_PORT
+    https: Https | None = None
+
+    @property
+    def namenode(self) -> Daemon:
+        return Daemon(NAME, "namenode", self.state_dir)
+
+    @property
+    def datanode(self) -> Daemon:
+        return Daemon(NAME, "datanode", self.state_dir)
+
+    @property
+    def url(self) -> str:
+        """The WebHDFS URL clients use: https:// when the cluster serves HTTPS only."""
+        if self.https is not None and self.https.policy == "HTTPS_ONLY":
+            return f"https://127.0.0.1:{self.https.port}"
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def namenode_ports(self) -> tuple[int, ...]:
+        """The ports the NameNode binds (HTTPS_ONLY leaves the HTTP one closed)."""
+        return (self.rpc_port, *self._web_ports(self.http_port, lambda https: https.port))
+
+    def datanode_ports(self) -> tuple[int, ...]:
+        return (self.dn_data_port, self.dn_ipc_port, *self._web_ports(self.dn_http_port, lambda https: https.dn_port))
+
+    def _web_ports(self, http: int, https_port: Callable[[Https], int]) -> tuple[int, ...]:
+        if self.https is None:
+            return (http,)
+        return (https_port(self.https),) if self.https.policy == "HTTPS_ONLY" else (http, https_port(self.https))
+
+
+def shared() -> Cluster:
+    """The local stack's HDFS: fixed ports, state under SML_DATA_DIR/stack/hdfs."""
+    return Cluster(stack_dir(NAME))
+
 
 def up() -> None:
-    """Fetch, configure, format once, start NameNode then DataNode; return when HDFS takes writes."""
-    jars = fetch_jars(NAME, "hadoop.xml")
-    conf = _write_conf()
-    if not NAMENODE.running():
-        _check_ports_free("namenode", (RPC_PORT, HTTP_PORT))
-        if not _formatted():
-            _format(jars, conf)
-        NAMENODE.start(_java(jars, conf, "namenode", NAMENODE_CLASS))
-        say(NAME, f"namenode starting (log {NAMENODE.logfile})")
-    _wait(NAMENODE, lambda: _fs_state() is not None, f"the NameNode did not answer on {WEBHDFS_URL}")
-    if not DATANODE.running():
-        _check_ports_free("datanode", (DN_DATA_PORT, DN_HTTP_PORT, DN_IPC_PORT))
-        DATANODE.start(_java(jars, conf, "datanode", DATANODE_CLASS))
-        say(NAME, f"datanode starting (log {DATANODE.logfile})")
-    _wait(DATANODE, _datanode_live, "no live DataNode with free space registered with the NameNode")
-    _wait(NAMENODE, _out_of_safe_mode, "the NameNode stayed in safe mode")
-    _wait(NAMENODE, _webhdfs_answers, f"WebHDFS did not list / on {WEBHDFS_URL}")
-    say(NAME, status()[1])
+    """Fetch the jars, then start the stack's HDFS (a no-op when it runs)."""
+    start(shared(), fetch_jars(NAME, "hadoop.xml"))
 
 
 def down() -> None:
+    stop(shared())
+
+
+def start(cluster: Cluster, jars: Path) -> None:
+    """Configure, format once, start NameNode then DataNode; return when HDFS takes writes."""
+    conf = _write_conf(cluster)
+    namenode, datanode = cluster.namenode, cluster.datanode
+    if not namenode.running():
+        _check_ports_free("namenode", cluster.namenode_ports())
+        if not _formatted(cluster):
+            _format(cluster, jars, conf)
+        namenode.start(_java(cluster, jars, conf, "namenode", NAMENODE_CLASS))
+        say(NAME, f"namenode starting (log {namenode.logfile})")
+    _wait(cluster, namenode, lambda: _fs_state(cluster) is not None, f"the NameNode did not answer on {cluster.url}")
+    if not datanode.running():
+        _check_ports_free("datanode", cluster.datanode_ports())
+        datanode.start(_java(cluster, jars, conf, "datanode", DATANODE_CLASS))
+        say(NAME, f"datanode starting (log {datanode.logfile})")
+    _wait(cluster, datanode, lambda: _datanode_live(cluster), "no live DataNode with free space registered")
+    _wait(cluster, namenode, lambda: _out_of_safe_mode(cluster), "the NameNode stayed in safe mode")
+    _wait(cluster, namenode, lambda: _webhdfs_answers(cluster), f"WebHDFS did not list / on {cluster.url}")
+    say(NAME, status(cluster)[1])
+
+
+def stop(cluster: Cluster) -> None:
     """Stop the DataNode first so the NameNode does not log it as lost; data stays on disk."""
-    for daemon in (DATANODE, NAMENODE):
+    for daemon in (cluster.datanode, cluster.namenode):
         if daemon.running():
             daemon.stop()
             say(NAME, f"{daemon.name} stopped")
 
 
-def status() -> tuple[bool, str]:
+def status(cluster: Cluster | None = None) -> tuple[bool, str]:
     """Up means both daemons run, WebHDFS answers, safe mode is off and a DataNode is live."""
-    nn, dn = NAMENODE.pid(), DATANODE.pid()
+    cluster = cluster or shared()
+    nn, dn = cluster.namenode.pid(), cluster.datanode.pid()
     if nn is None and dn is None:
         return False, "stopped"
     parts = [
         f"namenode pid {nn}" if nn else "namenode stopped",
         f"datanode pid {dn}" if dn else "datanode stopped",
     ]
-    state = _fs_state()
+    state = _fs_state(cluster)
     if state is None:
-        return False, ", ".join(parts + [f"webhdfs {WEBHDFS_URL} not answering"])
+        return False, ", ".join(parts + [f"webhdfs {cluster.url} not answering"])
     live = int(state.get("NumLiveDataNodes", 0))
     safe_mode = state.get("FSState") != "Operational"
-    parts += [f"webhdfs {WEBHDFS_URL}", f"{live} live datanode{'' if live == 1 else 's'}"]
+    parts += [f"webhdfs {cluster.url}", f"{live} live datanode{'' if live == 1 else 's'}"]
     if safe_mode:
         parts.append("in safe mode")
     return bool(nn and dn and live >= 1 and not safe_mode), ", ".join(parts)
 
 
-def _write_conf() -> Path:
-    """Render devstack/hadoop/* into the stack dir; the folder goes first on the classpath."""
-    conf = stack_dir(NAME) / "conf"
-    conf.mkdir(exist_ok=True)
+def https_material(folder: Path, ca: Any, server: Any, password: str) -> tuple[Path, Path]:
+    """A PKCS12 keystore with `server`'s certificate and key (chain up to `ca`) and a PKCS12
+    truststore with `ca`, both in `folder`, both guarded by `password`; made by openssl and keytool.
+
+    `ca` and `server` are devstack/tls.py KeyPairs. Java 17 reads OpenSSL 3's PKCS12 (PBES2/AES);
+    a truststore needs Java's trusted-certificate attribute, which only keytool writes here.
+    """
+    keystore, truststore = folder / "keystore.p12", folder / "truststore.p12"
+    tls.pkcs12(server, ca, keystore, password)
+    if not truststore.exists():
+        keytool = str(Path(java_bin()).with_name("keytool"))
+        result = subprocess.run(
+            [keytool, "-importcert", "-noprompt", "-alias", "ca", "-file", str(ca.certificate), "-keystore",
+             str(truststore), "-storetype", "PKCS12", "-storepass", password],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise StackError(NAME, f"keytool could not write {truststore}: {result.stdout}{result.stderr}")
+    return keystore, truststore
+
+
+def _write_conf(cluster: Cluster) -> Path:
+    """Render devstack/hadoop/* into the cluster's folder; the folder goes first on the classpath."""
+    conf = cluster.state_dir / "conf"
+    conf.mkdir(parents=True, exist_ok=True)
+    https = cluster.https
     values = {
-        "state_dir": str(stack_dir(NAME)),
+        "state_dir": str(cluster.state_dir),
         "user": getpass.getuser(),
-        "rpc_port": RPC_PORT,
-        "http_port": HTTP_PORT,
-        "dn_data_port": DN_DATA_PORT,
-        "dn_http_port": DN_HTTP_PORT,
-        "dn_ipc_port": DN_IPC_PORT,
+        "rpc_port": cluster.rpc_port,
+        "http_port": cluster.http_port,
+        "dn_data_port": cluster.dn_data_port,
+        "dn_http_port": cluster.dn_http_port,
+        "dn_ipc_port": cluster.dn_ipc_port,
+        "https_properties": "",
     }
-    for template in ("core-site.xml", "hdfs-site.xml", "log4j.properties"):
+    templates = ["core-site.xml", "hdfs-site.xml", "log4j.properties"]
+    if https is not None:
+        tls_values = {
+            "policy": https.policy,
+            "https_port": https.port,
+            "dn_https_port": https.dn_port,
+            "keystore": https.keystore,
+            "truststore": https.truststore,
+            "password": https.password,
+        }
+        values |= tls_values | {"https_properties": string.Template(HTTPS_PROPERTIES).substitute(tls_values)}
+        templates += ["ssl-server.xml", "ssl-client.xml"]
+    for template in templates:
         text = string.Template((TEMPLATES / template).read_text()).substitute(values)
         (conf / template).write_text(text)
+        if template.startswith("ssl-"):
+            os.chmod(conf / template, 0o600)
     return conf
 
 
-def _java(jars: Path, conf: Path, role: str, main_class: str, *args: str) -> list[str]:
+def _java(cluster: Cluster, jars: Path, conf: Path, role: str, main_class: str, *args: str) -> list[str]:
     """The daemon's JVM command; Jetty unpacks into a scratch dir of its own that each start empties."""
     opens = [f"--add-opens={module}=ALL-UNNAMED" for module in ADD_OPENS]
-    scratch = stack_dir(NAME) / "tmp" / role
+    scratch = cluster.state_dir / "tmp" / role
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
     return [
@@ -148,8 +268,8 @@ def _java(jars: Path, conf: Path, role: str, main_class: str, *args: str) -> lis
         "-Xmx512m",
         "-Djava.net.preferIPv4Stack=true",
         f"-Djava.io.tmpdir={scratch}",
-        f"-Dhadoop.log.dir={stack_dir(NAME)}",
-        f"-Dhadoop.home.dir={stack_dir(NAME)}",
+        f"-Dhadoop.log.dir={cluster.state_dir}",
+        f"-Dhadoop.home.dir={cluster.state_dir}",
         *opens,
         "-cp",
         f"{conf}:{jars}/*",
@@ -158,26 +278,26 @@ def _java(jars: Path, conf: Path, role: str, main_class: str, *args: str) -> lis
     ]
 
 
-def _format_marker() -> Path:
-    return stack_dir(NAME) / "namenode.formatted"
+def _format_marker(cluster: Cluster) -> Path:
+    return cluster.state_dir / "namenode.formatted"
 
 
-def _formatted() -> bool:
-    return _format_marker().exists() and (stack_dir(NAME) / "name" / "current" / "VERSION").exists()
+def _formatted(cluster: Cluster) -> bool:
+    return _format_marker(cluster).exists() and (cluster.state_dir / "name" / "current" / "VERSION").exists()
 
 
-def _format(jars: Path, conf: Path) -> None:
+def _format(cluster: Cluster, jars: Path, conf: Path) -> None:
     """Format a new namespace; old DataNode blocks belong to another cluster id, so they go too."""
     for leftover in ("name", "data"):
-        shutil.rmtree(stack_dir(NAME) / leftover, ignore_errors=True)
-    log = stack_dir(NAME) / "namenode-format.log"
-    say(NAME, "formatting the NameNode (first start)")
-    cmd = _java(jars, conf, "namenode", NAMENODE_CLASS, "-format", "-nonInteractive", "-force")
+        shutil.rmtree(cluster.state_dir / leftover, ignore_errors=True)
+    log = cluster.state_dir / "namenode-format.log"
+    say(NAME, f"formatting the NameNode in {cluster.state_dir} (first start)")
+    cmd = _java(cluster, jars, conf, "namenode", NAMENODE_CLASS, "-format", "-nonInteractive", "-force")
     with open(log, "wb") as out:
         rc = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     if rc != 0:
         raise StackError(NAME, f"formatting the NameNode failed (exit {rc})", log)
-    _format_marker().write_text(time.strftime("%Y-%m-%dT%H:%M:%S\n"))
+    _format_marker(cluster).write_text(time.strftime("%Y-%m-%dT%H:%M:%S\n"))
 
 
 def _check_ports_free(role: str, ports: tuple[int, ...]) -> None:
@@ -190,11 +310,11 @@ def _check_ports_free(role: str, ports: tuple[int, ...]) -> None:
         )
 
 
-def _wait(daemon: Daemon, check: Callable[[], bool], what: str) -> None:
+def _wait(cluster: Cluster, daemon: Daemon, check: Callable[[], bool], what: str) -> None:
     """Poll until `check` holds; fail at once if a daemon dies, else at the deadline."""
     deadline = time.monotonic() + START_TIMEOUT
     while not check():
-        for started in (NAMENODE, daemon):
+        for started in (cluster.namenode, daemon):
             if not started.running():
                 raise StackError(NAME, f"the {started.name} exited during start-up", started.logfile)
         if time.monotonic() >= deadline:
@@ -202,31 +322,35 @@ def _wait(daemon: Daemon, check: Callable[[], bool], what: str) -> None:
         time.sleep(0.5)
 
 
-def _get_json(path: str) -> dict | None:
-    """GET a NameNode HTTP path as JSON, bypassing any proxy; None if it does not answer."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+def _get_json(cluster: Cluster, path: str) -> dict | None:
+    """GET a NameNode HTTP(S) path as JSON, bypassing any proxy and trusting the cluster's CA;
+    None if it does not answer."""
+    handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
+    if cluster.https is not None:
+        handlers.append(urllib.request.HTTPSHandler(context=ssl.create_default_context(cafile=str(cluster.https.ca))))
+    opener = urllib.request.build_opener(*handlers)
     try:
-        with opener.open(f"{WEBHDFS_URL}{path}", timeout=2) as response:
+        with opener.open(f"{cluster.url}{path}", timeout=2) as response:
             return json.load(response)
     except (OSError, ValueError):
         return None
 
 
-def _fs_state() -> dict | None:
+def _fs_state(cluster: Cluster) -> dict | None:
     """The NameNode's FSNamesystemState JMX bean; None until the namespace is loaded."""
-    beans = (_get_json("/jmx?qry=Hadoop:service=NameNode,name=FSNamesystemState") or {}).get("beans")
+    beans = (_get_json(cluster, "/jmx?qry=Hadoop:service=NameNode,name=FSNamesystemState") or {}).get("beans")
     return beans[0] if beans else None
 
 
-def _webhdfs_answers() -> bool:
-    return _get_json("/webhdfs/v1/?op=GETFILESTATUS") is not None
+def _webhdfs_answers(cluster: Cluster) -> bool:
+    return _get_json(cluster, "/webhdfs/v1/?op=GETFILESTATUS") is not None
 
 
-def _datanode_live() -> bool:
-    state = _fs_state() or {}
+def _datanode_live(cluster: Cluster) -> bool:
+    state = _fs_state(cluster) or {}
     return int(state.get("NumLiveDataNodes", 0)) >= 1 and int(state.get("CapacityRemaining", 0)) > 0
 
 
-def _out_of_safe_mode() -> bool:
-    state = _fs_state() or {}
+def _out_of_safe_mode(cluster: Cluster) -> bool:
+    state = _fs_state(cluster) or {}
     return state.get("FSState") == "Operational"

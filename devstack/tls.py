@@ -109,6 +109,30 @@ def issue(
     return pair
 
 
+def pkcs12(pair: KeyPair, ca: KeyPair, path: Path, password: str) -> Path:
+    """`pair`'s key and certificate with `ca` as chain in a PKCS12 keystore at `path` (made once),
+    the form Java servers (Hadoop's Jetty) read; OpenSSL 3's default PBES2/AES suits Java 17."""
+    if not path.exists():
+        _openssl(
+            "pkcs12",
+            "-export",
+            "-in",
+            str(pair.certificate),
+            "-inkey",
+            str(pair.key),
+            "-certfile",
+            str(ca.certificate),
+            "-name",
+            "server",
+            "-passout",
+            f"pass:{password}",
+            "-out",
+            str(path),
+        )
+        os.chmod(path, 0o600)
+    return path
+
+
 def _private_key(path: Path) -> None:
     _openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", str(path))
     os.chmod(path, 0o600)

@@ -74,19 +74,24 @@ def start_metrics_run(
 
 
 @functools.cache
-def devstack_kafka() -> ModuleType:
-    """devstack/kafka.py, loaded by path: as plain `kafka` it would hide kafka-python's package."""
+def devstack_module(stem: str) -> ModuleType:
+    """devstack/<stem>.py, loaded by path as `sml_devstack_<stem>`: as plain `kafka` or `hdfs` it
+    would hide kafka-python's or the `hdfs` package; its own `from common import ...` still works."""
     devstack = str(REPO_ROOT / "devstack")
-    spec = importlib.util.spec_from_file_location("sml_devstack_kafka", Path(devstack) / "kafka.py")
+    spec = importlib.util.spec_from_file_location(f"sml_devstack_{stem}", Path(devstack) / f"{stem}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    sys.path.append(devstack)  # for its `from common import ...`
+    sys.path.append(devstack)
     try:
         spec.loader.exec_module(module)
     finally:
         sys.path.remove(devstack)
     return module
+
+
+def devstack_kafka() -> ModuleType:
+    return devstack_module("kafka")
 
 
 def wait_until(condition: Callable[[], T], timeout_s: float, what: str, poll_s: float = 0.02) -> T:

@@ -1,41 +1,26 @@
 """Secured services of the tests' own, built with the stack's code (devstack/tls.py, kafka.py):
-a CA per test session, a Kafka broker with a SASL_SSL listener and SCRAM users, on free ports.
+a CA per test session, a Kafka broker with a SASL_SSL listener and SCRAM users, and an HTTPS-only
+HDFS (devstack/hdfs.py), on free ports.
 
 The shared broker is never restarted; these run beside it and are stopped by their fixtures.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import secrets
-import socket
-import ssl
-import sys
-import threading
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from sml_assets.resources.kafka import KafkaResource
-from sml_assets_tests.conftest import REPO_ROOT
-from sml_assets_tests.faults import PrivateKafka, devstack_kafka, free_port
+from sml_assets_tests.faults import PrivateKafka, devstack_kafka, devstack_module, free_port
 
 SCRAM_USER = "sml-test"
 
 
 def devstack_tls() -> ModuleType:
     """devstack/tls.py, loaded by path like `devstack_kafka` (its CLI is stdlib only)."""
-    devstack = str(REPO_ROOT / "devstack")
-    spec = importlib.util.spec_from_file_location("sml_devstack_tls", Path(devstack) / "tls.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    sys.path.append(devstack)
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(devstack)
-    return module
+    return devstack_module("tls")
 
 
 class SecuredKafka(PrivateKafka):
@@ -91,57 +76,35 @@ class SecuredKafka(PrivateKafka):
         )
 
 
-class TlsProxy:
-    """Terminate TLS on 127.0.0.1:<port> with `certificate` and forward the plaintext to `target_port`:
-    an HTTPS front of a real plaintext service (WebHDFS here), as a TLS-terminating balancer is."""
+class SecuredHdfs:
+    """A NameNode and a DataNode of the test's own in `root`, started by devstack/hdfs.py's `start`
+    on free ports with dfs.http.policy=HTTPS_ONLY: WebHDFS and the DataNode's redirects are HTTPS,
+    with a certificate for 127.0.0.1/localhost from `ca`; the plain HTTP ports stay closed."""
 
-    def __init__(self, target_port: int, certificate: Any) -> None:
-        self.target_port = target_port
-        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.context.load_cert_chain(str(certificate.certificate), str(certificate.key))
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.connections = 0
-        """Counted before the handshake starts, so a client that saw the server's certificate was counted."""
-        self.tls_sessions = 0
-        self._closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
+    def __init__(self, root: Path, ca: Any) -> None:
+        stack = devstack_module("hdfs")
+        server = devstack_tls().issue(ca, root / "tls", "hdfs")
+        password = "pw-" + secrets.token_hex(8)
+        keystore, truststore = stack.https_material(root / "tls", ca, server, password)
+        https = stack.Https(free_port(), free_port(), keystore, truststore, password, ca.certificate)
+        self.cluster = stack.Cluster(
+            root / "hdfs",
+            rpc_port=free_port(),
+            http_port=free_port(),
+            dn_data_port=free_port(),
+            dn_http_port=free_port(),
+            dn_ipc_port=free_port(),
+            https=https,
+        )
+        self.ca = ca
 
     @property
     def url(self) -> str:
-        return f"https://localhost:{self.port}"
+        return f"https://localhost:{self.cluster.https.port}"
 
-    def close(self) -> None:
-        self._closed = True
-        self.listener.close()
+    def start(self) -> None:
+        stack = devstack_module("hdfs")
+        stack.start(self.cluster, stack.fetch_jars(stack.NAME, "hadoop.xml"))
 
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                raw, _ = self.listener.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._serve, args=(raw,), daemon=True).start()
-
-    def _serve(self, raw: socket.socket) -> None:
-        try:
-            client = self.context.wrap_socket(raw, server_side=True)
-        except (ssl.SSLError, OSError):
-            raw.close()
-            return
-        self.tls_sessions += 1
-        with client, socket.create_connection(("127.0.0.1", self.target_port), timeout=30) as upstream:
-            done = threading.Event()
-
-            def pump(source: socket.socket, sink: socket.socket) -> None:
-                try:
-                    while data := source.recv(65536):
-                        sink.sendall(data)
-                except OSError:
-                    pass
-                done.set()
-
-            threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
-            pump(client, upstream)
-            done.wait(30)
+    def stop(self) -> None:
+        devstack_module("hdfs").stop(self.cluster)

@@ -17,6 +17,7 @@ along the path every reader uses.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import posixpath
 import re
 import time
@@ -258,6 +259,12 @@ class HdfsResource(ConfigurableResource):
                     f"certificates (now {self.ca_location or 'unset: the system CAs'})"
                 ) from None
             except Exception as error:
+                if _answered_with_tls(error):
+                    raise HdfsUnavailableError(
+                        f"SML_HDFS_URL={self.url} answered with TLS while {what}: the NameNode serves HTTPS "
+                        f"(dfs.http.policy=HTTPS_ONLY); set SML_HDFS_URL to https://{self.url.split('://', 1)[-1]} "
+                        f"and {CA_VARIABLE} to the PEM file of the CA that signed its certificates"
+                    ) from None
                 if not _is_transient(error):
                     raise
                 remaining = deadline - time.monotonic()
@@ -280,6 +287,22 @@ def _is_transient(error: BaseException) -> bool:
     return isinstance(error, HdfsError) and (
         error.exception in TRANSIENT_REMOTE_EXCEPTIONS or any(text in str(error) for text in TRANSIENT_REMOTE_MESSAGES)
     )
+
+
+def _answered_with_tls(error: BaseException) -> bool:
+    """A plain-HTTP request met a TLS server: the status line it got back is a TLS record (an alert
+    0x15 or a handshake 0x16, version 3.x), which no retry turns into HTTP."""
+    pending, visited = [error], set()
+    while pending:
+        current = pending.pop()
+        if id(current) in visited:
+            continue
+        visited.add(id(current))
+        if isinstance(current, http.client.BadStatusLine):
+            return str(current.args[0] if current.args else "")[:2] in ("\x15\x03", "\x16\x03")
+        pending += [arg for arg in current.args if isinstance(arg, BaseException)]
+        pending += [link for link in (current.__cause__, current.__context__) if link is not None]
+    return False
 
 
 def _in_safe_mode(error: BaseException) -> bool:
