@@ -130,3 +130,26 @@ def test_plain_http_against_the_https_only_namenode_fails_clearly(
     with pytest.raises(HdfsUnavailableError) as on_http_port:
         resource(http_url, unique_name, str(ca.certificate), retry_seconds=1).digest("/x")
     assert f"SML_HDFS_URL={http_url} did not answer (connection refused" in str(on_http_port.value)
+
+
+def test_the_stack_serves_https_beside_http_when_asked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """SML_STACK_HDFS_HTTPS=1 renders the configuration proven above, with HTTP_AND_HTTPS on the
+    stack's ports and a keystore from the stack's CA (rendered only: the shared HDFS is not restarted)."""
+    stack = devstack_module("hdfs")
+    monkeypatch.setenv("SML_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("SML_STACK_HDFS_HTTPS", "1")
+
+    cluster = stack.shared()
+    conf = stack._write_conf(cluster)
+
+    assert cluster.url == "http://127.0.0.1:9870"
+    assert cluster.namenode_ports() == (9000, 9870, 9871)
+    assert cluster.datanode_ports() == (9866, 9867, 9864, 9865)
+    site = (conf / "hdfs-site.xml").read_text()
+    for value in ("HTTP_AND_HTTPS", "127.0.0.1:9871", "127.0.0.1:9865"):
+        assert f"<value>{value}</value>" in site
+    assert cluster.https.ca == tmp_path / "stack" / "tls" / "ca.pem"
+    assert f"<value>{cluster.https.keystore}</value>" in (conf / "ssl-server.xml").read_text()
+    assert cluster.https.keystore.stat().st_size > 0 and cluster.https.truststore.stat().st_size > 0
+    monkeypatch.delenv("SML_STACK_HDFS_HTTPS")
+    assert stack.shared().https is None
