@@ -257,11 +257,11 @@ class KafkaResource(ConfigurableResource):
         }
 
 
-def _text(error: KafkaError | KafkaException | str) -> str:
-    """The readable part of a confluent-kafka error."""
-    if isinstance(error, KafkaException) and error.args and isinstance(error.args[0], KafkaError):
-        return error.args[0].str()
-    return error.str() if isinstance(error, KafkaError) else str(error)
+def _text(error: Any) -> str:
+    """The readable part of a confluent-kafka error (KafkaError, KafkaException or text). `Any`:
+    confluent-kafka before 2.13 ships no type stubs, so its classes are unknown to the type checker."""
+    inner = error.args[0] if isinstance(error, KafkaException) and error.args else error
+    return inner.str() if isinstance(inner, KafkaError) else str(error)
 
 
 def _remaining(deadline: float) -> float:
