@@ -1,10 +1,15 @@
 """Log summary events/s through the `log_summary` asset (Spark, availableNow) in steady state, its
-fixed cost per materialization, next to a single-process pandas group-by over the same lines.
+fixed cost per materialization, next to a single-process pandas group-by over the same lines and
+a Quix Streams application windowing them from Kafka (`benchmarks/quix_windows.py`).
 
 Steady state: each repeat sends `--lines` new lines (continuing the simulated time, so none is
 late) and materializes the asset; the rate is lines / (run time - the median time of a
 materialization that finds nothing new), i.e. with the fixed cost taken out. The fixed cost is
 reported as Spark session start (once per process) and the no-new-data materialization.
+
+Quix Streams reads the first `--lines` lines from a topic of its own (written with one key, see
+`quix_windows`), once per repeat with a fresh consumer group and state: its rate is lines / (first
+to last processed message), its start-up (topics, group join, state) reported apart.
 
     python benchmarks/bench_logs.py [--lines 500000] [--repeats 3]
 """
@@ -25,6 +30,7 @@ import pandas as pd
 from dagster import materialize
 
 from benchmarks.common import BOOTSTRAP, Stat, log_values, own_topics, produce, report
+from benchmarks.quix_windows import count_windows, produce_keyed
 from sml_assets.assets.logs import log_summary
 from sml_assets.resources.kafka import KafkaResource
 from sml_assets.resources.spark import SparkResource
@@ -52,6 +58,28 @@ def pandas_summary(lines: list[bytes]) -> float:
     if int(summary.to_numpy().sum()) != int(valid.sum()):
         raise RuntimeError("pandas summary lost lines")
     return len(lines) / elapsed
+
+
+def quix_summary(lines: list[bytes], repeats: int) -> dict[str, Stat]:
+    """Events/s and start-up of the Quix Streams peer, each repeat a full pass from earliest."""
+    rates: list[float] = []
+    startups: list[float] = []
+    with own_topics(1, "quix") as (topic,):
+        produce_keyed(BOOTSTRAP, topic, lines)
+        for index in range(repeats):
+            run = count_windows(BOOTSTRAP, topic)
+            if run.lines != len(lines) or run.late:
+                raise RuntimeError(
+                    f"Quix Streams read {run.lines:,} lines ({run.late:,} late), expected {len(lines):,}"
+                )
+            rates.append(run.lines / max(run.processing_s, 1e-3))
+            startups.append(run.startup_s)
+            print(
+                f"  logs quix {index + 1}/{repeats}: {run.lines:,} lines in {run.processing_s:.1f}s "
+                f"after {run.startup_s:.1f}s of start-up",
+                file=sys.stderr,
+            )
+    return {"quix_events_per_s": Stat(tuple(rates)), "quix_startup_s": Stat(tuple(startups))}
 
 
 def run(lines: int, repeats: int) -> dict[str, Stat]:
@@ -97,6 +125,7 @@ def run(lines: int, repeats: int) -> dict[str, Stat]:
         "spark_events_per_s_steady": Stat(tuple(lines / max(b - fixed, 1e-3) for b in busy)),
         "spark_events_per_s_whole_run": Stat(tuple(lines / b for b in busy)),
         "pandas_events_per_s": Stat(tuple(pandas_summary(everything[:lines]) for _ in range(repeats))),
+        **quix_summary(everything[:lines], repeats),
     }
 
 

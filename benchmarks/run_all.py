@@ -186,6 +186,20 @@ def rows(results: dict[str, Any], sizes: Sizes) -> list[Row]:
             Row(section, "sml log_summary whole materialization", "events/s", r["spark_events_per_s_whole_run"])
         )
         table.append(Row(section, "pandas single-process group-by", "events/s", r["pandas_events_per_s"]))
+        if "quix_events_per_s" in r:
+            quix = r["quix_events_per_s"]
+            table.append(
+                Row(
+                    section,
+                    "Quix Streams app from Kafka (5-min windows, 10-min grace, exactly-once)",
+                    "events/s",
+                    quix,
+                    f"sml {steady / quix['median']:.2f}x Quix",
+                )
+            )
+            table.append(
+                Row(section, "fixed: Quix Streams start-up (topics, group join, state)", "s", r["quix_startup_s"])
+            )
         table.append(Row(section, "fixed: Spark session start (once per process)", "s", r["spark_session_start_s"]))
         table.append(Row(section, "fixed: first materialization (fresh checkpoint)", "s", r["first_materialization_s"]))
         table.append(Row(section, "fixed: materialization with nothing new", "s", r["materialization_fixed_s"]))

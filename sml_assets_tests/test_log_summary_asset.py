@@ -22,12 +22,14 @@ from confluent_kafka import Producer
 from dagster import AssetCheckSeverity, DagsterEventType, materialize
 from pyspark.sql import functions as F
 
+from benchmarks.quix_windows import KEY, count_windows
 from sml_assets.assets import clock_skew, logs
 from sml_assets.logs_stream import CHECKPOINT_DIR, TOPIC_FILE, parse_lines
 from sml_assets.parsing import LogRecord, parse_log_line, skew_reason
 from sml_assets.resources.kafka import KafkaResource
 from sml_assets.resources.spark import SparkResource
 from sml_assets.resources.storage import LocalStorage
+from sml_assets.windows import CATEGORIES, Counts, parse_iso
 from sml_assets_tests.faults import printed_command, recreate_topic, run_command
 
 pytestmark = pytest.mark.integration
@@ -164,9 +166,9 @@ class Pipeline:
     producer: Producer
     runs: list[list[bytes]]
 
-    def send(self, lines: list[bytes]) -> None:
+    def send(self, lines: list[bytes], key: bytes | None = None) -> None:
         for line in lines:
-            self.producer.produce(self.topic, line)
+            self.producer.produce(self.topic, line, key)
         assert self.producer.flush(30) == 0, "messages still unacknowledged after 30 s"
         self.runs[-1].extend(lines)
 
@@ -418,3 +420,49 @@ def test_a_recreated_logs_topic_is_refused_in_one_line_and_the_printed_fix_runs_
     line = failed_materialization(pipeline)
     assert f"SML_LOGS_TOPIC={pipeline.topic}: Spark found offsets in log_summary's checkpoint" in line
     assert "python -m sml_assets.replay adopt-logs --topic-id" in line
+
+
+def by_event_time(lines: list[bytes]) -> list[bytes]:
+    return sorted(lines, key=lambda line: oracle_parse(line)[0])
+
+
+def test_final_windows_equal_quix_streams_on_the_same_topic(pipeline: Pipeline, kafka_bootstrap: str) -> None:
+    """Quix Streams (`benchmarks/quix_windows.py`, its own parser, a 5-minute tumbling window with a
+    10-minute grace) reads the topic sml summarized; the windows sml marks final and the windows
+    Quix closed have the same counts, and both dropped the same late lines.
+
+    They agree because both apply one event-time rule: a window is closed, and a line for it late,
+    once the newest event time seen reaches its end + 10 minutes. Quix applies it per message (per
+    key: the lines carry one key, on one partition), sml per micro-batch (one per run), so each run's
+    lines are sent in event-time order, its late ones first: then no line is late within its own run,
+    and the newest time Quix has seen at a late line is the one sml's watermark was set from. Every
+    line is dated days before its record timestamp, so sml's clock-skew rule rejects none and the
+    Quix side needs no such rule. Malformed lines are rejected by both parsers.
+    """
+    rng = random.Random(15)
+    anchor = log_line(T0 + timedelta(minutes=24, seconds=30), "POST", 201)
+    first = by_event_time([*events(rng, T0, T0 + timedelta(minutes=24, seconds=29), 1500), anchor])
+    pipeline.send(first + MALFORMED, KEY)
+    pipeline.materialize()
+    pipeline.assert_matches_recount()
+
+    # The watermark is now 16:14:30: windows up to 16:05-16:10 are closed, 16:10-16:15 is not.
+    late = [log_line(T0 + timedelta(minutes=1, seconds=40 * n), ("GET", "POST")[n % 2], 200) for n in range(12)]
+    in_grace = events(rng, T0 + timedelta(minutes=10), T0 + timedelta(minutes=24), 30)
+    second = by_event_time(events(rng, T0 + timedelta(minutes=25), T0 + timedelta(minutes=49), 1500))
+    pipeline.send(late + in_grace + second, KEY)
+    metadata = pipeline.materialize()
+    expected = pipeline.assert_matches_recount()
+    assert metadata["late_dropped"] == expected.late_last_run == len(late)
+
+    quix = count_windows(kafka_bootstrap, pipeline.topic)
+    print(f"Quix Streams: start-up {quix.startup_s:.1f} s, {quix.lines} lines in {quix.processing_s:.1f} s")
+    summary = pipeline.csv()
+    sml_final = {
+        parse_iso(row["window_start"]): Counts(*(int(row[name]) for name in CATEGORIES))
+        for _, row in summary[summary["final"]].iterrows()
+    }
+    assert quix.lines == len(first) + len(MALFORMED) + len(late) + len(in_grace) + len(second)
+    assert len(sml_final) >= 7, "16:00 to 16:30 are final once the newest event passes 16:45"
+    assert quix.final == sml_final
+    assert quix.late == len(late)
