@@ -22,13 +22,13 @@ browser:
 	  DEBIAN_FRONTEND=noninteractive apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
 stack-up:
-	$(PYTHON) devstack/stack.py up
+	$(PYTHON) devstack/stack.py up $(if $(CLUSTER),--cluster)
 
 stack-down:
-	$(PYTHON) devstack/stack.py down $(if $(RESET),--reset)
+	$(PYTHON) devstack/stack.py down $(if $(RESET),--reset) $(if $(CLUSTER),--cluster)
 
 stack-status:
-	$(PYTHON) devstack/stack.py status
+	$(PYTHON) devstack/stack.py status $(if $(CLUSTER),--cluster)
 
 run: install stack-up
 	$(PY) devstack/run.py

@@ -181,6 +181,13 @@ class Daemon:
         self.pidfile.write_text(str(proc.pid))
         return proc.pid
 
+    def kill(self) -> None:
+        """SIGKILL the process group, as a crash would, and wait until it is gone."""
+        pid = self.pid()
+        if pid is not None:
+            _signal_group(pid, signal.SIGKILL)
+            wait_until(lambda: not _alive(pid), 30, 0.05)
+
     def stop(self, timeout: float = 30.0) -> None:
         pid = self.pid()
         if pid is None:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import subprocess
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +23,8 @@ PORT = 9092
 CONTROLLER_PORT = 9093
 SASL_PORT = 9094
 SASL_VARIABLE = "SML_STACK_KAFKA_SASL"
+REPLICATION_VARIABLE = "SML_KAFKA_REPLICATION_FACTOR"
+MIN_INSYNC_VARIABLE = "SML_KAFKA_MIN_INSYNC_REPLICAS"
 SASL_USER = "sml"
 SASL_PASSWORD = "sml-dev-only"  # local development broker only; production credentials come from SML_KAFKA_SASL_*
 SCRAM_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256")
@@ -51,6 +55,37 @@ def _topics() -> list[str]:
 
 def _partitions() -> int:
     return int(os.environ.get("SML_STACK_TOPIC_PARTITIONS", "1"))
+
+
+def min_insync_for(replicas: int) -> int:
+    """min.insync.replicas a production user pairs with `replicas`: one replica may be lost without
+    refusing writes (3 -> 2), never more than 2, never below 1."""
+    return max(1, min(2, replicas - 1))
+
+
+def topic_replication(brokers: int) -> tuple[int, int]:
+    """Replication factor and min.insync.replicas for new topics on `brokers` nodes: the
+    SML_KAFKA_* variables when set, else min(3, brokers) and `min_insync_for` it (1 and 1 on one broker).
+    The same rule as `simulator.topics.topic_replication`, which this stdlib-only code cannot import."""
+    values = []
+    for variable, default in ((REPLICATION_VARIABLE, min(3, brokers)), (MIN_INSYNC_VARIABLE, None)):
+        raw = os.environ.get(variable, "").strip()
+        if not raw:
+            values.append(default)
+            continue
+        if not raw.isdigit() or int(raw) < 1:
+            raise StackError(NAME, f"{variable}={raw!r} is not a whole number of at least 1: set it or unset it")
+        values.append(int(raw))
+    replicas = values[0]
+    min_insync = values[1] if values[1] is not None else min_insync_for(replicas)
+    if replicas > brokers:
+        raise StackError(NAME, f"{REPLICATION_VARIABLE}={replicas} but the cluster has {brokers} broker(s): lower it")
+    if min_insync > replicas:
+        raise StackError(
+            NAME,
+            f"{MIN_INSYNC_VARIABLE}={min_insync} exceeds the replication factor {replicas}: no write could succeed",
+        )
+    return replicas, min_insync
 
 
 def _classpath() -> str:
@@ -99,10 +134,25 @@ def scram_format_args(user: str, password: str) -> list[str]:
 
 
 def server_properties(
-    log_dir: Path, port: int, controller_port: int, advertised: str, sasl: SaslListener | None = None
+    log_dir: Path,
+    port: int,
+    controller_port: int,
+    advertised: str,
+    sasl: SaslListener | None = None,
+    node_id: int = 1,
+    voters: str | None = None,
 ) -> str:
     """One combined broker+controller on loopback (the tests' private broker uses it too);
-    with `sasl`, a SASL_SSL listener beside the PLAINTEXT one (which the broker itself keeps using)."""
+    with `sasl`, a SASL_SSL listener beside the PLAINTEXT one (which the broker itself keeps using);
+    with `voters` (`1@host:port,2@...`), node `node_id` of a cluster whose internal topics are
+    replicated like the contract's topics (replication 3, min.insync.replicas 2 with 3 nodes)."""
+    nodes = len(voters.split(",")) if voters else 1
+    internal_replicas, internal_min_isr = min(3, nodes), min_insync_for(min(3, nodes))
+    quorum = (
+        f"controller.quorum.voters={voters}"
+        if voters
+        else f"controller.quorum.bootstrap.servers=127.0.0.1:{controller_port}"
+    )
     listeners = f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}"
     advertised_listeners = f"PLAINTEXT://{advertised}"
     protocols = "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
@@ -113,8 +163,8 @@ def server_properties(
     return "\n".join(
         [
             "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.bootstrap.servers=127.0.0.1:{controller_port}",
+            f"node.id={node_id}",
+            quorum,
             f"listeners={listeners}",
             f"advertised.listeners={advertised_listeners}",
             "controller.listener.names=CONTROLLER",
@@ -124,11 +174,11 @@ def server_properties(
             f"log.dirs={log_dir}",
             "num.partitions=1",
             "auto.create.topics.enable=false",
-            "offsets.topic.replication.factor=1",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1",
+            f"offsets.topic.replication.factor={internal_replicas}",
+            f"transaction.state.log.replication.factor={internal_replicas}",
+            f"transaction.state.log.min.isr={internal_min_isr}",
+            f"share.coordinator.state.topic.replication.factor={internal_replicas}",
+            f"share.coordinator.state.topic.min.isr={internal_min_isr}",
             "group.initial.rebalance.delay.ms=0",
             "",
         ]
@@ -173,6 +223,13 @@ def _java(main: str, *args: str, timeout: float = 120) -> subprocess.CompletedPr
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
+def format_storage(config: Path, cluster_id: str, *args: str, service: str = NAME) -> None:
+    """`kafka-storage format` of the node configured in `config` (`args`: `--standalone`, SCRAM users)."""
+    result = _java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config), *args)
+    if result.returncode != 0:
+        raise StackError(service, f"formatting the storage of {config} failed:\n{result.stdout}{result.stderr}")
+
+
 def _format(config: Path) -> None:
     """Format the KRaft storage once; a marker keeps later `up`s from touching it."""
     marker = stack_dir(NAME) / "data" / "meta.properties"
@@ -181,22 +238,21 @@ def _format(config: Path) -> None:
     cluster_id = new_cluster_id()
     say(NAME, f"formatting KRaft storage (cluster {cluster_id})")
     scram = scram_format_args(SASL_USER, SASL_PASSWORD) if sasl_enabled() else []
-    result = _java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config), "--standalone", *scram)
-    if result.returncode != 0:
-        raise StackError(NAME, f"formatting the storage failed:\n{result.stdout}{result.stderr}")
+    format_storage(config, cluster_id, "--standalone", *scram)
 
 
-def _create_topics() -> None:
-    """Create the contract's topics that the broker's log dir does not hold yet; asking Kafka with
-    TopicCommand costs a JVM start (10-30 s on two busy cores) per topic on every `up`."""
-    data = stack_dir(NAME) / "data"
+def create_topics(bootstrap: str, data: Path, brokers: int, service: str = NAME) -> None:
+    """Create the contract's topics that the log dir `data` (one node's) does not hold yet, with
+    `topic_replication(brokers)`; asking Kafka with TopicCommand costs a JVM start (10-30 s on two
+    busy cores) per topic on every `up`."""
+    replicas, min_insync = topic_replication(brokers)
     for topic in _topics():
         if (data / f"{topic}-0").is_dir():
             continue
         result = _java(
             "org.apache.kafka.tools.TopicCommand",
             "--bootstrap-server",
-            f"127.0.0.1:{PORT}",
+            bootstrap,
             "--create",
             "--if-not-exists",
             "--topic",
@@ -204,10 +260,28 @@ def _create_topics() -> None:
             "--partitions",
             str(_partitions()),
             "--replication-factor",
-            "1",
+            str(replicas),
+            "--config",
+            f"min.insync.replicas={min_insync}",
         )
         if result.returncode != 0:
-            raise StackError(NAME, f"creating topic {topic} failed:\n{result.stdout}{result.stderr}")
+            raise StackError(service, f"creating topic {topic} failed:\n{result.stdout}{result.stderr}")
+
+
+def broker_command(config: Path, heap: str) -> list[str]:
+    """The JVM command of one KRaft node configured in `config`, with at most `heap` of heap."""
+    return [
+        java_bin(),
+        "-Xms256m",
+        f"-Xmx{heap}",
+        "-XX:+UseG1GC",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={HERE / 'kafka' / 'log4j2.properties'}",
+        "-cp",
+        _classpath(),
+        "kafka.Kafka",
+        str(config),
+    ]
 
 
 def ensure_scram_user(bootstrap: str, user: str, password: str) -> None:
@@ -232,29 +306,15 @@ def ensure_scram_user(bootstrap: str, user: str, password: str) -> None:
 
 def up() -> None:
     config = _config()
-    classpath = _classpath()
     if not BROKER.running():
         if port_open(PORT):
             raise StackError(NAME, f"port {PORT} is taken by a process this stack did not start")
         _format(config)
         say(NAME, f"starting broker on 127.0.0.1:{PORT}")
-        BROKER.start(
-            [
-                java_bin(),
-                "-Xms256m",
-                "-Xmx1g",
-                "-XX:+UseG1GC",
-                "-Djava.awt.headless=true",
-                f"-Dlog4j2.configurationFile={HERE / 'kafka' / 'log4j2.properties'}",
-                "-cp",
-                classpath,
-                "kafka.Kafka",
-                str(config),
-            ]
-        )
+        BROKER.start(broker_command(config, "1g"))
     if not wait_until(lambda: port_open(PORT) or not BROKER.running(), 90) or not BROKER.running():
         raise StackError(NAME, f"the broker did not open 127.0.0.1:{PORT}", BROKER.logfile)
-    _create_topics()
+    create_topics(f"127.0.0.1:{PORT}", stack_dir(NAME) / "data", brokers=1)
     say(NAME, f"up: 127.0.0.1:{PORT}, topics {', '.join(_topics())}")
     if sasl_enabled():
         if not wait_until(lambda: port_open(SASL_PORT), 30):
@@ -288,3 +348,148 @@ def status() -> tuple[bool, str]:
         return False, f"broker pid {pid} has no SASL_SSL listener on 127.0.0.1:{SASL_PORT} ({SASL_VARIABLE} is set)"
     secured = f", SASL_SSL 127.0.0.1:{SASL_PORT}" if sasl_enabled() else ""
     return True, f"broker pid {pid}, bootstrap 127.0.0.1:{PORT}{secured}"
+
+
+CLUSTER_NAME = "kafka-cluster"
+CLUSTER_PORTS = ((19092, 19093), (29092, 29093), (39092, 39093))
+"""(broker, controller) of the cluster profile's nodes 1, 2, 3: apart from the single node's 9092/9093."""
+CLUSTER_HEAP = "512m"
+STARTED_LINE = b"Kafka Server started"
+
+
+@dataclass(frozen=True)
+class KafkaCluster:
+    """Combined broker+controller KRaft nodes with a static quorum (`controller.quorum.voters`)
+    under `root`: node<N>/server.properties, node<N>/data, node<N>.log and .pid. The stack's cluster
+    profile (`CLUSTER_PORTS`) and the cluster tests (free ports, a temporary folder) both use it."""
+
+    root: Path
+    ports: tuple[tuple[int, int], ...] = CLUSTER_PORTS
+    heap: str = CLUSTER_HEAP
+    service: str = CLUSTER_NAME
+
+    @property
+    def node_ids(self) -> list[int]:
+        return list(range(1, len(self.ports) + 1))
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(f"127.0.0.1:{broker}" for broker, _ in self.ports)
+
+    @property
+    def voters(self) -> str:
+        return ",".join(f"{node}@127.0.0.1:{controller}" for node, (_, controller) in zip(self.node_ids, self.ports))
+
+    def daemon(self, node: int) -> Daemon:
+        return Daemon(self.service, f"node{node}", folder=self.root)
+
+    def data(self, node: int) -> Path:
+        return self.root / f"node{node}" / "data"
+
+    def port(self, node: int) -> int:
+        return self.ports[node - 1][0]
+
+    def start(self) -> None:
+        """Format once (every node with one new cluster id), start the nodes not running, and return
+        when each logged that it started (it is then registered and unfenced)."""
+        configs = {node: self._config(node) for node in self.node_ids}
+        if not all((self.data(node) / "meta.properties").exists() for node in self.node_ids):
+            cluster_id = new_cluster_id()
+            say(self.service, f"formatting {len(configs)} KRaft nodes (cluster {cluster_id})")
+            for node, config in configs.items():
+                shutil.rmtree(self.data(node), ignore_errors=True)
+                format_storage(config, cluster_id, service=self.service)
+        starting: dict[int, int] = {}
+        for node, config in configs.items():
+            daemon = self.daemon(node)
+            if daemon.running():
+                continue
+            taken = [port for port in self.ports[node - 1] if port_open(port)]
+            if taken:
+                raise StackError(
+                    self.service,
+                    f"node {node}: 127.0.0.1 port(s) {', '.join(map(str, taken))} taken by a process this "
+                    "stack did not start; stop it (see `ss -ltnp`) and retry",
+                )
+            starting[node] = daemon.logfile.stat().st_size if daemon.logfile.exists() else 0
+            daemon.start(broker_command(config, self.heap))
+        for node, offset in starting.items():
+            self._wait_started(node, offset)
+
+    def restart(self, node: int) -> None:
+        """Start one node again (after `kill`), returning when it has started."""
+        daemon = self.daemon(node)
+        offset = daemon.logfile.stat().st_size if daemon.logfile.exists() else 0
+        daemon.start(broker_command(self.root / f"node{node}" / "server.properties", self.heap))
+        self._wait_started(node, offset)
+
+    def kill(self, node: int) -> None:
+        """SIGKILL one node, as a crashed machine."""
+        self.daemon(node).kill()
+
+    def stop(self, kill: bool = False) -> None:
+        """Stop every node at once (a controlled shutdown of the last ones needs the others' quorum);
+        `kill`: SIGKILL, for throw-away test clusters."""
+        daemons = [self.daemon(node) for node in self.node_ids]
+        with ThreadPoolExecutor(len(daemons)) as pool:
+            list(pool.map(lambda daemon: daemon.kill() if kill else daemon.stop(timeout=60), daemons))
+
+    def status(self) -> tuple[bool, str]:
+        parts, up = [], True
+        for node in self.node_ids:
+            pid = self.daemon(node).pid()
+            answering = pid is not None and port_open(self.port(node))
+            up &= answering
+            state = "stopped" if pid is None else (f"pid {pid}" if answering else f"pid {pid} not answering")
+            parts.append(f"node {node} 127.0.0.1:{self.port(node)} {state}")
+        return up, ", ".join(parts)
+
+    def _config(self, node: int) -> Path:
+        home = self.root / f"node{node}"
+        home.mkdir(parents=True, exist_ok=True)
+        broker, controller = self.ports[node - 1]
+        config = home / "server.properties"
+        text = server_properties(
+            self.data(node), broker, controller, f"127.0.0.1:{broker}", node_id=node, voters=self.voters
+        )
+        config.write_text(text)
+        return config
+
+    def _wait_started(self, node: int, offset: int) -> None:
+        daemon = self.daemon(node)
+
+        def started() -> bool:
+            if not daemon.running():
+                return True
+            with open(daemon.logfile, "rb") as log:
+                log.seek(offset)
+                return STARTED_LINE in log.read()
+
+        if not wait_until(started, 180) or not daemon.running():
+            raise StackError(self.service, f"node {node} did not start on 127.0.0.1:{self.port(node)}", daemon.logfile)
+
+
+def cluster() -> KafkaCluster:
+    """The stack's cluster profile: three nodes on `CLUSTER_PORTS` under SML_DATA_DIR/stack/kafka-cluster."""
+    return KafkaCluster(stack_dir(CLUSTER_NAME))
+
+
+def cluster_up() -> None:
+    nodes = cluster()
+    nodes.start()
+    create_topics(nodes.bootstrap, nodes.data(1), brokers=len(nodes.node_ids), service=CLUSTER_NAME)
+    replicas, min_insync = topic_replication(len(nodes.node_ids))
+    say(
+        CLUSTER_NAME,
+        f"up: {nodes.bootstrap}, topics {', '.join(_topics())} "
+        f"(replication {replicas}, min.insync.replicas {min_insync})",
+    )
+
+
+def cluster_down() -> None:
+    say(CLUSTER_NAME, "stopping the nodes")
+    cluster().stop()
+
+
+def cluster_status() -> tuple[bool, str]:
+    return cluster().status()

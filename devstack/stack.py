@@ -4,6 +4,7 @@ Kafka connector jars, all on loopback, logs and data under SML_DATA_DIR/stack.
     python3 devstack/stack.py up [SERVICE ...]
     python3 devstack/stack.py down [--reset] [SERVICE ...]
     python3 devstack/stack.py status [SERVICE ...]
+    python3 devstack/stack.py up --cluster      # also the cluster profile (CLUSTER_SERVICES)
 
 Every command is idempotent. `status` exits 3 when a service is not up.
 """
@@ -20,6 +21,8 @@ from types import ModuleType
 from common import StackError, stack_dir
 
 SERVICES = ["kafka", "hdfs", "postgres", "spark_kafka"]
+CLUSTER_SERVICES = ["kafka_cluster", "hdfs_cluster"]
+"""The cluster profile, beside the single-node services: with --cluster, or named."""
 ALIASES = {"spark-kafka": "spark_kafka", "spark": "spark_kafka", "pg": "postgres", "postgresql": "postgres"}
 
 
@@ -27,12 +30,14 @@ def _module(name: str) -> ModuleType:
     return importlib.import_module(name)
 
 
-def _selected(names: list[str]) -> list[str]:
+def _selected(names: list[str], cluster: bool = False) -> list[str]:
+    known = SERVICES + CLUSTER_SERVICES
     chosen = [ALIASES.get(n, n) for n in names] or SERVICES
-    unknown = [n for n in chosen if n not in SERVICES]
+    chosen += CLUSTER_SERVICES if cluster else []
+    unknown = [n for n in chosen if n not in known]
     if unknown:
-        raise SystemExit(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(SERVICES)}")
-    return [n for n in SERVICES if n in chosen]
+        raise SystemExit(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return [n for n in known if n in chosen]
 
 
 def cmd_up(names: list[str]) -> int:
@@ -89,8 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["up", "down", "status"])
     parser.add_argument("services", nargs="*", help=f"default: all of {', '.join(SERVICES)}")
     parser.add_argument("--reset", action="store_true", help="with down: also delete the services' data")
+    parser.add_argument("--cluster", action="store_true", help=f"also {', '.join(CLUSTER_SERVICES)}")
     args = parser.parse_intermixed_args(argv)
-    names = _selected(args.services)
+    names = _selected(args.services, args.cluster)
     if args.reset and args.command != "down":
         parser.error("--reset goes with down")
     if args.command == "up":
