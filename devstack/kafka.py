@@ -396,9 +396,12 @@ class KafkaCluster:
         if not all((self.data(node) / "meta.properties").exists() for node in self.node_ids):
             cluster_id = new_cluster_id()
             say(self.service, f"formatting {len(configs)} KRaft nodes (cluster {cluster_id})")
-            for node, config in configs.items():
+            for node in configs:
                 shutil.rmtree(self.data(node), ignore_errors=True)
-                format_storage(config, cluster_id, service=self.service)
+            with ThreadPoolExecutor(len(configs)) as pool:  # one JVM each: side by side
+                list(
+                    pool.map(lambda config: format_storage(config, cluster_id, service=self.service), configs.values())
+                )
         starting: dict[int, int] = {}
         for node, config in configs.items():
             daemon = self.daemon(node)

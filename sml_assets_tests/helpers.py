@@ -108,24 +108,28 @@ def table_count(database: MetricsDatabase, topic: str, dead_letters: bool = Fals
         ).scalar_one()
 
 
+def simulator_command(bootstrap: str, metrics_topic: str, logs_topic: str, truth: Path, *args: str) -> list[str]:
+    """The simulator's command line into the test's topics, writing its ground truth to `truth`."""
+    return [
+        sys.executable,
+        "-m",
+        "simulator",
+        "--bootstrap-servers",
+        bootstrap,
+        "--metrics-topic",
+        metrics_topic,
+        "--logs-topic",
+        logs_topic,
+        "--truth",
+        str(truth),
+        *args,
+    ]
+
+
 def simulate(bootstrap: str, metrics_topic: str, logs_topic: str, truth: Path, *args: str) -> dict:
     """The simulator into the test's topics, returning its ground truth of acknowledged messages."""
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "simulator",
-            "--burst",
-            "--bootstrap-servers",
-            bootstrap,
-            "--metrics-topic",
-            metrics_topic,
-            "--logs-topic",
-            logs_topic,
-            "--truth",
-            str(truth),
-            *args,
-        ],
+        simulator_command(bootstrap, metrics_topic, logs_topic, truth, "--burst", *args),
         cwd=REPO_ROOT,
         check=False,
         capture_output=True,
