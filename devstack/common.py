@@ -187,6 +187,7 @@ class Daemon:
         if pid is not None:
             _signal_group(pid, signal.SIGKILL)
             wait_until(lambda: not _alive(pid), 30, 0.05)
+        self.pidfile.unlink(missing_ok=True)
 
     def stop(self, timeout: float = 30.0) -> None:
         pid = self.pid()

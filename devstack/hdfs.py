@@ -10,6 +10,8 @@ with SML_STACK_HDFS_HTTPS=1 also HTTPS 9871 (NameNode) and 9865 (DataNode), cert
 stack's CA (devstack/tls.py). `start` starts any `Cluster`: a test's own on free ports, HTTPS only.
 The DataNode registers as 127.0.0.1, so WebHDFS redirects (CREATE, OPEN, APPEND) resolve on this
 machine. Permissions are off and replication is 1: a development store, not a secure one.
+`ReplicatedCluster` adds DataNodes to a `Cluster` (replication 2): the stack's cluster profile
+(`hdfs_cluster.py`, NameNode 19000/19870) and the cluster tests.
 
 Imported as a plain module with `devstack/` on sys.path (`import hdfs`), like `common`. In a Python
 that has the PyPI package `hdfs` installed, that path entry shadows it, so run the stack through
@@ -28,7 +30,7 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +115,11 @@ class Cluster:
     dn_http_port: int = DN_HTTP_PORT
     dn_ipc_port: int = DN_IPC_PORT
     https: Https | None = None
+    replication: int = 1
+    heartbeat_s: int = 3
+    recheck_ms: int = 300_000
+    datanode_name: str = "datanode"
+    """Another name gives another DataNode of the same NameNode its own conf-, data- folder and pid."""
 
     @property
     def namenode(self) -> Daemon:
@@ -120,7 +127,16 @@ class Cluster:
 
     @property
     def datanode(self) -> Daemon:
-        return Daemon(NAME, "datanode", self.state_dir)
+        return Daemon(NAME, self.datanode_name, self.state_dir)
+
+    @property
+    def conf_dir(self) -> Path:
+        first = self.datanode_name == "datanode"
+        return self.state_dir / ("conf" if first else f"conf-{self.datanode_name}")
+
+    @property
+    def data_dir(self) -> Path:
+        return self.state_dir / ("data" if self.datanode_name == "datanode" else f"data-{self.datanode_name}")
 
     @property
     def url(self) -> str:
@@ -260,11 +276,15 @@ def https_material(folder: Path, ca: Any, server: Any, password: str) -> tuple[P
 
 def _write_conf(cluster: Cluster) -> Path:
     """Render devstack/hadoop/* into the cluster's folder; the folder goes first on the classpath."""
-    conf = cluster.state_dir / "conf"
+    conf = cluster.conf_dir
     conf.mkdir(parents=True, exist_ok=True)
     https = cluster.https
     values = {
         "state_dir": str(cluster.state_dir),
+        "data_dir": str(cluster.data_dir),
+        "replication": cluster.replication,
+        "heartbeat_s": cluster.heartbeat_s,
+        "recheck_ms": cluster.recheck_ms,
         "user": getpass.getuser(),
         "rpc_port": cluster.rpc_port,
         "http_port": cluster.http_port,
@@ -391,3 +411,86 @@ def _datanode_live(cluster: Cluster) -> bool:
 def _out_of_safe_mode(cluster: Cluster) -> bool:
     state = _fs_state(cluster) or {}
     return state.get("FSState") == "Operational"
+
+
+CLUSTER_NAME = "hdfs-cluster"
+CLUSTER_DATANODE_PORTS = ((19866, 19864, 19867), (29866, 29864, 29867))
+"""(data, HTTP, IPC) of the cluster profile's DataNodes 1 and 2: apart from the stack's 9864-9867."""
+
+
+@dataclass(frozen=True)
+class ReplicatedCluster:
+    """A `Cluster` (NameNode and DataNode 1) with more DataNodes of the same NameNode, all in its
+    folder, blocks replicated `replication` times: the stack's cluster profile, and the cluster tests
+    (free ports, a temporary folder, a short heartbeat so a killed DataNode is soon declared dead)."""
+
+    nodes: tuple[Cluster, ...]
+
+    @classmethod
+    def on(
+        cls,
+        state_dir: Path,
+        rpc_port: int,
+        http_port: int,
+        datanode_ports: tuple[tuple[int, int, int], ...],
+        replication: int = 2,
+        heartbeat_s: int = 3,
+        recheck_ms: int = 300_000,
+    ) -> ReplicatedCluster:
+        """DataNode n on `datanode_ports[n - 1]` (data, HTTP, IPC)."""
+        (data, http, ipc), *more = datanode_ports
+        first = Cluster(state_dir, rpc_port, http_port, data, http, ipc, None, replication, heartbeat_s, recheck_ms)
+        extra = (
+            replace(first, dn_data_port=d, dn_http_port=h, dn_ipc_port=i, datanode_name=f"datanode{number}")
+            for number, (d, h, i) in enumerate(more, start=2)
+        )
+        return cls((first, *extra))
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    def datanode(self, number: int) -> Daemon:
+        return self.nodes[number - 1].datanode
+
+    def start(self) -> None:
+        """Start what is not running; return when every DataNode is live."""
+        jars = fetch_jars(NAME, "hadoop.xml")
+        first = self.nodes[0]
+        if not _formatted(first):
+            for node in self.nodes[1:]:
+                shutil.rmtree(node.data_dir, ignore_errors=True)
+        start(first, jars)
+        for node in self.nodes[1:]:
+            if not node.datanode.running():
+                _check_ports_free(node.datanode_name, node.datanode_ports())
+                node.datanode.start(_java(node, jars, _write_conf(node), node.datanode_name, DATANODE_CLASS))
+        for node in self.nodes[1:]:
+            _wait(first, node.datanode, self._all_live, f"{len(self.nodes)} live DataNodes did not register")
+
+    def kill_datanode(self, number: int) -> None:
+        """SIGKILL DataNode `number`, as a crashed machine."""
+        self.datanode(number).kill()
+
+    def stop(self, kill: bool = False) -> None:
+        """DataNodes, then the NameNode; `kill`: SIGKILL, for throw-away test clusters."""
+        for daemon in [*(node.datanode for node in self.nodes), self.nodes[0].namenode]:
+            daemon.kill() if kill else daemon.stop()
+
+    def status(self) -> tuple[bool, str]:
+        daemons = [self.nodes[0].namenode, *(node.datanode for node in self.nodes)]
+        if all(daemon.pid() is None for daemon in daemons):
+            return False, "stopped"
+        state = _fs_state(self.nodes[0]) or {}
+        live = int(state.get("NumLiveDataNodes", 0))
+        parts = [f"{d.name} {'pid ' + str(d.pid()) if d.pid() else 'stopped'}" for d in daemons]
+        parts += [f"webhdfs {self.url}", f"{live} live datanodes", f"replication {self.nodes[0].replication}"]
+        return live == len(self.nodes) and state.get("FSState") == "Operational", ", ".join(parts)
+
+    def _all_live(self) -> bool:
+        return int((_fs_state(self.nodes[0]) or {}).get("NumLiveDataNodes", 0)) >= len(self.nodes)
+
+
+def profile() -> ReplicatedCluster:
+    """The stack's cluster profile: NameNode 19000/19870 and two DataNodes, under SML_DATA_DIR/stack/hdfs-cluster."""
+    return ReplicatedCluster.on(stack_dir(CLUSTER_NAME), 19000, 19870, CLUSTER_DATANODE_PORTS)
