@@ -11,7 +11,7 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,13 +63,13 @@ def min_insync_for(replicas: int) -> int:
     return max(1, min(2, replicas - 1))
 
 
-def topic_replication(brokers: int) -> tuple[int, int]:
+def topic_replication(brokers: int, environ: Mapping[str, str] = os.environ) -> tuple[int, int]:
     """Replication factor and min.insync.replicas for new topics on `brokers` nodes: the
     SML_KAFKA_* variables when set, else min(3, brokers) and `min_insync_for` it (1 and 1 on one broker).
     The same rule as `simulator.topics.topic_replication`, which this stdlib-only code cannot import."""
     values = []
     for variable, default in ((REPLICATION_VARIABLE, min(3, brokers)), (MIN_INSYNC_VARIABLE, None)):
-        raw = os.environ.get(variable, "").strip()
+        raw = environ.get(variable, "").strip()
         if not raw:
             values.append(default)
             continue
