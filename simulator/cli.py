@@ -10,12 +10,15 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from confluent_kafka import KafkaException
+
 from simulator.clock import RealClock, SimulatedClock, now_ms, parse_start
 from simulator.generator import SimulationOptions, generate, random_seed
 from simulator.records import Stream
 from simulator.runner import RunResult, run, stop_on_signals
 from simulator.sender import BrokerUnreachable, KafkaSink, Sink, StdoutSink
 from simulator.status import StatusLine
+from simulator.topics import TopicNotReady, create_topics
 from simulator.truth import DEFAULT_MAX_CLOCK_SKEW_S, Truth
 from sml_assets.kafka_security import KafkaSecurity, KafkaSettingsError
 
@@ -130,6 +133,14 @@ def _parser() -> argparse.ArgumentParser:
         help="load-balancer log topic (env SML_LOGS_TOPIC)",
     )
     output.add_argument(
+        "--create-topics",
+        type=int,
+        metavar="PARTITIONS",
+        help="first create the two topics where missing, with this many partitions, replicated as "
+        "SML_KAFKA_REPLICATION_FACTOR / SML_KAFKA_MIN_INSYNC_REPLICAS say (default: 3 copies, 2 in sync, "
+        "fewer on a smaller cluster)",
+    )
+    output.add_argument(
         "--broker-timeout",
         type=float,
         default=10.0,
@@ -174,6 +185,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KafkaSettingsError as error:
             print(f"sml-simulator: {error}", file=sys.stderr)
             return 2
+        if args.create_topics is not None:
+            code = _create_topics(args, security)
+            if code:
+                return code
         sink = KafkaSink(args.bootstrap_servers, topics, truth, burst=args.burst, security=security)
         try:
             sink.check_broker(args.broker_timeout)
@@ -199,6 +214,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    return 0
+
+
+def _create_topics(args: argparse.Namespace, security: KafkaSecurity) -> int:
+    """--create-topics: the exit code, 0 once both topics can be used."""
+    config = {**security.client_config(), "bootstrap.servers": args.bootstrap_servers}
+    names = {args.metrics_topic: args.create_topics, args.logs_topic: args.create_topics}
+    try:
+        replication = create_topics(config, names, timeout_s=args.broker_timeout)
+    except ValueError as error:
+        print(f"sml-simulator: {error}", file=sys.stderr)
+        return 2
+    except (KafkaException, TopicNotReady) as error:
+        print(
+            f"sml-simulator: creating {', '.join(names)} on {args.bootstrap_servers} failed: {error}", file=sys.stderr
+        )
+        return 1
+    print(
+        f"sml-simulator: topics {', '.join(names)} ready (missing ones created with {args.create_topics} "
+        f"partition(s), replication {replication.factor}, min.insync.replicas {replication.min_insync})",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -21,7 +21,6 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from simulator.topics import Replication, create_topics
 from sml_assets.resources.database import MetricsDatabase
 from sml_assets.resources.kafka import KafkaResource
 from sml_assets_tests.conftest import REPO_ROOT
@@ -100,12 +99,11 @@ def test_server_metrics_after_a_partition_leader_is_killed_mid_run_holds_every_m
 ) -> None:
     bootstrap = kafka_cluster.bootstrap
     topic, logs_topic = f"{unique_name}-metrics", f"{unique_name}-logs"
-    assert create_topics(bootstrap, {topic: 2, logs_topic: 1}) == Replication(factor=3, min_insync=2)
-    assert replicas_and_min_insync(bootstrap, topic) == ({3}, "2")
     backlog = simulate(
         bootstrap, topic, logs_topic, tmp_path / "backlog.json", "--seed", "1", "--start", "2026-11-25T16:00:00Z",
-        "--count", str(BACKLOG), "--log-rate", "0", "--malformed-rate", "0.02",
+        "--count", str(BACKLOG), "--log-rate", "0", "--malformed-rate", "0.02", "--create-topics", "2",
     )  # fmt: skip
+    assert replicas_and_min_insync(bootstrap, topic) == ({3}, "2"), "not the replication production needs"
     assert backlog["acked"] == BACKLOG
     database = MetricsDatabase(url=f"sqlite:///{tmp_path / 'metrics.db'}", table="server_matric")
     database.ensure_tables()

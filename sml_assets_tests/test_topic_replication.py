@@ -8,6 +8,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource
 from hypothesis import given
 from hypothesis import strategies as st
 
+from simulator.cli import main as simulator_main
 from simulator.topics import MIN_INSYNC_VARIABLE, REPLICATION_VARIABLE, Replication, create_topics, topic_replication
 from sml_assets_tests.conftest import delete_topics
 from sml_assets_tests.faults import devstack_kafka
@@ -77,3 +78,15 @@ def test_topics_created_on_the_single_broker_have_one_copy_and_an_existing_one_i
         assert len(admin.list_topics(topic, timeout=10).topics[topic].partitions) == 2
     finally:
         delete_topics(admin, [topic])
+
+
+@pytest.mark.integration
+def test_the_simulator_refuses_to_create_topics_with_more_copies_than_brokers_naming_the_variable(
+    kafka_bootstrap: str, unique_name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(REPLICATION_VARIABLE, "3")
+    topics = [f"{unique_name}-metrics", f"{unique_name}-logs"]
+    argv = ["--bootstrap-servers", kafka_bootstrap, "--metrics-topic", topics[0], "--logs-topic", topics[1]]
+    assert simulator_main([*argv, "--create-topics", "1", "--count", "1"]) == 2
+    assert f"{REPLICATION_VARIABLE}=3 but the cluster has 1 broker(s): lower it" in capsys.readouterr().err
+    assert not set(topics) & set(AdminClient({"bootstrap.servers": kafka_bootstrap}).list_topics(timeout=10).topics)
