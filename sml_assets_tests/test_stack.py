@@ -137,6 +137,19 @@ def test_stack_status_reports_stopped_services_as_stopped(tmp_path: Path) -> Non
     assert (sorted(postgres_home.iterdir()) if postgres_home.is_dir() else []) == before
 
 
+def test_stack_status_with_cluster_adds_the_cluster_profile_reported_stopped(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "devstack" / "stack.py"), "status", "kafka", "--cluster"],
+        env={**os.environ, "SML_DATA_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 3, result.stdout + result.stderr
+    lines = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()}
+    assert lines == {"kafka": "DOWN", "kafka-cluster": "DOWN", "hdfs-cluster": "DOWN"}
+
+
 def test_stack_down_takes_reset_before_or_after_the_services(tmp_path: Path) -> None:
     env = {**os.environ, "SML_DATA_DIR": str(tmp_path)}
     for args in (["down", "--reset", "kafka"], ["down", "kafka", "--reset"]):
