@@ -1,7 +1,8 @@
 """Apache Kafka 4 in KRaft mode: one combined broker+controller on 127.0.0.1:9092, from Maven jars.
 
 The storage is formatted once with the standalone controller; the contract's topics are created
-with Kafka's own TopicCommand, so nothing here needs the project's venv.
+with Kafka's own TopicCommand, so nothing here needs the project's venv. `KafkaCluster` runs several
+such nodes as one cluster: the stack's cluster profile (`kafka_cluster.py`) and the cluster tests.
 """
 
 from __future__ import annotations
