@@ -40,7 +40,7 @@ lint: install
 	$(VENV)/bin/pyright --pythonpath $(PY)
 
 test: install lint browser stack-up
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --durations=25 $(PYTEST_ARGS)
 
 # Crash trials: SML_STRESS_TRIALS (default 20) killed server_metrics runs and SML_STRESS_LOG_TRIALS
 # (default 5) killed log_summary runs, seeded from SML_STRESS_SEED (default 1000).

@@ -233,9 +233,10 @@ def trial_database(
         database.engine().dispose()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def spark_resource(spark_jars_dir: Path) -> SparkResource:
-    """The module's one Spark session, started here so its cost is paid (and timed) once."""
+    """The session's one Spark session, started here so its cost is paid (and timed) once: nothing
+    stops it, and every later `SparkSession.builder.getOrCreate()` in this process reuses it."""
     resource = SparkResource(jars_dir=str(spark_jars_dir))
     started = time.monotonic()
     resource.session()

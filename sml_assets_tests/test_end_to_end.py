@@ -50,6 +50,11 @@ SIMULATION = [
 ]
 
 
+BOTH_JOBS = (("dg", "launch", "--job", "ingest_metrics_job"), ("dg", "launch", "--job", "summarize_logs_job"))
+"""Independent jobs (own topic, own outputs, own pool), launched side by side as a user may: the
+metrics run works while the logs run starts its JVM."""
+
+
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory, stack: None) -> Iterator[Deployment]:
     """The module's deployment; its topics and its HDFS user folder go afterwards, pass or fail."""
@@ -119,8 +124,7 @@ def assert_outputs_match(deployment: Deployment, truths: list[dict]) -> None:
 
 def test_jobs_run_through_dagster_match_the_truth_exactly(deployment: Deployment) -> None:
     first = deployment.simulate(*SIMULATION, "--start", "2026-11-25T16:00:00Z", "--duration", "1500")
-    deployment.run("dg", "launch", "--job", "ingest_metrics_job")
-    deployment.run("dg", "launch", "--job", "summarize_logs_job")
+    deployment.run_together(*BOTH_JOBS)
     assert_outputs_match(deployment, [first])
     assert first["metrics"]["skewed"] > 0 and first["logs"]["skewed"] > 0, "no clock ahead in the simulation"
 
@@ -135,8 +139,7 @@ def test_jobs_run_through_dagster_match_the_truth_exactly(deployment: Deployment
     assert deployment.latest_metadata("hdfs_log_summary")["bytes"] == deployment.summary_csv.stat().st_size
 
     second = deployment.simulate(*SIMULATION, "--seed", "12", "--start", "2026-11-25T16:25:00Z", "--duration", "1200")
-    deployment.run("dg", "launch", "--job", "ingest_metrics_job")
-    deployment.run("dg", "launch", "--job", "summarize_logs_job")
+    deployment.run_together(*BOTH_JOBS)
     assert_outputs_match(deployment, [first, second])
     windows = csv_windows(deployment.summary_csv.read_bytes())
     assert windows["2026-11-25T16:00:00Z"]["final"].lower() == "true"
@@ -144,15 +147,16 @@ def test_jobs_run_through_dagster_match_the_truth_exactly(deployment: Deployment
 
 
 def test_cli_materializes_each_asset_and_all_of_them(deployment: Deployment) -> None:
-    """The README's commands: materialize one asset, then all three, then validate."""
+    """The README's commands: materialize one asset, then all three, and validate (beside the run)."""
     truth = deployment.simulate(*SIMULATION, "--seed", "13", "--start", "2026-11-25T17:00:00Z", "--duration", "600")
     before = len(read_table(deployment))
     deployment.run("dg", "launch", "--assets", "server_metrics")
     assert len(read_table(deployment)) == before + truth["metrics"]["valid"]
-    deployment.run("dg", "launch", "--assets", "server_metrics,log_summary,hdfs_log_summary")
+    _, result = deployment.run_together(
+        ("dg", "launch", "--assets", "server_metrics,log_summary,hdfs_log_summary"), ("dg", "check", "defs")
+    )
     assert len(read_table(deployment)) == before + truth["metrics"]["valid"], "a rerun added rows"
     assert deployment.latest_metadata("hdfs_log_summary")["bytes"] == deployment.summary_csv.stat().st_size
-    result = deployment.run("dg", "check", "defs")
     assert "All definitions loaded successfully" in result.stdout + result.stderr
 
 
