@@ -10,17 +10,15 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
-import time
 from collections import Counter
 from collections.abc import Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dagster import AssetKey, DagsterInstance
 
 from sml_assets_tests.conftest import HDFS_URL, KAFKA_BOOTSTRAP, REPO_ROOT, stack_data_dir
+from sml_assets_tests.helpers import run_side_by_side
 
 BIN = Path(sys.executable).parent
 
@@ -56,39 +54,8 @@ class Deployment:
         return self.run_together(args, timeout=timeout)[0]
 
     def run_together(self, *commands: Sequence[str], timeout: float = 600) -> list[subprocess.CompletedProcess[str]]:
-        """Run commands of the venv side by side (independent jobs: both cores work) and wait for
-        all; fail naming each one that exited non-zero. Output goes to files, not pipes, so a
-        chatty command never waits for the test to read it. Prints each one's duration."""
-        started = time.monotonic()
-        with ExitStack() as stack:
-            children = []
-            for command in commands:
-                out, err = (stack.enter_context(tempfile.TemporaryFile("w+")) for _ in range(2))
-                child = subprocess.Popen(
-                    [self.program(command[0]), *command[1:]], cwd=REPO_ROOT, env=self.env, stdout=out, stderr=err
-                )
-                children.append((command, child, out, err))
-            results = []
-            try:
-                for command, child, out, err in children:
-                    child.wait(timeout=max(1.0, started + timeout - time.monotonic()))
-                    print(f"{' '.join(command)}: {time.monotonic() - started:.1f} s")
-                    out.seek(0)
-                    err.seek(0)
-                    results.append(subprocess.CompletedProcess(list(command), child.returncode, out.read(), err.read()))
-            finally:
-                for _, child, _, _ in children:
-                    if child.poll() is None:
-                        child.kill()
-                        child.wait()
-        failed = [
-            f"{' '.join(result.args)} exited {result.returncode}:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
-            for result in results
-            if result.returncode != 0
-        ]
-        if failed:
-            raise AssertionError("\n\n".join(failed))
-        return results
+        """Run independent commands of the venv side by side in this deployment, wait for all."""
+        return run_side_by_side([[self.program(c[0]), *c[1:]] for c in commands], self.env, timeout)
 
     @staticmethod
     def program(name: str) -> str:

@@ -11,7 +11,11 @@ import shutil
 import string
 import subprocess
 import sys
+import tempfile
+import time
 from collections import Counter
+from collections.abc import Sequence
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,6 +39,43 @@ CHECKS = [
 ]
 
 CONSUMER = "crash_trial"
+
+
+def run_side_by_side(
+    commands: Sequence[Sequence[str]], env: dict[str, str], timeout: float = 600
+) -> list[subprocess.CompletedProcess[str]]:
+    """Run independent commands at once from the repository root (both cores work while one
+    waits) and wait for all; fail naming each one that exited non-zero. Output goes to files, not
+    pipes, so a chatty command never waits for the test to read it. Prints each one's duration."""
+    started = time.monotonic()
+    with ExitStack() as stack:
+        children = []
+        for command in commands:
+            out, err = (stack.enter_context(tempfile.TemporaryFile("w+")) for _ in range(2))
+            children.append(
+                (command, subprocess.Popen(list(command), cwd=REPO_ROOT, env=env, stdout=out, stderr=err), out, err)
+            )
+        results = []
+        try:
+            for command, child, out, err in children:
+                child.wait(timeout=max(1.0, started + timeout - time.monotonic()))
+                print(f"{' '.join(command)}: {time.monotonic() - started:.1f} s")
+                out.seek(0)
+                err.seek(0)
+                results.append(subprocess.CompletedProcess(list(command), child.returncode, out.read(), err.read()))
+        finally:
+            for _, child, _, _ in children:
+                if child.poll() is None:
+                    child.kill()
+                    child.wait()
+    failed = [
+        f"{' '.join(result.args)} exited {result.returncode}:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
+        for result in results
+        if result.returncode != 0
+    ]
+    if failed:
+        raise AssertionError("\n\n".join(failed))
+    return results
 
 
 def now_ms() -> int:

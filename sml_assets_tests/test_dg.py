@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from sml_assets_tests.conftest import REPO_ROOT
+from sml_assets_tests.helpers import run_side_by_side
 
 BIN = Path(sys.executable).parent
 CHECKED_CATEGORIES = ("DeprecationWarning", "SupersessionWarning", "BetaWarning", "PreviewWarning", "FutureWarning")
@@ -62,11 +63,12 @@ def test_loading_the_definitions_raises_no_deprecation_beta_or_supersession_warn
 
 
 def test_dg_check_defs_and_dg_list_defs_load_the_project(tmp_path: Path) -> None:
-    env = project_env(tmp_path)
-    checked = run([str(BIN / "dg"), "check", "defs"], env)
+    checked, listing = run_side_by_side(
+        [[str(BIN / "dg"), "check", "defs"], [str(BIN / "dg"), "list", "defs", "--json"]], project_env(tmp_path)
+    )
     assert "All definitions loaded successfully" in checked.stdout + checked.stderr
 
-    listed = json.loads(run([str(BIN / "dg"), "list", "defs", "--json"], env).stdout)
+    listed = json.loads(listing.stdout)
     assert {asset["asset_key"] for asset in listed["assets"]} == {
         "kafka/metrics_topic",
         "kafka/logs_topic",
