@@ -59,7 +59,7 @@ def run_side_by_side(
         try:
             for command, child, out, err in children:
                 child.wait(timeout=max(1.0, started + timeout - time.monotonic()))
-                print(f"{' '.join(command)}: {time.monotonic() - started:.1f} s")
+                print(f"{' '.join(command)}: done {time.monotonic() - started:.1f} s after the start")
                 out.seek(0)
                 err.seek(0)
                 results.append(subprocess.CompletedProcess(list(command), child.returncode, out.read(), err.read()))
