@@ -49,7 +49,7 @@ class SparkResource(ConfigurableResource):
     log_level: str = "WARN"
     driver_memory: str = "1g"
     executor_memory: str = "1g"
-    executor_wait_s: float = 15.0
+    executor_wait_s: float = 20.0
     """On a cluster master, how long to wait for the first executor before failing the run: a master
     whose workers are all busy or gone would otherwise leave the query waiting forever."""
 
