@@ -1,12 +1,13 @@
 """The local stack's one entry point: up, down, status for Kafka, HDFS, PostgreSQL and Spark's
 Kafka connector jars, all on loopback, logs and data under SML_DATA_DIR/stack.
 
-    python3 devstack/stack.py up [SERVICE ...]
-    python3 devstack/stack.py down [--reset] [SERVICE ...]
-    python3 devstack/stack.py status [SERVICE ...]
-    python3 devstack/stack.py up --cluster      # also the cluster profile (CLUSTER_SERVICES)
+    python3 devstack/stack.py up [--cluster] [SERVICE ...]
+    python3 devstack/stack.py down [--cluster] [--reset] [SERVICE ...]
+    python3 devstack/stack.py status [--cluster] [SERVICE ...]
 
-Every command is idempotent. `status` exits 3 when a service is not up.
+`--cluster` adds the cluster profile (CLUSTER_SERVICES: three Kafka nodes, an HDFS with two
+DataNodes, a Spark standalone master and two workers) to the services. Every command is
+idempotent. `status` exits 3 when a service is not up.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from types import ModuleType
 from common import StackError, stack_dir
 
 SERVICES = ["kafka", "hdfs", "postgres", "spark_kafka"]
-CLUSTER_SERVICES = ["kafka_cluster", "hdfs_cluster"]
+CLUSTER_SERVICES = ["kafka_cluster", "hdfs_cluster", "spark_cluster"]
 """The cluster profile, beside the single-node services: with --cluster, or named."""
 ALIASES = {"spark-kafka": "spark_kafka", "spark": "spark_kafka", "pg": "postgres", "postgresql": "postgres"}
 
@@ -33,7 +34,7 @@ def _module(name: str) -> ModuleType:
 def _selected(names: list[str], cluster: bool = False) -> list[str]:
     known = SERVICES + CLUSTER_SERVICES
     chosen = [ALIASES.get(n, n) for n in names] or SERVICES
-    chosen += CLUSTER_SERVICES if cluster else []
+    chosen = chosen + (CLUSTER_SERVICES if cluster else [])
     unknown = [n for n in chosen if n not in known]
     if unknown:
         raise SystemExit(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(known)}")

@@ -15,20 +15,19 @@ clock by more than SML_MAX_CLOCK_SKEW is a reject, so it never reaches `withWate
 
 from __future__ import annotations
 
+import io
 import json
 import shlex
-import shutil
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlparse
 
 from sml_assets.parsing import DEFAULT_MAX_CLOCK_SKEW_S, SKEW_REFERENCES
 from sml_assets.resources.storage import LocalStorage
+from sml_assets.spark_storage import StoragePath, located, move, remove_tree
 from sml_assets.windows import (
     CATEGORIES,
     WATERMARK_DELAY,
@@ -108,15 +107,15 @@ class LogsTopicChangedError(RuntimeError):
 class StreamPaths:
     """Folders of one summary: both queries' checkpoints (under one root) and the rejects."""
 
-    checkpoint_root: Path
-    rejects_dir: Path
+    checkpoint_root: StoragePath
+    rejects_dir: StoragePath
 
     @property
-    def windows_checkpoint(self) -> Path:
+    def windows_checkpoint(self) -> StoragePath:
         return self.checkpoint_root / "windows"
 
     @property
-    def rejects_checkpoint(self) -> Path:
+    def rejects_checkpoint(self) -> StoragePath:
         return self.checkpoint_root / "rejects"
 
 
@@ -149,14 +148,12 @@ class StreamRun:
 
 
 def stream_paths(storage: LocalStorage) -> StreamPaths:
-    """Where the checkpoints and the rejects live, all under SML_DATA_DIR."""
-    return StreamPaths(
-        checkpoint_root=storage.subdir(CHECKPOINT_DIR),
-        rejects_dir=storage.subdir(SUMMARY_DIR) / "rejects",
-    )
+    """Where the checkpoints and the rejects live: under SML_SPARK_STORAGE_URL (`storage.spark_root`)."""
+    root = storage.spark_root()
+    return StreamPaths(checkpoint_root=root / CHECKPOINT_DIR, rejects_dir=root / SUMMARY_DIR / "rejects")
 
 
-def committed_positions(checkpoint: Path, topic: str) -> dict[int, int] | None:
+def committed_positions(checkpoint: StoragePath, topic: str) -> dict[int, int] | None:
     """Next offset per partition of `topic` covered by the query's newest committed batch.
 
     Spark's offset log `offsets/<batch>` holds a version line, the batch metadata, then one JSON
@@ -177,7 +174,7 @@ def committed_positions(checkpoint: Path, topic: str) -> dict[int, int] | None:
     return {}
 
 
-def read_rejects(rejects_dir: Path) -> pd.DataFrame:
+def read_rejects(rejects_dir: StoragePath) -> pd.DataFrame:
     """The rejects Spark's file sink committed (files its `_spark_metadata` log lists; a crashed
     batch may leave others, which a replay writes again), `kafka_timestamp` in UTC; empty if none."""
     import pandas as pd
@@ -188,16 +185,16 @@ def read_rejects(rejects_dir: Path) -> pd.DataFrame:
         key=lambda p: int(p.name.split(".")[0]),
     )
     compacted = [i for i, p in enumerate(entries) if p.name.endswith(".compact")]
-    files: dict[str, None] = {}
+    files: dict[StoragePath, None] = {}
     for entry in entries[compacted[-1] if compacted else 0 :]:
         for line in entry.read_text().splitlines()[1:]:
             item = json.loads(line)
-            path = unquote(urlparse(item["path"]).path)
+            path = located(rejects_dir, item["path"])
             if item.get("action", "add") == "delete":
                 files.pop(path, None)
             else:
                 files[path] = None
-    frames = [pd.read_parquet(path) for path in files if Path(path).exists()]
+    frames = [pd.read_parquet(io.BytesIO(path.read_bytes())) for path in files if path.exists()]
     if not frames:
         columns = ["kafka_partition", "kafka_offset", "kafka_timestamp", "line", "reject_reason"]
         return pd.DataFrame(columns=pd.Index(columns))
@@ -221,10 +218,10 @@ def open_checkpoint(paths: StreamPaths, expected_id: str | None) -> Checkpoint:
     if expected_id is not None and has_commits and marker.is_file() and marker.read_text().strip() == expected_id:
         return Checkpoint(checkpoint_id=expected_id, fresh=False)
     if paths.checkpoint_root.exists():
-        shutil.rmtree(paths.checkpoint_root)
+        remove_tree(paths.checkpoint_root)
     discarded = has_commits
     if paths.rejects_dir.exists():
-        shutil.rmtree(paths.rejects_dir)
+        remove_tree(paths.rejects_dir)
     paths.checkpoint_root.mkdir(parents=True)
     paths.rejects_dir.mkdir(parents=True)
     checkpoint_id = f"{uuid.uuid4().hex}-{shape_tag()}"
@@ -280,12 +277,12 @@ def translate_stream_error(
     )
 
 
-def adopt_logs_topic(paths: StreamPaths) -> Path | None:
+def adopt_logs_topic(paths: StreamPaths) -> StoragePath | None:
     """Move the checkpoint aside (kept, not deleted), so the next run starts a fresh one from earliest."""
     if not paths.checkpoint_root.exists():
         return None
     aside = paths.checkpoint_root.with_name(f"{paths.checkpoint_root.name}.replaced-{uuid.uuid4().hex[:8]}")
-    paths.checkpoint_root.rename(aside)
+    move(paths.checkpoint_root, aside)
     return aside
 
 

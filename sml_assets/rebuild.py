@@ -36,7 +36,8 @@ from sml_assets.logs_stream import SUMMARY_DIR, stream_paths
 from sml_assets.resources import resources_now
 from sml_assets.resources.kafka import KafkaUnavailableError
 from sml_assets.resources.storage import LocalStorage
-from sml_assets.settings import data_dir
+from sml_assets.settings import data_dir, setting_value
+from sml_assets.spark_storage import move
 from sml_assets.summarize import STATE_FILE, state_path
 
 JOB = "summarize_logs_job"
@@ -45,19 +46,22 @@ JOB = "summarize_logs_job"
 def discard_summary(storage: LocalStorage, now: datetime | None = None) -> Path:
     """Move the stored summary, the checkpoints and the rejects into one folder; return it.
 
+    The checkpoints and rejects go to a folder of the same name on SML_SPARK_STORAGE_URL (the same
+    folder when that is the default, SML_DATA_DIR).
+
     The next log_summary run then finds no summary and no checkpoint, and replays the topic from
     earliest into an empty summary. The CSV stays in place until that run replaces it atomically."""
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
     target = storage.subdir(SUMMARY_DIR) / f"discarded-{stamp}"
     target.mkdir()
+    state = state_path(storage)
+    if state.exists():
+        shutil.move(str(state), str(target / STATE_FILE))
     paths = stream_paths(storage)
-    for source, name in (
-        (state_path(storage), STATE_FILE),
-        (paths.checkpoint_root, "checkpoint"),
-        (paths.rejects_dir, "rejects"),
-    ):
+    spark_target = storage.spark_root() / SUMMARY_DIR / f"discarded-{stamp}"
+    for source, name in ((paths.checkpoint_root, "checkpoint"), (paths.rejects_dir, "rejects")):
         if source.exists():
-            shutil.move(str(source), str(target / name))
+            move(source, spark_target / name)
     return target
 
 
@@ -76,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         help="only set the summary aside; the next run of summarize_logs_job recounts the topic",
     )
     args = parser.parse_args(argv)
-    storage = LocalStorage(data_dir=str(data_dir()))
+    storage = LocalStorage(data_dir=str(data_dir()), spark_storage_url=setting_value("SML_SPARK_STORAGE_URL"))
     if args.discard_only:
         aside = discard_summary(storage)
         print(

@@ -223,7 +223,10 @@ def adopt_logs(kafka: KafkaResource, args: argparse.Namespace) -> int:
             f"SML_LOGS_TOPIC={topic} now has topic id {current!r}, not {args.topic_id!r}: it changed again "
             "since that command was printed; run log_summary again and use the command it prints"
         )
-    paths = stream_paths(LocalStorage(data_dir=setting_value("SML_DATA_DIR")))
+    storage = LocalStorage(
+        data_dir=setting_value("SML_DATA_DIR"), spark_storage_url=setting_value("SML_SPARK_STORAGE_URL")
+    )
+    paths = stream_paths(storage)
     aside = adopt_logs_topic(paths)
     print(
         f"log_summary will read SML_LOGS_TOPIC={topic} (topic id {current!r}) from its earliest offset "

@@ -44,6 +44,8 @@ def setting(name: str) -> str | EnvVar:
         return default_db_url()
     if name == "SML_SPARK_JARS_DIR":
         return str(data_dir() / "jars" / "spark-kafka")
+    if name == "SML_SPARK_STORAGE_URL":
+        return str(data_dir())
     return DEFAULTS[name]
 
 

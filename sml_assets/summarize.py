@@ -33,6 +33,7 @@ from sml_assets.logs_stream import (
 from sml_assets.resources.kafka import KafkaResource
 from sml_assets.resources.spark import SparkResource
 from sml_assets.resources.storage import LocalStorage
+from sml_assets.spark_storage import StoragePath
 from sml_assets.windows import (
     BatchUpdate,
     MergeResult,
@@ -59,7 +60,7 @@ class LogSummaryReport:
     run: StreamRun
     rebuilt: bool
     csv_path: Path
-    rejects_dir: Path
+    rejects_dir: StoragePath
 
 
 def state_path(storage: LocalStorage) -> Path:

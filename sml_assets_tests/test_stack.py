@@ -147,7 +147,7 @@ def test_stack_status_with_cluster_adds_the_cluster_profile_reported_stopped(tmp
     )
     assert result.returncode == 3, result.stdout + result.stderr
     lines = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()}
-    assert lines == {"kafka": "DOWN", "kafka-cluster": "DOWN", "hdfs-cluster": "DOWN"}
+    assert lines == {"kafka": "DOWN", "kafka-cluster": "DOWN", "hdfs-cluster": "DOWN", "spark-cluster": "DOWN"}
 
 
 def test_stack_down_takes_reset_before_or_after_the_services(tmp_path: Path) -> None:

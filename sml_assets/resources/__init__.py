@@ -53,7 +53,7 @@ def build_resources(resolve: bool = False) -> Resources:
         hdfs=HdfsResource(
             url=read("SML_HDFS_URL"), user=read("SML_HDFS_USER"), ca_location=read("SML_HDFS_CA_LOCATION")
         ),
-        storage=LocalStorage(data_dir=read("SML_DATA_DIR")),
+        storage=LocalStorage(data_dir=read("SML_DATA_DIR"), spark_storage_url=read("SML_SPARK_STORAGE_URL")),
     )
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import socket
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
 
 from dagster import ConfigurableResource
 
@@ -17,6 +20,18 @@ JAVA_17_CANDIDATES = (
     "/usr/lib/jvm/java-17-openjdk",
     "/usr/lib/jvm/openjdk-17",
 )
+MASTER_VARIABLE = "SML_SPARK_MASTER"
+PROBE_TIMEOUT_S = 3.0
+"""A master that does not accept a TCP connection in this time is down: Spark itself would retry
+its registration three times 20 s apart, then stop the context amid Java stack traces."""
+CLUSTER_HINT = (
+    "start it (python3 devstack/stack.py up --cluster starts one at spark://127.0.0.1:7077), "
+    f"set {MASTER_VARIABLE} to a running master, or unset it for local[2]"
+)
+
+
+class SparkUnavailableError(RuntimeError):
+    """The Spark master did not answer, or gave the application no executor in time."""
 
 
 class SparkResource(ConfigurableResource):
@@ -33,6 +48,10 @@ class SparkResource(ConfigurableResource):
     shuffle_partitions: int = 2
     log_level: str = "WARN"
     driver_memory: str = "1g"
+    executor_memory: str = "1g"
+    executor_wait_s: float = 20.0
+    """On a cluster master, how long to wait for the first executor before failing the run: a master
+    whose workers are all busy or gone would otherwise leave the query waiting forever."""
 
     def jars(self) -> list[Path]:
         """Every jar in `jars_dir`, or an error saying how to fetch them."""
@@ -55,6 +74,7 @@ class SparkResource(ConfigurableResource):
             "spark.ui.enabled": str(self.ui_enabled).lower(),
             "spark.ui.showConsoleProgress": "false",
             "spark.driver.memory": self.driver_memory,
+            "spark.executor.memory": self.executor_memory,
             "spark.sql.shuffle.partitions": str(self.shuffle_partitions),
             "spark.sql.session.timeZone": "UTC",
             "spark.sql.legacy.timeParserPolicy": "CORRECTED",
@@ -69,10 +89,64 @@ class SparkResource(ConfigurableResource):
         from dagster_pyspark import LazyPySparkResource
 
         ensure_java_home()
+        standalone = self.master.startswith("spark://")
+        if standalone:
+            check_master_answers(self.master)
         spark = LazyPySparkResource(spark_config=self.spark_config()).spark_session
         spark.sparkContext.setLogLevel(self.log_level)
         spark.conf.set("spark.sql.shuffle.partitions", str(self.shuffle_partitions))
+        if standalone:
+            wait_for_executors(spark, self.master, self.executor_wait_s)
         return spark
+
+
+def master_addresses(master: str) -> list[tuple[str, int]]:
+    """Host and port of each master in a standalone URL (`spark://h1:7077,h2:7077` for HA)."""
+    addresses = []
+    for part in master.removeprefix("spark://").split(","):
+        parsed = urlparse(f"spark://{part}")
+        addresses.append((parsed.hostname or "", parsed.port or 7077))
+    return addresses
+
+
+def check_master_answers(master: str) -> None:
+    """Fail in seconds, with the setting named, when no master of the URL accepts a connection."""
+    reasons = []
+    for host, port in master_addresses(master):
+        try:
+            with socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S):
+                return
+        except OSError as error:
+            reasons.append(f"{host}:{port}: {error.strerror or error}")
+    raise SparkUnavailableError(
+        f"{MASTER_VARIABLE}={master}: no Spark master answers ({'; '.join(reasons)}): {CLUSTER_HINT}"
+    )
+
+
+def registered_executors(spark: SparkSession) -> int:
+    """Executors registered with the driver now (the driver itself is listed too, so it is left out)."""
+    jsc: Any = spark.sparkContext._jsc  # pyright: ignore[reportAttributeAccessIssue]
+    return max(0, int(jsc.sc().getExecutorMemoryStatus().size()) - 1)
+
+
+def wait_for_executors(spark: SparkSession, master: str, timeout_s: float) -> None:
+    """Return once an executor registered; else stop the session (freeing its place at the master) and fail.
+
+    A standalone master queues an application it has no free cores or memory for, and its jobs
+    then wait forever ("Initial job has not accepted any resources").
+    """
+    deadline = time.monotonic() + timeout_s
+    while registered_executors(spark) == 0:
+        if time.monotonic() >= deadline:
+            spark.stop()
+            raise SparkUnavailableError(
+                f"{MASTER_VARIABLE}={master}: the master gave this application no executor within "
+                f"{timeout_s:g} s: check on the master's web UI (port 8080 by default) that workers are "
+                "ALIVE with free cores and memory (another application may hold every core: give it "
+                "spark.cores.max, or the master spark.deploy.defaultCores), and that the workers can "
+                "reach this driver (spark.driver.host)"
+            )
+        time.sleep(0.2)
 
 
 def ensure_java_home() -> None:
