@@ -39,8 +39,20 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pyright --pythonpath $(PY)
 
+# The `cluster` tests (their own Kafka nodes, DataNodes and Spark workers) run in a pytest session of
+# their own beside the rest: both mostly wait on JVMs and daemons, and each session checks only its own
+# leftovers. PYTEST_ARGS runs one session with those arguments instead.
 test: install lint browser stack-up
+ifeq ($(strip $(PYTEST_ARGS)),)
+	@mkdir -p $(SML_DATA_DIR)
+	@$(PY) -m pytest -m cluster -p no:cacheprovider --durations=10 >$(SML_DATA_DIR)/cluster-tests.log 2>&1 & cluster=$$!; \
+	$(PY) -m pytest -m "not cluster" --durations=25; rest=$$?; \
+	wait $$cluster; clusterrc=$$?; \
+	echo "---- cluster tests (pytest -m cluster), run beside the rest:"; cat $(SML_DATA_DIR)/cluster-tests.log; \
+	test $$rest -eq 0 && test $$clusterrc -eq 0
+else
 	$(PY) -m pytest --durations=25 $(PYTEST_ARGS)
+endif
 
 # Crash trials: SML_STRESS_TRIALS (default 20) killed server_metrics runs and SML_STRESS_LOG_TRIALS
 # (default 5) killed log_summary runs, seeded from SML_STRESS_SEED (default 1000).
