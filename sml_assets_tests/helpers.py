@@ -47,6 +47,17 @@ def run_side_by_side(
     """Run independent commands at once from the repository root (both cores work while one
     waits) and wait for all; fail naming each one that exited non-zero. Output goes to files, not
     pipes, so a chatty command never waits for the test to read it. Prints each one's duration."""
+    if len(commands) > 1 and env.get("DAGSTER_HOME"):
+        # A fresh instance's SQLite storages stamp their schema on first use: two processes opening it
+        # at once can stamp it twice ("alembic_version has more than one head"), so create it first.
+        subprocess.run(
+            [str(Path(sys.executable).parent / "dagster"), "instance", "migrate"],
+            cwd=REPO_ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
     started = time.monotonic()
     with ExitStack() as stack:
         children = []
