@@ -7,7 +7,6 @@ import csv
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -17,8 +16,8 @@ from pathlib import Path
 
 from dagster import AssetKey, DagsterInstance
 
-from sml_assets_tests.conftest import HDFS_URL, KAFKA_BOOTSTRAP, REPO_ROOT, stack_data_dir
-from sml_assets_tests.helpers import run_side_by_side
+from sml_assets_tests.conftest import HDFS_URL, KAFKA_BOOTSTRAP, stack_data_dir
+from sml_assets_tests.helpers import dagster_home, run_side_by_side
 
 BIN = Path(sys.executable).parent
 
@@ -31,9 +30,7 @@ class Deployment:
 
     @classmethod
     def create(cls, root: Path, name: str, metrics_topic: str, logs_topic: str) -> Deployment:
-        home = root / "dagster-home"
-        home.mkdir(parents=True)
-        shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+        home = dagster_home(root / "dagster-home")
         env = {
             **os.environ,
             "DAGSTER_HOME": str(home),

@@ -19,7 +19,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar
@@ -406,3 +407,16 @@ def run_command(
         if terminal >= 0:
             os.close(terminal)
         os.close(controller)
+
+
+@contextmanager
+def running(nodes: Any, what: str) -> Iterator[Any]:
+    """Start a private devstack cluster (anything with start() and stop(kill=)), say how long it
+    took, and kill it afterwards even when the test failed."""
+    started = time.monotonic()
+    try:
+        nodes.start()
+        print(f"{what} up in {time.monotonic() - started:.1f}s")
+        yield nodes
+    finally:
+        nodes.stop(kill=True)

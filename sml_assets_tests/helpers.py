@@ -41,23 +41,24 @@ CHECKS = [
 CONSUMER = "crash_trial"
 
 
+def dagster_home(folder: Path) -> Path:
+    """A DAGSTER_HOME with the repo's dagster.yaml and its storages created. Created here, once:
+    SQLite storages stamp their schema on first use, and two processes opening a fresh instance at
+    once can stamp it twice ("alembic_version has more than one head")."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(REPO_ROOT / "dagster.yaml", folder / "dagster.yaml")
+    with DagsterInstance.from_config(str(folder)) as instance:
+        instance.upgrade()
+    return folder
+
+
 def run_side_by_side(
     commands: Sequence[Sequence[str]], env: dict[str, str], timeout: float = 600
 ) -> list[subprocess.CompletedProcess[str]]:
     """Run independent commands at once from the repository root (both cores work while one
     waits) and wait for all; fail naming each one that exited non-zero. Output goes to files, not
-    pipes, so a chatty command never waits for the test to read it. Prints each one's duration."""
-    if len(commands) > 1 and env.get("DAGSTER_HOME"):
-        # A fresh instance's SQLite storages stamp their schema on first use: two processes opening it
-        # at once can stamp it twice ("alembic_version has more than one head"), so create it first.
-        subprocess.run(
-            [str(Path(sys.executable).parent / "dagster"), "instance", "migrate"],
-            cwd=REPO_ROOT,
-            env=env,
-            check=True,
-            capture_output=True,
-            timeout=300,
-        )
+    pipes, so a chatty command never waits for the test to read it. Prints each one's duration.
+    A DAGSTER_HOME in `env` must hold a created instance (`dagster_home`)."""
     started = time.monotonic()
     with ExitStack() as stack:
         children = []
@@ -160,8 +161,8 @@ def table_count(database: MetricsDatabase, topic: str, dead_letters: bool = Fals
         ).scalar_one()
 
 
-def simulator_command(bootstrap: str, metrics_topic: str, logs_topic: str, truth: Path, *args: str) -> list[str]:
-    """The simulator's command line into the test's topics, writing its ground truth to `truth`."""
+def simulator_command(bootstrap: str, metrics_topic: str, logs_topic: str, truth: Path | None, *args: str) -> list[str]:
+    """The simulator's command line into the test's topics, writing its ground truth to `truth` (if given)."""
     return [
         sys.executable,
         "-m",
@@ -172,8 +173,7 @@ def simulator_command(bootstrap: str, metrics_topic: str, logs_topic: str, truth
         metrics_topic,
         "--logs-topic",
         logs_topic,
-        "--truth",
-        str(truth),
+        *(["--truth", str(truth)] if truth else []),
         *args,
     ]
 
@@ -316,9 +316,7 @@ def execute_ingest_job_cli(tmp_path: Path, env: dict[str, str]) -> tuple[str, li
     """`dagster job execute` of ingest_metrics_job in a fresh instance under tmp_path, as a user would
     run it; returns the run's output and the instance's and data dir's folders, where a secret must
     never land."""
-    home, data = tmp_path / "dagster-home", tmp_path / "data"
-    home.mkdir()
-    shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    home, data = dagster_home(tmp_path / "dagster-home"), tmp_path / "data"
     result = subprocess.run(
         [str(Path(sys.executable).parent / "dagster"), "job", "execute"]
         + ["-m", "sml_assets.definitions", "-j", "ingest_metrics_job"],

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from sml_assets_tests.conftest import REPO_ROOT
-from sml_assets_tests.helpers import run_side_by_side
+from sml_assets_tests.helpers import dagster_home, run_side_by_side
 
 BIN = Path(sys.executable).parent
 CHECKED_CATEGORIES = ("DeprecationWarning", "SupersessionWarning", "BetaWarning", "PreviewWarning", "FutureWarning")
@@ -33,9 +32,7 @@ print(json.dumps([
 
 def project_env(tmp_path: Path) -> dict[str, str]:
     """This checkout's code, an instance of its own (the repo's dagster.yaml), the stack's data dir."""
-    home = tmp_path / "dagster-home"
-    home.mkdir(exist_ok=True)
-    shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    home = dagster_home(tmp_path / "dagster-home")
     return {**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": str(REPO_ROOT), "COLUMNS": "200"}
 
 

@@ -4,7 +4,6 @@ the windows derived from its schedule, and PASS again once it is materialized.""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +20,7 @@ from sml_assets import definitions
 from sml_assets.automation import ingest_metrics_every_2_minutes, summarize_logs_every_5_minutes
 from sml_assets.cadence import LOGS_PERIOD, METRICS_PERIOD, SLACK, every, freshness_for
 from sml_assets_tests.conftest import REPO_ROOT
+from sml_assets_tests.helpers import dagster_home
 
 KEYS = [AssetKey("server_metrics"), AssetKey("log_summary"), AssetKey("hdfs_log_summary")]
 PASS, WARN, FAIL, UNKNOWN = FreshnessState.PASS, FreshnessState.WARN, FreshnessState.FAIL, FreshnessState.UNKNOWN
@@ -54,9 +54,7 @@ def test_a_period_no_cron_string_can_express_is_refused(period: timedelta) -> No
 def workspace(tmp_path: Path) -> Iterator[tuple[DagsterInstance, WorkspaceProcessContext]]:
     """The repo's dagster.yaml in a DAGSTER_HOME of its own, and sml's definitions loaded from a
     code server, as the daemon loads them."""
-    home = tmp_path / "dagster-home"
-    home.mkdir()
-    shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    home = dagster_home(tmp_path / "dagster-home")
     with DagsterInstance.from_config(str(home)) as instance:
         target = ModuleTarget("sml_assets.definitions", None, str(REPO_ROOT), "sml_assets")
         with create_test_daemon_workspace_context(target, instance) as context:

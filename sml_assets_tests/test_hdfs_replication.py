@@ -10,7 +10,6 @@ killed DataNode dead within ~15 s instead of Hadoop's 10.5 min; the shared HDFS 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from hdfs import InsecureClient
 from sml_assets.assets.hdfs import SUMMARY_FILE, hdfs_log_summary
 from sml_assets.resources.hdfs import HdfsResource
 from sml_assets.resources.storage import LocalStorage
-from sml_assets_tests.faults import devstack_module, free_port, wait_until
+from sml_assets_tests.faults import devstack_module, free_port, running, wait_until
 from sml_assets_tests.helpers import failure_message
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
@@ -43,13 +42,8 @@ def hdfs_cluster(tmp_path_factory: pytest.TempPathFactory, stack: None) -> Itera
         heartbeat_s=1,
         recheck_ms=2_000,
     )
-    started = time.monotonic()
-    try:
-        nodes.start()
-        print(f"NameNode and two DataNodes up in {time.monotonic() - started:.1f}s on {nodes.url}")
+    with running(nodes, f"NameNode and two DataNodes on {nodes.url}"):
         yield nodes
-    finally:
-        nodes.stop(kill=True)
 
 
 def summary(rows: int, total: int) -> bytes:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +23,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource
 from sml_assets.resources.database import MetricsDatabase
 from sml_assets.resources.kafka import KafkaResource
 from sml_assets_tests.conftest import REPO_ROOT
-from sml_assets_tests.faults import devstack_kafka, free_port, start_metrics_run, wait_until
+from sml_assets_tests.faults import devstack_kafka, free_port, running, start_metrics_run, wait_until
 from sml_assets_tests.helpers import (
     CONSUMER,
     assert_matches_truth,
@@ -51,13 +50,8 @@ def kafka_cluster(tmp_path_factory: pytest.TempPathFactory, stack: None) -> Iter
         ports=tuple((free_port(), free_port()) for _ in range(3)),
         service="test-kafka-cluster",
     )
-    started = time.monotonic()
-    try:
-        nodes.start()
-        print(f"three KRaft nodes up in {time.monotonic() - started:.1f}s on {nodes.bootstrap}")
+    with running(nodes, f"three KRaft nodes on {nodes.bootstrap}"):
         yield nodes
-    finally:
-        nodes.stop(kill=True)
 
 
 def replicas_and_min_insync(bootstrap: str, topic: str) -> tuple[set[int], str]:

@@ -5,7 +5,6 @@ ingest_metrics_job queued until the first has finished (schedule, sensor and man
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from sml_assets_tests.helpers import (
     CONSUMER,
     assert_matches_truth,
     assert_offsets_cover_exactly_what_is_stored,
+    dagster_home,
     metadata,
     run,
     simulate,
@@ -107,9 +107,7 @@ def test_the_tag_limit_queues_a_second_run_of_the_job_until_the_first_has_finish
         "--malformed-rate",
         "0.05",
     )
-    home = tmp_path / "dagster-home"
-    home.mkdir()
-    shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    home = dagster_home(tmp_path / "dagster-home")
     url = f"sqlite:///{tmp_path / 'sml.db'}"
     env = {
         **SUBPROCESS_ENV,

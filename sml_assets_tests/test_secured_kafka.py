@@ -31,7 +31,14 @@ from sml_assets.resources.spark import SparkResource
 from sml_assets.resources.storage import LocalStorage
 from sml_assets_tests.conftest import REPO_ROOT, TOPIC_READY_S
 from sml_assets_tests.faults import SUBPROCESS_ENV, devstack_kafka, wait_until
-from sml_assets_tests.helpers import assert_secret_nowhere, execute_ingest_job_cli, failure_message, metadata, run
+from sml_assets_tests.helpers import (
+    assert_secret_nowhere,
+    execute_ingest_job_cli,
+    failure_message,
+    metadata,
+    run,
+    simulator_command,
+)
 from sml_assets_tests.secured import SecuredKafka, devstack_tls
 
 pytestmark = pytest.mark.integration
@@ -63,19 +70,14 @@ def create_topics(broker: SecuredKafka, *names: str) -> None:
     wait_for_topics(broker.bootstrap, dict.fromkeys(names, 1), TOPIC_READY_S)
 
 
-def simulate(bootstrap: str, metrics: str, logs_topic: str, env: dict[str, str], tmp: Path) -> str:
+def simulate(bootstrap: str, metrics: str, logs_topic: str, env: dict[str, str]) -> str:
     """The simulator CLI in its own process, seeded, so both runs send the same messages."""
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "simulator",
-            "--bootstrap-servers",
+        simulator_command(
             bootstrap,
-            "--metrics-topic",
             metrics,
-            "--logs-topic",
             logs_topic,
+            None,
             "--seed",
             "18",
             "--count",
@@ -86,7 +88,7 @@ def simulate(bootstrap: str, metrics: str, logs_topic: str, env: dict[str, str],
             "0.05",
             "--broker-timeout",
             "20",
-        ],
+        ),
         check=False,
         cwd=REPO_ROOT,
         env={**SUBPROCESS_ENV, **env},
@@ -124,10 +126,8 @@ def test_simulator_server_metrics_and_log_summary_over_sasl_ssl_get_what_plainte
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     create_topics(secured_kafka, "plain-metrics", "plain-logs", "secure-metrics", "secure-logs")
-    plain_out = simulate(secured_kafka.bootstrap, "plain-metrics", "plain-logs", {}, tmp_path)
-    secure_out = simulate(
-        secured_kafka.sasl_bootstrap, "secure-metrics", "secure-logs", secured_kafka.environment(), tmp_path
-    )
+    plain_out = simulate(secured_kafka.bootstrap, "plain-metrics", "plain-logs", {})
+    secure_out = simulate(secured_kafka.sasl_bootstrap, "secure-metrics", "secure-logs", secured_kafka.environment())
     assert "acked 1,500" in plain_out and "acked 1,500" in secure_out
     assert secured_kafka.password not in secure_out
 

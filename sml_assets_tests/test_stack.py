@@ -119,35 +119,40 @@ def test_definitions_load() -> None:
     assert {"kafka", "metrics_db", "spark", "hdfs", "storage"} <= set(repository.get_top_level_resources())
 
 
+def status_in_empty_data_dir(data_dir: Path, *args: str) -> dict[str, str]:
+    """`stack.py status` over a data dir where nothing runs: exit code 3 (something is down), and
+    each service's state word."""
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "devstack" / "stack.py"), "status", *args],
+        env={**os.environ, "SML_DATA_DIR": str(data_dir)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 3, result.stdout + result.stderr
+    return {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()}
+
+
 def test_stack_status_reports_stopped_services_as_stopped(tmp_path: Path) -> None:
     """A data dir where nothing was started: every service is DOWN, the exit code says so, and
     asking leaves nothing behind (not even PostgreSQL's fallback folder for unreachable dirs)."""
     postgres_home = Path("/var/lib/postgresql")
     before = sorted(postgres_home.iterdir()) if postgres_home.is_dir() else []
-    result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "devstack" / "stack.py"), "status", "kafka", "hdfs", "postgres"],
-        env={**os.environ, "SML_DATA_DIR": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 3, result.stdout + result.stderr
-    lines = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()}
-    assert lines == {"kafka": "DOWN", "hdfs": "DOWN", "postgres": "DOWN"}
+    assert status_in_empty_data_dir(tmp_path, "kafka", "hdfs", "postgres") == {
+        "kafka": "DOWN",
+        "hdfs": "DOWN",
+        "postgres": "DOWN",
+    }
     assert (sorted(postgres_home.iterdir()) if postgres_home.is_dir() else []) == before
 
 
 def test_stack_status_with_cluster_adds_the_cluster_profile_reported_stopped(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "devstack" / "stack.py"), "status", "kafka", "--cluster"],
-        env={**os.environ, "SML_DATA_DIR": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 3, result.stdout + result.stderr
-    lines = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()}
-    assert lines == {"kafka": "DOWN", "kafka-cluster": "DOWN", "hdfs-cluster": "DOWN", "spark-cluster": "DOWN"}
+    assert status_in_empty_data_dir(tmp_path, "kafka", "--cluster") == {
+        "kafka": "DOWN",
+        "kafka-cluster": "DOWN",
+        "hdfs-cluster": "DOWN",
+        "spark-cluster": "DOWN",
+    }
 
 
 def test_stack_down_takes_reset_before_or_after_the_services(tmp_path: Path) -> None:

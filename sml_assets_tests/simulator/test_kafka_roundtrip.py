@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -16,12 +15,11 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from sml_assets_tests.conftest import REPO_ROOT
 from sml_assets_tests.faults import wait_until
+from sml_assets_tests.helpers import simulator_command
 from sml_assets_tests.simulator.grammar import parse_metrics
 from sml_assets_tests.simulator.test_truth import as_counters, recount
 
 pytestmark = pytest.mark.integration
-
-SIMULATOR = [sys.executable, "-m", "simulator"]
 
 
 def read_back(bootstrap: str, topic: str, timeout_s: float = 60) -> list[tuple[int, bytes, bytes]]:
@@ -92,14 +90,11 @@ def test_truth_matches_what_a_consumer_reads_back(
     logs = new_topic(partitions=2, suffix="-logs")
     truth_path = tmp_path / "truth.json"
     result = subprocess.run(
-        [
-            *SIMULATOR,
-            "--bootstrap-servers",
+        simulator_command(
             kafka_bootstrap,
-            "--metrics-topic",
             metrics,
-            "--logs-topic",
             logs,
+            truth_path,
             "--start",
             "2026-11-25T16:00:00Z",
             "--seed",
@@ -118,10 +113,8 @@ def test_truth_matches_what_a_consumer_reads_back(
             "1200",
             "--out-of-order",
             "0.05",
-            "--truth",
-            str(truth_path),
             *mode,
-        ],
+        ),
         cwd=REPO_ROOT,
         capture_output=True,
         timeout=120,
@@ -139,23 +132,18 @@ def test_sigterm_mid_run_flushes_and_the_truth_still_matches(
     logs = new_topic(partitions=3, suffix="-logs")
     truth_path = tmp_path / "truth.json"
     process = subprocess.Popen(
-        [
-            *SIMULATOR,
-            "--bootstrap-servers",
+        simulator_command(
             kafka_bootstrap,
-            "--metrics-topic",
             metrics,
-            "--logs-topic",
             logs,
+            truth_path,
             "--log-rate",
             "300",
             "--metrics-interval",
             "0.5",
             "--malformed-rate",
             "0.05",
-            "--truth",
-            str(truth_path),
-        ],
+        ),
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -182,17 +170,14 @@ def test_a_missing_topic_is_looked_for_again_then_named_in_a_clear_error(
     missing = f"{unique_name}-never-created"
     started = time.monotonic()
     result = subprocess.run(
-        [
-            *SIMULATOR,
-            "--bootstrap-servers",
+        simulator_command(
             kafka_bootstrap,
-            "--metrics-topic",
             new_topic(),
-            "--logs-topic",
             missing,
+            None,
             "--count",
             "10",
-        ],
+        ),
         cwd=REPO_ROOT,
         capture_output=True,
         timeout=60,
