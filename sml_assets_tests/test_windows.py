@@ -300,10 +300,16 @@ def increment_batches(events: list[tuple[int, str, int]], query: str = "q1") -> 
                 start = T0 + WINDOW * ((moment - T0) // WINDOW)
                 counts[(start, category)] += 1
                 newest[start] = max(newest.get(start, moment), moment)
-        batches.append(batch(run, *(
-            WindowUpdate(start, Counts(*(counts[(start, name)] for name in CATEGORIES)), newest[start])
-            for start in sorted(newest)
-        ), query=query))
+        batches.append(
+            batch(
+                run,
+                *(
+                    WindowUpdate(start, Counts(*(counts[(start, name)] for name in CATEGORIES)), newest[start])
+                    for start in sorted(newest)
+                ),
+                query=query,
+            )
+        )
     return batches
 
 
@@ -332,9 +338,7 @@ def test_increments_give_the_csv_and_late_count_of_sparks_stateful_aggregation(
 
 @settings(max_examples=200, deadline=None)
 @given(events_strategy, st.data())
-def test_replaying_any_increment_batch_changes_nothing(
-    events: list[tuple[int, str, int]], data: st.DataObject
-) -> None:
+def test_replaying_any_increment_batch_changes_nothing(events: list[tuple[int, str, int]], data: st.DataObject) -> None:
     batches = increment_batches(events)
     clean = merged_increments(*batches)
     replays: list[BatchUpdate] = []
