@@ -1,10 +1,11 @@
-"""The Spark Structured Streaming query behind `log_summary`: one pass over each line.
+"""The Spark Structured Streaming query behind `log_summary`: one query, one aggregation per batch.
 
 One query reads the logs topic with `availableNow` (a materialization processes what arrived
-since the last one and stops), parses every line once, and hands each micro-batch to
-`process_batch`, which makes two outputs from one scan of the batch:
+since the last one and stops) and hands each micro-batch to `process_batch`, whose one
+aggregation gives the window counts, the rejects per reason and the line counts. Its outputs:
 
-- the lines that did not parse, with a reason, written to `rejects/batch_id=<n>/` (overwritten
+- the lines that did not parse, with a reason, written (only when the batch has any, in a second
+  read of the batch) to `rejects/batch_id=<n>/` (overwritten
   whole when Spark replays the batch after a crash, so each reject is kept exactly once);
 - the batch's counts per 5-minute tumbling window, handed to `on_batch`, where
   `sml_assets.windows.merge_increments` applies the 10-minute watermark exactly as Spark's stateful
@@ -427,14 +428,14 @@ class BatchCounts:
 
 def process_batch(batch: DataFrame, batch_id: int, checkpoint_id: str, paths: StreamPaths) -> BatchCounts:
     """Count the batch per window and category, and its rejects per kind, in one aggregation;
-    write its rejects. Each line is read and parsed once.
+    then, only when the batch has rejects, write them.
 
-    The narrow projection is cached for the length of the call: the aggregation fills the cache,
-    and the rejects (when there are any) are written from it, not from Kafka again. The batch's
-    plan carries the batch time of Spark's offset log (the skew rule's clock), so a replayed batch
-    rejects the same lines and its folder is overwritten with the same rows.
+    Writing the rejects reads the batch's offsets from Kafka and parses them again: caching the
+    parsed batch instead (MEMORY_AND_DISK) made a 500k-line run about twice as slow on 2 cores
+    (benchmarks/bench_logs.py). The batch's plan carries the batch time of Spark's offset log (the
+    skew rule's clock), so both passes, and a replay of the batch, reject the same lines, and a
+    replay overwrites the batch's folder with the same rows.
     """
-    from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     valid = F.col("reject_reason").isNull()
@@ -451,22 +452,19 @@ def process_batch(batch: DataFrame, batch_id: int, checkpoint_id: str, paths: St
         F.when(valid, seconds - F.pmod(seconds, F.lit(window_s))).alias("start"),
         F.when(valid, category).otherwise(kind).alias("label"),
         F.when(valid, seconds).alias("seconds"),
-    ).persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        groups = (
-            narrow.groupBy("start", "label")
-            .agg(F.count(F.lit(1)).alias("lines"), F.max("seconds").alias("max_seconds"))
-            .collect()
+    )
+    groups = (
+        narrow.groupBy("start", "label")
+        .agg(F.count(F.lit(1)).alias("lines"), F.max("seconds").alias("max_seconds"))
+        .collect()
+    )
+    if any(row["start"] is None for row in groups):
+        (
+            narrow.where(F.col("reject_reason").isNotNull())
+            .select("kafka_partition", "kafka_offset", "kafka_timestamp", "line", "reject_reason")
+            .write.mode("overwrite")
+            .parquet(str(paths.rejects_of_batch(batch_id)))
         )
-        if any(row["start"] is None for row in groups):
-            (
-                narrow.where(F.col("reject_reason").isNotNull())
-                .select("kafka_partition", "kafka_offset", "kafka_timestamp", "line", "reject_reason")
-                .write.mode("overwrite")
-                .parquet(str(paths.rejects_of_batch(batch_id)))
-            )
-    finally:
-        narrow.unpersist()
     return batch_counts(checkpoint_id, batch_id, [row.asDict() for row in groups])
 
 
