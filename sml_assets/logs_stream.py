@@ -1,16 +1,23 @@
-"""The Spark Structured Streaming query behind `log_summary`: where the watermark is set.
+"""The Spark Structured Streaming query behind `log_summary`: one query, one aggregation per batch.
 
-Two queries read the logs topic from the same checkpoint folder, each with `availableNow`, so a
-materialization processes what arrived since the last one and stops:
+One query reads the logs topic with `availableNow` (a materialization processes what arrived
+since the last one and stops) and hands each micro-batch to `process_batch`, whose one
+aggregation gives the window counts, the rejects per reason and the line counts. Its outputs:
 
-- `windows`: parse -> 10-minute watermark -> 5-minute tumbling windows -> counts, output mode
-  `update`, handed to `on_batch` (which merges them idempotently, see `sml_assets.windows`);
-- `rejects`: the lines that did not parse, with a reason, appended to a parquet folder by Spark's
-  exactly-once file sink.
+- the lines that did not parse, with a reason, written (only when the batch has any, in a second
+  read of the batch) to `rejects/batch_id=<n>/` (overwritten
+  whole when Spark replays the batch after a crash, so each reject is kept exactly once);
+- the batch's counts per 5-minute tumbling window, handed to `on_batch`, where
+  `sml_assets.windows.merge_increments` applies the 10-minute watermark exactly as Spark's stateful
+  aggregation would, with the query's state kept in the stored summary.
 
 Parsing uses Spark SQL functions only (no Python UDFs) and mirrors `sml_assets.parsing.parse_log_line`
 followed by `sml_assets.parsing.skew_reason`: a line dated ahead of its record timestamp or of the
-clock by more than SML_MAX_CLOCK_SKEW is a reject, so it never reaches `withWatermark`.
+clock by more than SML_MAX_CLOCK_SKEW is a reject, so it is never counted and never moves the
+watermark.
+
+A run whose end offsets equal those of the checkpoint's newest committed batch has nothing to do:
+`caught_up` reports it without starting Spark at all.
 """
 
 from __future__ import annotations
@@ -22,15 +29,13 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from sml_assets.parsing import DEFAULT_MAX_CLOCK_SKEW_S, SKEW_REFERENCES
 from sml_assets.resources.storage import LocalStorage
-from sml_assets.spark_storage import StoragePath, located, move, remove_tree
+from sml_assets.spark_storage import StoragePath, move, remove_tree
 from sml_assets.windows import (
     CATEGORIES,
-    WATERMARK_DELAY,
     WINDOW,
     BatchUpdate,
     Counts,
@@ -76,8 +81,8 @@ REJECT_KINDS = (
     *SKEW_KINDS,
 )
 """Every reason `parse_lines` gives, without particulars (`sml_assets.parsing.reason_kind`),
-in the order it checks them; each is counted per run in the query's observed metrics."""
-OBSERVATION = "log_lines"
+in the order it checks them; `process_batch` counts each per batch."""
+REJECTS_BATCH_PREFIX = "batch_id="
 MARKER_FILE = "sml-checkpoint-id"
 TOPIC_FILE = "sml-checkpoint-topic.json"
 """The topic (name and Kafka topic id) the checkpoint's offsets belong to."""
@@ -105,7 +110,8 @@ class LogsTopicChangedError(RuntimeError):
 
 @dataclass(frozen=True)
 class StreamPaths:
-    """Folders of one summary: both queries' checkpoints (under one root) and the rejects."""
+    """Folders of one summary: the query's checkpoint (under one root, beside its id and topic)
+    and the rejects."""
 
     checkpoint_root: StoragePath
     rejects_dir: StoragePath
@@ -114,9 +120,8 @@ class StreamPaths:
     def windows_checkpoint(self) -> StoragePath:
         return self.checkpoint_root / "windows"
 
-    @property
-    def rejects_checkpoint(self) -> StoragePath:
-        return self.checkpoint_root / "rejects"
+    def rejects_of_batch(self, batch_id: int) -> StoragePath:
+        return self.rejects_dir / f"{REJECTS_BATCH_PREFIX}{batch_id}"
 
 
 @dataclass(frozen=True)
@@ -131,7 +136,7 @@ class Checkpoint:
 
 @dataclass(frozen=True)
 class StreamRun:
-    """What one availableNow run did, from Spark's own progress reports."""
+    """What one availableNow run did, counted by `process_batch` in each batch."""
 
     checkpoint_id: str
     batches: int
@@ -140,9 +145,6 @@ class StreamRun:
     rejected_rows: int
     rejects_by_kind: dict[str, int]
     """Rejected lines per kind of reason (REJECT_KINDS), only kinds seen in this run."""
-    late_rows_dropped: int
-    """Spark's `numRowsDroppedByWatermark`: counted after partial aggregation, so late events of
-    one window in one batch count once; `MergeResult.counted` gives the exact event count."""
     duration_s: float
     end_offsets: dict[str, dict[str, int]]
 
@@ -175,26 +177,22 @@ def committed_positions(checkpoint: StoragePath, topic: str) -> dict[int, int] |
 
 
 def read_rejects(rejects_dir: StoragePath) -> pd.DataFrame:
-    """The rejects Spark's file sink committed (files its `_spark_metadata` log lists; a crashed
-    batch may leave others, which a replay writes again), `kafka_timestamp` in UTC; empty if none."""
+    """The rejects of every batch whose folder Spark finished writing (`_SUCCESS`; a crashed
+    batch's folder is written again whole by its replay), `kafka_timestamp` in UTC; empty if none."""
     import pandas as pd
 
-    log = rejects_dir / "_spark_metadata"
-    entries = sorted(
-        (p for p in log.iterdir() if p.name.split(".")[0].isdigit()) if log.is_dir() else [],
-        key=lambda p: int(p.name.split(".")[0]),
+    folders = (
+        sorted((p for p in rejects_dir.iterdir() if p.name.startswith(REJECTS_BATCH_PREFIX)), key=str)
+        if rejects_dir.is_dir()
+        else []
     )
-    compacted = [i for i, p in enumerate(entries) if p.name.endswith(".compact")]
-    files: dict[StoragePath, None] = {}
-    for entry in entries[compacted[-1] if compacted else 0 :]:
-        for line in entry.read_text().splitlines()[1:]:
-            item = json.loads(line)
-            path = located(rejects_dir, item["path"])
-            if item.get("action", "add") == "delete":
-                files.pop(path, None)
-            else:
-                files[path] = None
-    frames = [pd.read_parquet(io.BytesIO(path.read_bytes())) for path in files if path.exists()]
+    frames = [
+        pd.read_parquet(io.BytesIO(part.read_bytes()))
+        for folder in folders
+        if (folder / "_SUCCESS").is_file()
+        for part in sorted(folder.iterdir(), key=str)
+        if part.name.endswith(".parquet") and not part.name.startswith(("_", "."))
+    ]
     if not frames:
         columns = ["kafka_partition", "kafka_offset", "kafka_timestamp", "line", "reject_reason"]
         return pd.DataFrame(columns=pd.Index(columns))
@@ -208,14 +206,23 @@ def open_checkpoint(paths: StreamPaths, expected_id: str | None) -> Checkpoint:
 
     Fresh means: replay the topic from earliest with an empty state. That happens on the first
     run, when the checkpoint was deleted (the merge then keeps the stored counts, see
-    `sml_assets.windows.merge_batch`), and when the summary was deleted but the checkpoint was
-    not (resuming would only emit the windows touched from now on). Spark's file sink skips batch
-    ids it already logged, so the rejects folder starts empty with a fresh checkpoint.
+    `sml_assets.windows.merge_batch`), when the summary was deleted but the checkpoint was not
+    (resuming would only emit the windows touched from now on), and when the checkpoint is of the
+    stateful two-query layout of earlier versions (a `state` folder): its plan cannot resume as
+    this one, and the summary it belongs to holds no `StreamState`. Rejects are kept per batch id,
+    so the rejects folder starts empty with a fresh checkpoint.
     """
     marker = paths.checkpoint_root / MARKER_FILE
     committed = paths.windows_checkpoint / "commits"
     has_commits = committed.is_dir() and any(committed.iterdir())
-    if expected_id is not None and has_commits and marker.is_file() and marker.read_text().strip() == expected_id:
+    two_query_layout = (paths.windows_checkpoint / "state").exists()
+    if (
+        expected_id is not None
+        and has_commits
+        and not two_query_layout
+        and marker.is_file()
+        and marker.read_text().strip() == expected_id
+    ):
         return Checkpoint(checkpoint_id=expected_id, fresh=False)
     if paths.checkpoint_root.exists():
         remove_tree(paths.checkpoint_root)
@@ -405,56 +412,119 @@ def parse_lines(raw: DataFrame, max_skew_s: int = DEFAULT_MAX_CLOCK_SKEW_S, now:
     )
 
 
-def window_counts(parsed: DataFrame) -> DataFrame:
-    """Counts per 5-minute window with a 10-minute watermark, plus the newest event per window."""
+@dataclass(frozen=True)
+class BatchCounts:
+    """What one micro-batch held: its lines, its rejects by kind, its valid lines per window (increments)."""
+
+    update: BatchUpdate
+    lines: int
+    parsed: int
+    rejects_by_kind: dict[str, int]
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.rejects_by_kind.values())
+
+
+def process_batch(batch: DataFrame, batch_id: int, checkpoint_id: str, paths: StreamPaths) -> BatchCounts:
+    """Count the batch per window and category, and its rejects per kind, in one aggregation;
+    then, only when the batch has rejects, write them.
+
+    Writing the rejects reads the batch's offsets from Kafka and parses them again: caching the
+    parsed batch instead (MEMORY_AND_DISK) made a 500k-line run about twice as slow on 2 cores
+    (benchmarks/bench_logs.py). The batch's plan carries the batch time of Spark's offset log (the
+    skew rule's clock), so both passes, and a replay of the batch, reject the same lines, and a
+    replay overwrites the batch's folder with the same rows.
+    """
     from pyspark.sql import functions as F
 
-    valid = parsed.where(F.col("reject_reason").isNull())
-    category = F.concat(F.col("method"), F.when(F.col("success"), "_success").otherwise("_failure"))
-    return (
-        valid.withWatermark("event_time", _interval(WATERMARK_DELAY))
-        .groupBy(F.window("event_time", _interval(WINDOW)).alias("window"))
-        .agg(
-            *(F.count(F.when(category == name, 1)).alias(name) for name in CATEGORIES),
-            F.max("event_time").alias("max_event_time"),
-        )
-    )
-
-
-def observe_lines(parsed: DataFrame) -> DataFrame:
-    """Count read, parsed and rejected lines (by kind of reason) per batch, reported in the
-    query's progress."""
-    from pyspark.sql import functions as F
-
-    rejected = F.col("reject_reason").isNotNull()
+    valid = F.col("reject_reason").isNull()
+    seconds = F.unix_seconds(F.col("event_time"))
+    window_s = int(WINDOW.total_seconds())
     kind = F.regexp_replace(F.col("reject_reason"), r"^event time [0-9]+ s ahead", "event time s ahead")
-    return parsed.observe(
-        OBSERVATION,
-        F.count(F.lit(1)).alias("lines"),
-        F.count(F.when(~rejected, 1)).alias("parsed"),
-        F.count(F.when(rejected, 1)).alias("rejected"),
-        *(F.count(F.when(kind == name, 1)).alias(f"reject_kind_{i}") for i, name in enumerate(REJECT_KINDS)),
+    category = F.concat(F.col("method"), F.when(F.col("success"), F.lit("_success")).otherwise(F.lit("_failure")))
+    narrow = batch.select(
+        "kafka_partition",
+        "kafka_offset",
+        "kafka_timestamp",
+        F.when(~valid, F.col("line")).alias("line"),
+        "reject_reason",
+        F.when(valid, seconds - F.pmod(seconds, F.lit(window_s))).alias("start"),
+        F.when(valid, category).otherwise(kind).alias("label"),
+        F.when(valid, seconds).alias("seconds"),
     )
+    groups = (
+        narrow.groupBy("start", "label")
+        .agg(F.count(F.lit(1)).alias("lines"), F.max("seconds").alias("max_seconds"))
+        .collect()
+    )
+    if any(row["start"] is None for row in groups):
+        (
+            narrow.where(F.col("reject_reason").isNotNull())
+            .select("kafka_partition", "kafka_offset", "kafka_timestamp", "line", "reject_reason")
+            .write.mode("overwrite")
+            .parquet(str(paths.rejects_of_batch(batch_id)))
+        )
+    return batch_counts(checkpoint_id, batch_id, [row.asDict() for row in groups])
 
 
-def batch_update(checkpoint_id: str, batch_id: int, batch: DataFrame) -> BatchUpdate:
-    """Collect one micro-batch of window counts (a handful of rows) into plain records."""
-    from pyspark.sql import functions as F
-
-    rows = batch.select(
-        F.unix_seconds(F.col("window.start")).alias("start"),
-        *CATEGORIES,
-        F.unix_seconds(F.col("max_event_time")).alias("max_event_time"),
-    ).collect()
+def batch_counts(checkpoint_id: str, batch_id: int, groups: list[dict[str, Any]]) -> BatchCounts:
+    """Plain records from the aggregation's rows (start, label, lines, max_seconds): a row without
+    a start is a kind of reject, the others one category of one window."""
+    per_window: dict[int, dict[str, int]] = {}
+    newest: dict[int, int] = {}
+    found: dict[str, int] = {}
+    for group in groups:
+        start, label, lines = group["start"], group["label"], int(group["lines"])
+        if start is None:
+            found[label] = found.get(label, 0) + lines
+            continue
+        per_window.setdefault(start, {})[label] = lines
+        newest[start] = max(newest.get(start, group["max_seconds"]), group["max_seconds"])
     windows = tuple(
         WindowUpdate(
-            start=from_epoch_seconds(row["start"]),
-            counts=Counts(*(int(row[name]) for name in CATEGORIES)),
-            max_event_time=from_epoch_seconds(row["max_event_time"]),
+            start=from_epoch_seconds(start),
+            counts=Counts(*(per_window[start].get(name, 0) for name in CATEGORIES)),
+            max_event_time=from_epoch_seconds(newest[start]),
         )
-        for row in rows
+        for start in sorted(per_window)
     )
-    return BatchUpdate(query_id=checkpoint_id, batch_id=batch_id, windows=windows)
+    ordered = {name: found.pop(name) for name in REJECT_KINDS if name in found}
+    parsed = sum(sum(counts.values()) for counts in per_window.values())
+    rejects_by_kind = {**ordered, **found}
+    return BatchCounts(
+        update=BatchUpdate(query_id=checkpoint_id, batch_id=batch_id, windows=windows),
+        lines=parsed + sum(rejects_by_kind.values()),
+        parsed=parsed,
+        rejects_by_kind=rejects_by_kind,
+    )
+
+
+def caught_up(
+    checkpoint: Checkpoint, paths: StreamPaths, topic: str, end_offsets: Mapping[int, int]
+) -> StreamRun | None:
+    """The run's report when the checkpoint's newest committed batch ends exactly at the topic's
+    end offsets, partition for partition (nothing new: no Spark session is started at all), else None.
+
+    Only committed batches count (`committed_positions`), so a batch planned but not committed
+    before a crash still makes the run start Spark and replay it. Offsets behind the committed
+    ones, or other partitions, also go to Spark, whose errors name a topic that lost data.
+    """
+    if checkpoint.fresh:
+        return None
+    positions = committed_positions(paths.windows_checkpoint, topic)
+    if not positions or positions != dict(end_offsets):
+        return None
+    return StreamRun(
+        checkpoint_id=checkpoint.checkpoint_id,
+        batches=0,
+        input_rows=0,
+        parsed_rows=0,
+        rejected_rows=0,
+        rejects_by_kind={},
+        duration_s=0.0,
+        end_offsets={topic: {str(p): offset for p, offset in sorted(positions.items())}},
+    )
 
 
 def run_log_summary_stream(
@@ -467,43 +537,33 @@ def run_log_summary_stream(
     timeout_s: float = 1800.0,
     max_skew_s: int = DEFAULT_MAX_CLOCK_SKEW_S,
 ) -> StreamRun:
-    """Process everything that arrived since the last run, then stop; `on_batch` sees each batch.
+    """Process everything that arrived since the last run, then stop; `on_batch` sees each batch's
+    window counts (increments, see `sml_assets.windows.merge_increments`) after its rejects are written.
 
     `checkpoint` comes from `open_checkpoint` on the same paths; `max_skew_s` is SML_MAX_CLOCK_SKEW.
     """
-    from pyspark.sql import functions as F
-
     parsed = parse_lines(kafka_lines(spark, kafka_options, topic), max_skew_s)
     started = time.monotonic()
-    rejects_query = (
-        parsed.where(F.col("reject_reason").isNotNull())
-        .select("kafka_partition", "kafka_offset", "kafka_timestamp", "line", "reject_reason")
-        .writeStream.queryName(f"log_summary_rejects_{checkpoint.checkpoint_id[:8]}")
-        .format("parquet")
-        .option("path", str(paths.rejects_dir))
-        .option("checkpointLocation", str(paths.rejects_checkpoint))
+    seen: list[BatchCounts] = []
+
+    def each_batch(batch: DataFrame, batch_id: int) -> None:
+        counts = process_batch(batch, batch_id, checkpoint.checkpoint_id, paths)
+        on_batch(counts.update)
+        seen.append(counts)
+
+    query = (
+        parsed.writeStream.queryName(f"log_summary_{checkpoint.checkpoint_id[:8]}")
+        .foreachBatch(each_batch)
+        .option("checkpointLocation", str(paths.windows_checkpoint))
         .trigger(availableNow=True)
         .start()
     )
     try:
-        windows_query = (
-            window_counts(observe_lines(parsed))
-            .writeStream.queryName(f"log_summary_windows_{checkpoint.checkpoint_id[:8]}")
-            .outputMode("update")
-            .foreachBatch(lambda batch, batch_id: on_batch(batch_update(checkpoint.checkpoint_id, batch_id, batch)))
-            .option("checkpointLocation", str(paths.windows_checkpoint))
-            .trigger(availableNow=True)
-            .start()
-        )
-        try:
-            _await(windows_query, timeout_s, started)
-        finally:
-            windows_query.stop()
-        _await(rejects_query, timeout_s, started)
+        _await(query, timeout_s, started)
     finally:
-        rejects_query.stop()
-    progress = [json.loads(p.json) for p in windows_query.recentProgress]
-    return _summarize(checkpoint.checkpoint_id, progress, time.monotonic() - started)
+        query.stop()
+    progress = [json.loads(p.json) for p in query.recentProgress]
+    return _summarize(checkpoint.checkpoint_id, progress, seen, time.monotonic() - started)
 
 
 def _await(query: Any, timeout_s: float, started: float) -> None:
@@ -515,28 +575,24 @@ def _await(query: Any, timeout_s: float, started: float) -> None:
         )
 
 
-def _summarize(checkpoint_id: str, progress: list[dict[str, Any]], duration_s: float) -> StreamRun:
-    def observed(name: str) -> int:
-        return sum(int(p.get("observedMetrics", {}).get(OBSERVATION, {}).get(name) or 0) for p in progress)
-
+def _summarize(
+    checkpoint_id: str, progress: list[dict[str, Any]], seen: list[BatchCounts], duration_s: float
+) -> StreamRun:
     end_offsets: dict[str, dict[str, int]] = {}
     if progress:
         raw = progress[-1]["sources"][0].get("endOffset")
         end_offsets = json.loads(raw) if isinstance(raw, str) else (raw or {})
+    by_kind: dict[str, int] = {}
+    for counts in seen:
+        for name, count in counts.rejects_by_kind.items():
+            by_kind[name] = by_kind.get(name, 0) + count
     return StreamRun(
         checkpoint_id=checkpoint_id,
-        batches=len(progress),
-        input_rows=sum(int(p.get("numInputRows", 0)) for p in progress),
-        parsed_rows=observed("parsed"),
-        rejected_rows=observed("rejected"),
-        rejects_by_kind={name: count for i, name in enumerate(REJECT_KINDS) if (count := observed(f"reject_kind_{i}"))},
-        late_rows_dropped=sum(
-            int(op.get("numRowsDroppedByWatermark", 0)) for p in progress for op in p.get("stateOperators", [])
-        ),
+        batches=len(seen),
+        input_rows=sum(counts.lines for counts in seen),
+        parsed_rows=sum(counts.parsed for counts in seen),
+        rejected_rows=sum(counts.rejected for counts in seen),
+        rejects_by_kind=by_kind,
         duration_s=duration_s,
         end_offsets=end_offsets,
     )
-
-
-def _interval(delta: timedelta) -> str:
-    return f"{int(delta.total_seconds())} seconds"

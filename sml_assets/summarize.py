@@ -7,7 +7,9 @@ merged from it. `output_log_summary.csv` is rendered from it.
 
 A deleted checkpoint is rebuilt, not refused: the topic is replayed from earliest into a fresh
 checkpoint and merged under the rules of `sml_assets.windows.merge_batch` (final windows frozen,
-counts never decrease), so nothing is counted twice. A changed window size or watermark delay is
+counts never decrease), so nothing is counted twice. A run with nothing new since the checkpoint's
+last committed batch starts no Spark session (`logs_stream.caught_up`) and rewrites the CSV from
+the stored summary. A changed window size or watermark delay is
 refused with what to do: stored counts cannot be re-cut into other windows.
 
     python -m sml_assets.rebuild log-summary    # set the summary aside and recount the topic
@@ -23,7 +25,10 @@ from pathlib import Path
 
 from sml_assets.logs_stream import (
     SUMMARY_DIR,
+    Checkpoint,
+    StreamPaths,
     StreamRun,
+    caught_up,
     check_checkpoint_topic,
     open_checkpoint,
     run_log_summary_stream,
@@ -40,7 +45,7 @@ from sml_assets.windows import (
     Summary,
     SummaryShapeError,
     from_json,
-    merge_batch,
+    merge_increments,
     render_csv,
     rows,
     to_json,
@@ -114,7 +119,7 @@ class SummaryMerger:
     results: list[MergeResult] = field(default_factory=list)
 
     def __call__(self, batch: BatchUpdate) -> None:
-        result = merge_batch(self.summary, batch)
+        result = merge_increments(self.summary, batch)
         if not result.replayed:
             write_atomically(self.path, to_json(result.summary))
         self.summary = result.summary
@@ -152,8 +157,34 @@ def summarize_logs(
             f"discarded it; rebuilding the summary from the start of {kafka.logs_topic}"
         )
     merger = SummaryMerger(path=state, summary=before)
+    run = caught_up(checkpoint, paths, kafka.logs_topic, {partition: m.high for partition, m in marks.items()})
+    if run is not None:
+        log.info(f"nothing new in {kafka.logs_topic} since the checkpoint's last committed batch: Spark not started")
+    else:
+        run = _run_stream(kafka, spark, paths, checkpoint, merger, topic_id)
+    write_atomically(storage.summary_csv, render_csv(rows(merger.summary)))
+    return LogSummaryReport(
+        before=before,
+        after=merger.summary,
+        results=merger.results,
+        run=run,
+        rebuilt=rebuilt,
+        csv_path=storage.summary_csv,
+        rejects_dir=paths.rejects_dir,
+    )
+
+
+def _run_stream(
+    kafka: KafkaResource,
+    spark: SparkResource,
+    paths: StreamPaths,
+    checkpoint: Checkpoint,
+    merger: SummaryMerger,
+    topic_id: str,
+) -> StreamRun:
+    """The Spark query, its "offsets went backwards" errors translated into the fix to run."""
     try:
-        run = run_log_summary_stream(
+        return run_log_summary_stream(
             spark.session(),
             kafka.spark_source_options(),
             kafka.logs_topic,
@@ -167,13 +198,3 @@ def summarize_logs(
         if translated is None:
             raise
         raise translated from None
-    write_atomically(storage.summary_csv, render_csv(rows(merger.summary)))
-    return LogSummaryReport(
-        before=before,
-        after=merger.summary,
-        results=merger.results,
-        run=run,
-        rebuilt=rebuilt,
-        csv_path=storage.summary_csv,
-        rejects_dir=paths.rejects_dir,
-    )

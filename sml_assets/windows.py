@@ -1,9 +1,11 @@
-"""Pure: merge Spark's window updates into the stored log summary and decide what is final.
+"""Pure: merge Spark's window counts into the stored log summary and decide what is final.
 
-Spark's `update` output mode emits, per micro-batch, the *absolute* counts of every window whose
-state changed. Merging is therefore idempotent per batch id (a replayed batch is skipped) and,
-beyond that, monotone: a count never goes down and a final window never changes. That makes
-a replay harmless even when the batch-id bookkeeping is lost (see `merge_batch`).
+Each micro-batch brings the counts of its own lines per window (increments); `merge_increments`
+turns them into the *absolute* counts a Spark `update`-mode aggregation would emit, with the
+query's state (`StreamState`, what Spark's state store held) kept in the stored summary, and
+merges those. Merging is idempotent per batch id (a replayed batch is skipped) and, beyond that,
+monotone: a count never goes down and a final window never changes. That makes a replay harmless
+even when the batch-id bookkeeping is lost (see `merge_batch`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import csv
 import io
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -55,6 +57,9 @@ class Counts:
     def as_tuple(self) -> tuple[int, int, int, int]:
         return (self.GET_success, self.GET_failure, self.POST_success, self.POST_failure)
 
+    def plus(self, other: Counts) -> Counts:
+        return Counts(*(a + b for a, b in zip(self.as_tuple(), other.as_tuple())))
+
     def at_least(self, other: Counts) -> Counts:
         """Category-wise maximum: the truth of a window only grows, so neither side is lost."""
         return Counts(*(max(a, b) for a, b in zip(self.as_tuple(), other.as_tuple())))
@@ -90,14 +95,32 @@ class BatchUpdate:
 
 
 @dataclass(frozen=True)
+class StreamState:
+    """What Spark's state store held for the window aggregation of one query (one checkpoint):
+    that query's own counts of the windows its watermark has not passed, and its newest event time.
+
+    Kept in the stored summary (written with it, atomically), so a run is one stateless Spark
+    query whose batches bring increments; `merge_increments` applies the watermark to them exactly
+    as Spark's stateful aggregation did."""
+
+    windows: Mapping[datetime, Counts] = field(default_factory=dict)
+    max_event_time: datetime | None = None
+
+    @property
+    def watermark(self) -> datetime | None:
+        return None if self.max_event_time is None else self.max_event_time - WATERMARK_DELAY
+
+
+@dataclass(frozen=True)
 class Summary:
-    """The stored summary: counts per window start, the newest event time seen, and the last
-    merged (query id, batch id) so a replayed batch is recognised."""
+    """The stored summary: counts per window start, the newest event time seen, the last merged
+    (query id, batch id) so a replayed batch is recognised, and that query's `StreamState`."""
 
     windows: Mapping[datetime, Counts] = field(default_factory=dict)
     max_event_time: datetime | None = None
     query_id: str | None = None
     last_batch_id: int = -1
+    stream: StreamState = field(default_factory=StreamState)
 
     @property
     def watermark(self) -> datetime | None:
@@ -121,6 +144,8 @@ class MergeResult:
     counted: int
     """Events this batch added to the windows (sum of total increases): with the lines Spark
     parsed, it gives the exact number of events dropped as late."""
+    late: int = 0
+    """Events of the batch whose window the query's watermark had already passed (`merge_increments`)."""
 
 
 @dataclass(frozen=True)
@@ -189,6 +214,43 @@ def merge_batch(summary: Summary, batch: BatchUpdate) -> MergeResult:
     )
 
 
+def merge_increments(summary: Summary, batch: BatchUpdate) -> MergeResult:
+    """Merge one micro-batch of *increments* (this batch's lines per window) like Spark's
+    update-mode aggregation with a 10-minute watermark followed by `merge_batch`.
+
+    The query's watermark is its newest event time of the earlier batches minus the delay; an
+    increment for a window whose end is at or before it is dropped as late (Spark's rule for
+    window aggregations). The others are added to the query's state and merged as absolute counts.
+    Windows the new watermark has passed leave the state (Spark evicts them too). A batch of
+    another query (a fresh checkpoint) starts from an empty state, as Spark's would.
+    """
+    if batch.query_id == summary.query_id and batch.batch_id <= summary.last_batch_id:
+        return MergeResult(summary=summary, replayed=True, updated=(), ignored=(), counted=0)
+    stream = summary.stream if batch.query_id == summary.query_id else StreamState()
+    watermark = stream.watermark
+    state = dict(stream.windows)
+    absolute: list[WindowUpdate] = []
+    late = 0
+    for increment in batch.windows:
+        if watermark is not None and increment.end <= watermark:
+            late += increment.counts.total
+            continue
+        total = state.get(increment.start, Counts()).plus(increment.counts)
+        state[increment.start] = total
+        absolute.append(WindowUpdate(increment.start, total, increment.max_event_time))
+    newest = [increment.max_event_time for increment in batch.windows]
+    if stream.max_event_time is not None:
+        newest.append(stream.max_event_time)
+    advanced = StreamState(max_event_time=max(newest) if newest else None)
+    horizon = advanced.watermark
+    advanced = replace(
+        advanced,
+        windows={start: counts for start, counts in state.items() if horizon is None or start + WINDOW > horizon},
+    )
+    result = merge_batch(summary, BatchUpdate(batch.query_id, batch.batch_id, tuple(absolute)))
+    return replace(result, summary=replace(result.summary, stream=advanced), late=late)
+
+
 def newly_final(before: Summary, after: Summary) -> tuple[datetime, ...]:
     """Windows that became final between two versions of the summary."""
     return tuple(
@@ -245,18 +307,39 @@ def to_json(summary: Summary) -> str:
         "query_id": summary.query_id,
         "last_batch_id": summary.last_batch_id,
         "max_event_time": None if summary.max_event_time is None else iso(summary.max_event_time),
-        "windows": [
-            {"window_start": iso(start), **dict(zip(CATEGORIES, counts.as_tuple()))}
-            for start, counts in sorted(summary.windows.items())
-        ],
+        "windows": _windows_json(summary.windows),
+        "stream": {
+            "max_event_time": None if summary.stream.max_event_time is None else iso(summary.stream.max_event_time),
+            "windows": _windows_json(summary.stream.windows),
+        },
     }
     return json.dumps(state, indent=1) + "\n"
+
+
+def _windows_json(windows: Mapping[datetime, Counts]) -> list[dict[str, Any]]:
+    return [
+        {"window_start": iso(start), **dict(zip(CATEGORIES, counts.as_tuple()))}
+        for start, counts in sorted(windows.items())
+    ]
+
+
+def _windows_from_json(items: list[dict[str, Any]]) -> dict[datetime, Counts]:
+    windows: dict[datetime, Counts] = {}
+    for item in items:
+        start = parse_iso(item["window_start"])
+        check_window_start(start)
+        windows[start] = Counts(*(int(item[name]) for name in CATEGORIES))
+    return windows
 
 
 def from_json(text: str) -> Summary:
     """Inverse of `to_json`; an unknown version, or other windows than WINDOW and WATERMARK_DELAY
     (a state without them predates them and was counted with 5 and 10 minutes), is an error
-    rather than a silent reset."""
+    rather than a silent reset.
+
+    A state written before `StreamState` existed has no "stream": it belongs to a checkpoint of
+    the two-query layout, which `logs_stream.open_checkpoint` does not resume (a fresh query
+    replays the topic into an empty state, merged under `merge_batch`'s rules)."""
     state = json.loads(text)
     if state.get("version") != STATE_VERSION:
         raise ValueError(f"summary state version {state.get('version')!r} is not {STATE_VERSION}")
@@ -270,17 +353,18 @@ def from_json(text: str) -> Summary:
             f"{_minutes(stored[1])}, but sml_assets/windows.py now sets WINDOW = {_minutes(WINDOW)} "
             f"and WATERMARK_DELAY = {_minutes(WATERMARK_DELAY)}"
         )
-    windows: dict[datetime, Counts] = {}
-    for item in state["windows"]:
-        start = parse_iso(item["window_start"])
-        check_window_start(start)
-        windows[start] = Counts(*(int(item[name]) for name in CATEGORIES))
     raw_max = state["max_event_time"]
+    stream = state.get("stream") or {}
+    raw_stream_max = stream.get("max_event_time")
     return Summary(
-        windows=windows,
+        windows=_windows_from_json(state["windows"]),
         max_event_time=None if raw_max is None else parse_iso(raw_max),
         query_id=state["query_id"],
         last_batch_id=int(state["last_batch_id"]),
+        stream=StreamState(
+            windows=_windows_from_json(stream.get("windows", [])),
+            max_event_time=None if raw_stream_max is None else parse_iso(raw_stream_max),
+        ),
     )
 
 

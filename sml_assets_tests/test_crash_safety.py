@@ -181,7 +181,7 @@ LOG_MILESTONES: dict[str, Callable[[Path], bool]] = {
     "batch 0 planned": lambda data: (data / CHECKPOINT_DIR / "windows" / "offsets" / "0").exists(),
     "summary state written": lambda data: (data / SUMMARY_DIR / STATE_FILE).exists(),
     "batch 0 committed": lambda data: (data / CHECKPOINT_DIR / "windows" / "commits" / "0").exists(),
-    "rejects committed": lambda data: (data / CHECKPOINT_DIR / "rejects" / "commits" / "0").exists(),
+    "rejects of batch 0 being written": lambda data: (data / SUMMARY_DIR / "rejects" / "batch_id=0").exists(),
 }
 
 
@@ -200,7 +200,8 @@ def summarize(kafka_bootstrap: str, topic: str, spark: SparkResource, data_dir: 
 
 
 def rejects_seen_by_spark(spark: SparkResource, data_dir: Path) -> int:
-    """Rows of the rejects folder as Spark reads it (through the file sink's commit log)."""
+    """Rows of the rejects folder as Spark reads it (every batch's folder; a half-written one
+    holds its files under _temporary, which readers skip, and the rerun writes it again)."""
     return spark.session().read.parquet(str(data_dir / SUMMARY_DIR / "rejects")).count()
 
 

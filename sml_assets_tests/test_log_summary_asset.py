@@ -7,9 +7,11 @@ watermark rule per materialization (one micro-batch per run, as availableNow doe
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -342,13 +344,76 @@ def test_summary_matches_recount_across_runs_final_late_rejects_and_idle_run(pip
     third = pipeline.materialize()
     expected = pipeline.assert_matches_recount()
     assert third["late_dropped"] == 4 == expected.late_last_run
-    assert third["late_rows_dropped_spark"] >= 1
+    assert third["late_rows_dropped_spark"] == 4, "merge_increments counts every late event"
     pd.testing.assert_series_equal(pipeline.csv().iloc[0], final_before)
 
     before_idle = pipeline.storage.summary_csv.read_bytes()
     idle = pipeline.materialize()
     assert pipeline.storage.summary_csv.read_bytes() == before_idle
     assert (idle["input_rows"], idle["windows_updated"], idle["late_dropped"]) == (0, 0, 0)
+
+
+NOTHING_NEW_SCRIPT = """
+import json, sys
+from dagster import materialize
+from sml_assets.assets import logs
+from sml_assets.resources.kafka import KafkaResource
+from sml_assets.resources.spark import SparkResource
+from sml_assets.resources.storage import LocalStorage
+bootstrap, topic, jars, data_dir = sys.argv[1:5]
+result = materialize(
+    [logs.log_summary, logs.log_summary_counts_add_up],
+    resources={"kafka": KafkaResource(bootstrap_servers=bootstrap, logs_topic=topic),
+               "spark": SparkResource(jars_dir=jars), "storage": LocalStorage(data_dir=data_dir)},
+)
+[event] = result.get_asset_materialization_events()
+shown = {key: value.value for key, value in event.materialization.metadata.items()}
+checks = [check.passed for check in result.get_asset_check_evaluations()]
+print(json.dumps({"success": result.success, "checks": checks, "pyspark_loaded": "pyspark" in sys.modules,
+                  **{key: shown[key] for key in ("input_rows", "spark_batches", "end_offsets", "windows_total")}}))
+"""
+
+
+def test_a_run_with_nothing_new_starts_no_spark_and_the_next_run_resumes(
+    pipeline: Pipeline, kafka_bootstrap: str, spark_resource: SparkResource
+) -> None:
+    """A run in a process of its own, after everything was committed: pyspark is never imported,
+    the CSV is rewritten unchanged, the metadata reports the checkpoint's end offsets; a line sent
+    afterwards is counted by the next run."""
+    rng = random.Random(15)
+    pipeline.send(events(rng, T0, T0 + timedelta(minutes=12), 40) + MALFORMED[:1])
+    pipeline.materialize()
+    before = pipeline.storage.summary_csv.read_bytes()
+    ran = run_command(
+        [
+            sys.executable,
+            "-c",
+            NOTHING_NEW_SCRIPT,
+            kafka_bootstrap,
+            pipeline.topic,
+            spark_resource.jars_dir,
+            str(pipeline.storage.root),
+        ],
+        {},
+    )
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    shown = json.loads(ran.stdout.strip().splitlines()[-1])
+    assert shown == {
+        "success": True,
+        "checks": [True],
+        "pyspark_loaded": False,
+        "input_rows": 0,
+        "spark_batches": 0,
+        "end_offsets": {pipeline.topic: {"0": 41}},
+        "windows_total": len(pipeline.csv()),
+    }
+    assert pipeline.storage.summary_csv.read_bytes() == before
+    pipeline.runs.append([])
+
+    pipeline.send([log_line(T0 + timedelta(minutes=11), "POST", 201)])
+    after = pipeline.materialize()
+    assert (after["input_rows"], after["spark_batches"], after["checkpoint_rebuilt"]) == (1, 1, False)
+    pipeline.assert_matches_recount()
 
 
 def test_deleted_checkpoint_is_rebuilt_without_double_counting(pipeline: Pipeline) -> None:

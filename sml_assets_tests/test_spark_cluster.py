@@ -198,7 +198,7 @@ def test_log_summary_on_two_workers_with_hdfs_storage_equals_local_also_when_a_w
     client = hdfs.client()
     checkpoint = f"{storage_root}/spark/spark-checkpoints/log_summary"
     assert client.status(f"{checkpoint}/windows/commits/0", strict=False), "no checkpoint on HDFS"
-    assert client.status(f"{storage_root}/spark/log_summary/rejects/_spark_metadata/0", strict=False)
+    assert client.status(f"{storage_root}/spark/log_summary/rejects/batch_id=0/_SUCCESS", strict=False)
 
     produce(kafka_bootstrap, topic, lines(rng, T0 + timedelta(minutes=30), 400))
     assert materialize([logs.log_summary], resources=local_resources).success

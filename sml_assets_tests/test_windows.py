@@ -18,10 +18,12 @@ from sml_assets.windows import (
     WINDOW,
     BatchUpdate,
     Counts,
+    StreamState,
     Summary,
     WindowUpdate,
     from_json,
     merge_batch,
+    merge_increments,
     newly_final,
     render_csv,
     rows,
@@ -284,3 +286,89 @@ def test_state_json_round_trip_after_any_merge(events: list[tuple[int, str, int]
     batches, _, _ = spark_model(events)
     summary = merged(*batches)
     assert from_json(to_json(summary)) == summary
+
+
+def increment_batches(events: list[tuple[int, str, int]], query: str = "q1") -> list[BatchUpdate]:
+    """What one stateless Spark query's batches bring: each run's own events per window."""
+    batches = []
+    for run in range(4):
+        counts: Counter[tuple[datetime, str]] = Counter()
+        newest: dict[datetime, datetime] = {}
+        for seconds, category, arrives in events:
+            if arrives == run:
+                moment = T0 + timedelta(seconds=seconds)
+                start = T0 + WINDOW * ((moment - T0) // WINDOW)
+                counts[(start, category)] += 1
+                newest[start] = max(newest.get(start, moment), moment)
+        batches.append(
+            batch(
+                run,
+                *(
+                    WindowUpdate(start, Counts(*(counts[(start, name)] for name in CATEGORIES)), newest[start])
+                    for start in sorted(newest)
+                ),
+                query=query,
+            )
+        )
+    return batches
+
+
+def merged_increments(*batches: BatchUpdate, start: Summary | None = None) -> Summary:
+    summary = start or Summary()
+    for item in batches:
+        summary = merge_increments(summary, item).summary
+    return summary
+
+
+@settings(max_examples=200, deadline=None)
+@given(events_strategy)
+def test_increments_give_the_csv_and_late_count_of_sparks_stateful_aggregation(
+    events: list[tuple[int, str, int]],
+) -> None:
+    spark_batches, _, late = spark_model(events)
+    expected = merged(*spark_batches)
+    summary, dropped = Summary(), 0
+    for item in increment_batches(events):
+        result = merge_increments(summary, item)
+        summary, dropped = result.summary, dropped + result.late
+    assert render_csv(rows(summary)) == render_csv(rows(expected))
+    assert (summary.windows, summary.max_event_time) == (expected.windows, expected.max_event_time)
+    assert dropped == late
+
+
+@settings(max_examples=200, deadline=None)
+@given(events_strategy, st.data())
+def test_replaying_any_increment_batch_changes_nothing(events: list[tuple[int, str, int]], data: st.DataObject) -> None:
+    batches = increment_batches(events)
+    clean = merged_increments(*batches)
+    replays: list[BatchUpdate] = []
+    for index, item in enumerate(batches):
+        replays.append(item)
+        replays.extend(data.draw(st.lists(st.sampled_from(batches[: index + 1]), max_size=2)))
+    assert merged_increments(*replays) == clean
+
+
+@settings(max_examples=100, deadline=None)
+@given(events_strategy)
+def test_a_fresh_query_replaying_everything_counts_nothing_twice(events: list[tuple[int, str, int]]) -> None:
+    """A lost checkpoint: a new query id re-reads the topic from the start with an empty state."""
+    batches = increment_batches(events)
+    before = merged_increments(*batches)
+    everything = [(seconds, category, 0) for seconds, category, _ in events]
+    after = merged_increments(*increment_batches(everything, query="q2"), start=before)
+    for start, counts in before.windows.items():
+        assert all(a >= b for a, b in zip(after.windows[start].as_tuple(), counts.as_tuple()))
+        if before.is_final(start):
+            assert after.windows[start] == counts
+    truth = Counter(T0 + WINDOW * (timedelta(seconds=seconds) // WINDOW) for seconds, _, _ in events)
+    assert all(after.windows[start].total <= truth[start] for start in after.windows)
+
+
+def test_stream_state_round_trips_and_evicts_windows_the_watermark_passed() -> None:
+    summary = merged_increments(
+        batch(0, update(0, get_ok=2)), batch(1, update(5, max_second=10)), batch(2, update(30, get_ok=1))
+    )
+    assert summary.stream.max_event_time == T0 + timedelta(minutes=30)
+    assert set(summary.stream.windows) == {T0 + timedelta(minutes=30)}
+    assert from_json(to_json(summary)) == summary
+    assert from_json(to_json(summary)).stream == summary.stream != StreamState()

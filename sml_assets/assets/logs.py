@@ -95,7 +95,7 @@ def run_metadata(report: LogSummaryReport) -> dict[str, MetadataValue]:
         "late_dropped": MetadataValue.int(late)
         if late is not None
         else MetadataValue.text("n/a: checkpoint rebuilt, the replay re-read events already counted"),
-        "late_rows_dropped_spark": MetadataValue.int(run.late_rows_dropped),
+        "late_rows_dropped_spark": MetadataValue.int(sum(result.late for result in report.results)),
         "rows_per_s": MetadataValue.float(round(run.input_rows / run.duration_s, 1) if run.duration_s > 0 else 0.0),
         "duration_s": MetadataValue.float(round(run.duration_s, 2)),
         "spark_batches": MetadataValue.int(run.batches),

@@ -45,7 +45,9 @@ class SparkResource(ConfigurableResource):
     master: str = "local[2]"
     jars_dir: str
     ui_enabled: bool = False
-    shuffle_partitions: int = 2
+    shuffle_partitions: int | None = None
+    """None: as many as the cores Spark has (its default parallelism); the per-batch aggregation
+    is small, so more partitions than cores only add tasks."""
     log_level: str = "WARN"
     driver_memory: str = "1g"
     executor_memory: str = "1g"
@@ -75,7 +77,7 @@ class SparkResource(ConfigurableResource):
             "spark.ui.showConsoleProgress": "false",
             "spark.driver.memory": self.driver_memory,
             "spark.executor.memory": self.executor_memory,
-            "spark.sql.shuffle.partitions": str(self.shuffle_partitions),
+            "spark.sql.shuffle.partitions": str(self.shuffle_partitions or 2),
             "spark.sql.session.timeZone": "UTC",
             "spark.sql.legacy.timeParserPolicy": "CORRECTED",
             "spark.sql.streaming.numRecentProgressUpdates": "1000",
@@ -94,7 +96,8 @@ class SparkResource(ConfigurableResource):
             check_master_answers(self.master)
         spark = LazyPySparkResource(spark_config=self.spark_config()).spark_session
         spark.sparkContext.setLogLevel(self.log_level)
-        spark.conf.set("spark.sql.shuffle.partitions", str(self.shuffle_partitions))
+        partitions = self.shuffle_partitions or spark.sparkContext.defaultParallelism
+        spark.conf.set("spark.sql.shuffle.partitions", str(partitions))
         if standalone:
             wait_for_executors(spark, self.master, self.executor_wait_s)
         return spark
