@@ -39,17 +39,18 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pyright --pythonpath $(PY)
 
-# The `cluster` tests (their own Kafka nodes, DataNodes and Spark workers) run in a pytest session of
-# their own beside the rest: both mostly wait on JVMs and daemons, and each session checks only its own
-# leftovers. PYTEST_ARGS runs one session with those arguments instead.
+# Two pytest sessions side by side, split so that each takes about half the time: the `cluster` tests
+# (their own Kafka nodes, DataNodes and Spark workers) and the `launches` tests (Dagster's CLI, daemon,
+# webserver and code server as processes) in one, everything else in the other. Both mostly wait on
+# JVMs and daemons, and each session checks only its own leftovers. PYTEST_ARGS runs one session instead.
 test: install lint browser stack-up
 ifeq ($(strip $(PYTEST_ARGS)),)
 	@mkdir -p $(SML_DATA_DIR)
-	@$(PY) -m pytest -m cluster -p no:cacheprovider --durations=10 >$(SML_DATA_DIR)/cluster-tests.log 2>&1 & cluster=$$!; \
-	$(PY) -m pytest -m "not cluster" --durations=25; rest=$$?; \
-	wait $$cluster; clusterrc=$$?; \
-	echo "---- cluster tests (pytest -m cluster), run beside the rest:"; cat $(SML_DATA_DIR)/cluster-tests.log; \
-	test $$rest -eq 0 && test $$clusterrc -eq 0
+	@$(PY) -m pytest -m "cluster or launches" -p no:cacheprovider --durations=15 >$(SML_DATA_DIR)/beside-tests.log 2>&1 & beside=$$!; \
+	$(PY) -m pytest -m "not cluster and not launches" --durations=25; rest=$$?; \
+	wait $$beside; besiderc=$$?; \
+	echo "---- cluster and launches tests (pytest -m 'cluster or launches'), run beside the rest:"; cat $(SML_DATA_DIR)/beside-tests.log; \
+	test $$rest -eq 0 && test $$besiderc -eq 0
 else
 	$(PY) -m pytest --durations=25 $(PYTEST_ARGS)
 endif

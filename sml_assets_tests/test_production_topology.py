@@ -40,7 +40,7 @@ from sml_assets.resources.database import MetricsDatabase
 from sml_assets_tests.conftest import REPO_ROOT
 from sml_assets_tests.faults import free_port, wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.launches]
 
 BIN = Path(sys.executable).parent
 LOCATION = "sml_assets"
