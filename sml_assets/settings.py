@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from dagster import EnvVar
 
@@ -27,6 +28,7 @@ DEFAULTS: dict[str, str] = {
 }
 """The contract's variables (docker-compose.yml sets exactly these)."""
 BACKLOG_THRESHOLD_VARIABLE = "SML_METRICS_BACKLOG_THRESHOLD"
+SPARK_MASTER_UI_PORT_VARIABLE = "SML_SPARK_MASTER_UI_PORT"
 DEFAULT_BACKLOG_THRESHOLD = 1_000
 
 
@@ -92,6 +94,25 @@ def kafka_security_settings() -> dict[str, EnvVar]:
     in the UI; unset variables leave the resource's PLAINTEXT defaults.
     """
     return {field: EnvVar(variable) for field, variable in KAFKA_SECURITY_VARIABLES.items() if os.environ.get(variable)}
+
+
+def spark_master_ui_port_setting(resolve: bool) -> dict[str, Any]:
+    """`SparkResource.master_ui_port` from SML_SPARK_MASTER_UI_PORT when set, else nothing (its default, 8080).
+
+    Not in DEFAULTS: only a `spark://` master has this web UI, and docker-compose runs local[2].
+    """
+    raw = os.environ.get(SPARK_MASTER_UI_PORT_VARIABLE)
+    if raw is None:
+        return {}
+    if not resolve:
+        return {"master_ui_port": EnvVar.int(SPARK_MASTER_UI_PORT_VARIABLE)}
+    try:
+        return {"master_ui_port": int(raw)}
+    except ValueError:
+        raise ValueError(
+            f"{SPARK_MASTER_UI_PORT_VARIABLE}={raw!r} is not a port number: "
+            "set it to the Spark master's web UI port, or unset it for 8080"
+        ) from None
 
 
 def backlog_threshold() -> int:

@@ -115,3 +115,14 @@ def test_definitions_and_commands_build_the_same_resources_from_the_settings(
     assert now.metrics_db.url == f"sqlite:///{tmp_path / 'sml.db'}"
     assert now["storage"].data_dir == str(tmp_path)
     assert now["spark"].jars_dir == str(tmp_path / "jars" / "spark-kafka")
+
+
+def test_the_spark_master_ui_port_comes_from_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SML_SPARK_MASTER_UI_PORT", raising=False)
+    assert resources_now()["spark"].master_ui_port == 8080
+    monkeypatch.setenv("SML_SPARK_MASTER_UI_PORT", "18080")
+    assert getattr(build_resources()["spark"].master_ui_port, "name", None) == "SML_SPARK_MASTER_UI_PORT"
+    assert resources_now()["spark"].master_ui_port == 18080
+    monkeypatch.setenv("SML_SPARK_MASTER_UI_PORT", "ui")
+    with pytest.raises(ValueError, match="SML_SPARK_MASTER_UI_PORT='ui' is not a port number"):
+        resources_now()

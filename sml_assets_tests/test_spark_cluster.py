@@ -85,6 +85,7 @@ def spark_env(cluster: Any, topic: str, data_dir: Path, storage_url: str, jars_d
         **os.environ,
         "PYTHONPATH": str(REPO_ROOT),
         "SML_SPARK_MASTER": cluster.master_url,
+        "SML_SPARK_MASTER_UI_PORT": str(cluster.master_ui_port),
         "SML_SPARK_STORAGE_URL": storage_url,
         "SML_SPARK_JARS_DIR": str(jars_dir),
         "SML_DATA_DIR": str(data_dir),
@@ -143,28 +144,57 @@ def test_an_unreachable_master_fails_the_run_within_seconds_naming_the_setting(
     assert elapsed < 30
 
 
-@pytest.mark.cluster
-def test_a_master_without_free_cores_fails_the_run_naming_the_setting(
-    spark_cluster: Any, new_topic: Callable[..., str], kafka_bootstrap: str, spark_jars_dir: Path, tmp_path: Path
-) -> None:
-    """A master with no worker gives no executor: the run fails after SparkResource.executor_wait_s
-    instead of waiting forever for resources."""
-    assert spark_cluster.alive_workers() == 0, "this test needs the master without workers"
-    topic = new_topic(partitions=1)
-    env = spark_env(spark_cluster, topic, tmp_path, str(tmp_path), spark_jars_dir, kafka_bootstrap)
+def failed_run_without_workers(env: dict, cluster: Any) -> str:
+    """The `FAILED:` line of a run on `cluster`'s master while it has no worker; how long it took is printed."""
+    assert cluster.alive_workers() == 0, "this test needs the master without workers"
     started = time.monotonic()
     code, failed = finish(start_run(env), timeout_s=180)
     print(f"failed after {time.monotonic() - started:.1f} s (Python, JVM and Spark start included)")
     assert code == 1
-    assert failed == (
+    return failed
+
+
+def applications(cluster: Any) -> tuple[int, int]:
+    """Active and completed applications on the master."""
+    state = cluster.master_state()
+    assert state is not None, f"the master's web UI {cluster.ui_url} does not answer"
+    return len(state["activeapps"]), len(state["completedapps"])
+
+
+@pytest.mark.cluster
+def test_a_master_without_free_cores_fails_the_run_naming_the_setting(
+    spark_cluster: Any, new_topic: Callable[..., str], kafka_bootstrap: str, spark_jars_dir: Path, tmp_path: Path
+) -> None:
+    """A master with no worker gives no executor: its web UI says so before the session is built,
+    and the run fails at once instead of after SparkResource.executor_wait_s."""
+    env = spark_env(spark_cluster, new_topic(partitions=1), tmp_path, str(tmp_path), spark_jars_dir, kafka_bootstrap)
+    before = applications(spark_cluster)
+    assert failed_run_without_workers(env, spark_cluster) == (
+        "FAILED: sml_assets.resources.spark.SparkUnavailableError: "
+        f"SML_SPARK_MASTER={spark_cluster.master_url}: the master reports 0 ALIVE workers "
+        f"(http://127.0.0.1:{spark_cluster.master_ui_port}/json/), so this application would get no executor: "
+        "start workers registered with this master (python3 devstack/stack.py up --cluster starts two) "
+        "or point it at a master that has some"
+    )
+    assert applications(spark_cluster) == before, "the run registered an application all the same"
+
+
+@pytest.mark.cluster
+def test_a_master_whose_web_ui_is_elsewhere_still_fails_the_run_after_the_executor_wait(
+    spark_cluster: Any, new_topic: Callable[..., str], kafka_bootstrap: str, spark_jars_dir: Path, tmp_path: Path
+) -> None:
+    """When nothing answers on SML_SPARK_MASTER_UI_PORT (another port, a proxy), the run is not failed for
+    that: the executor wait judges, fails after SparkResource.executor_wait_s, and frees the master."""
+    env = spark_env(spark_cluster, new_topic(partitions=1), tmp_path, str(tmp_path), spark_jars_dir, kafka_bootstrap)
+    env["SML_SPARK_MASTER_UI_PORT"] = str(free_port())
+    assert failed_run_without_workers(env, spark_cluster) == (
         "FAILED: sml_assets.resources.spark.SparkUnavailableError: "
         f"SML_SPARK_MASTER={spark_cluster.master_url}: the master gave this application no executor "
         f"within {EXECUTOR_WAIT_S:g} s: check on the master's web UI (port 8080 by default) that workers are "
         "ALIVE with free cores and memory (another application may hold every core: give it spark.cores.max, or the "
         "master spark.deploy.defaultCores), and that the workers can reach this driver (spark.driver.host)"
     )
-    state = spark_cluster.master_state()
-    assert state is not None and not state["activeapps"], "the failed run's application still holds the master"
+    assert applications(spark_cluster)[0] == 0, "the failed run's application still holds the master"
 
 
 @pytest.mark.cluster

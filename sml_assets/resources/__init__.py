@@ -13,7 +13,14 @@ from sml_assets.resources.hdfs import HdfsResource
 from sml_assets.resources.kafka import KafkaResource
 from sml_assets.resources.spark import SparkResource
 from sml_assets.resources.storage import LocalStorage
-from sml_assets.settings import int_setting, int_value, kafka_security_settings, setting, setting_value
+from sml_assets.settings import (
+    int_setting,
+    int_value,
+    kafka_security_settings,
+    setting,
+    setting_value,
+    spark_master_ui_port_setting,
+)
 
 
 class Resources(dict[str, Any]):
@@ -49,7 +56,11 @@ def build_resources(resolve: bool = False) -> Resources:
             **kafka_security,
         ),
         metrics_db=MetricsDatabase(url=read("SML_METRICS_DB_URL"), table=read("SML_METRICS_TABLE")),
-        spark=SparkResource(master=read("SML_SPARK_MASTER"), jars_dir=read("SML_SPARK_JARS_DIR")),
+        spark=SparkResource(
+            master=read("SML_SPARK_MASTER"),
+            jars_dir=read("SML_SPARK_JARS_DIR"),
+            **spark_master_ui_port_setting(resolve),
+        ),
         hdfs=HdfsResource(
             url=read("SML_HDFS_URL"), user=read("SML_HDFS_USER"), ca_location=read("SML_HDFS_CA_LOCATION")
         ),

@@ -11,6 +11,8 @@ from urllib.parse import urlparse
 
 from dagster import ConfigurableResource
 
+from sml_assets.resources.spark_master_status import DEFAULT_UI_PORT, executor_shortage, master_state, ui_url
+
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
@@ -21,6 +23,7 @@ JAVA_17_CANDIDATES = (
     "/usr/lib/jvm/openjdk-17",
 )
 MASTER_VARIABLE = "SML_SPARK_MASTER"
+MASTER_UI_PORT_VARIABLE = "SML_SPARK_MASTER_UI_PORT"
 PROBE_TIMEOUT_S = 3.0
 """A master that does not accept a TCP connection in this time is down: Spark itself would retry
 its registration three times 20 s apart, then stop the context amid Java stack traces."""
@@ -54,6 +57,9 @@ class SparkResource(ConfigurableResource):
     executor_wait_s: float = 20.0
     """On a cluster master, how long to wait for the first executor before failing the run: a master
     whose workers are all busy or gone would otherwise leave the query waiting forever."""
+    master_ui_port: int = DEFAULT_UI_PORT
+    """The standalone master's web UI port, asked before the session is built whether a worker has room
+    for an executor; when nothing answers there with the master's status, only `executor_wait_s` applies."""
 
     def jars(self) -> list[Path]:
         """Every jar in `jars_dir`, or an error saying how to fetch them."""
@@ -94,6 +100,7 @@ class SparkResource(ConfigurableResource):
         standalone = self.master.startswith("spark://")
         if standalone:
             check_master_answers(self.master)
+            check_master_has_room(self.master, self.master_ui_port, self.executor_memory)
         spark = LazyPySparkResource(spark_config=self.spark_config()).spark_session
         spark.sparkContext.setLogLevel(self.log_level)
         partitions = self.shuffle_partitions or spark.sparkContext.defaultParallelism
@@ -124,6 +131,26 @@ def check_master_answers(master: str) -> None:
     raise SparkUnavailableError(
         f"{MASTER_VARIABLE}={master}: no Spark master answers ({'; '.join(reasons)}): {CLUSTER_HINT}"
     )
+
+
+def check_master_has_room(master: str, ui_port: int, executor_memory: str) -> None:
+    """Fail at once when the master's own status says no worker can take an executor now.
+
+    The first master of the URL whose status is ALIVE is judged (a standby lists no workers); when
+    no web UI answers with a status, the run goes on and `wait_for_executors` is the judge. Cores
+    can still be taken between this look and the application's request: that wait stays.
+    """
+    for host, _ in master_addresses(master):
+        state = master_state(host, ui_port, PROBE_TIMEOUT_S)
+        if state is None or state.get("status") != "ALIVE":
+            continue
+        shortage = executor_shortage(state, executor_memory)
+        if shortage is None:
+            return
+        raise SparkUnavailableError(
+            f"{MASTER_VARIABLE}={master}: the master reports {shortage.found} ({ui_url(host, ui_port)}), "
+            f"so this application would get no executor: {shortage.check}"
+        )
 
 
 def registered_executors(spark: SparkSession) -> int:
