@@ -38,7 +38,7 @@ TARGETS = {
     "server_metrics_s": ("benchmarks.run_cost_definitions", "server_metrics"),
     "log_summary_s": ("benchmarks.run_cost_definitions", "log_summary,hdfs_log_summary"),
 }
-HEAVY = ("pyspark", "pandas", "numpy")
+HEAVY = ("pyspark", "pandas", "numpy", "pyarrow", "sqlalchemy")
 
 
 def _seconds(command: list[str], env: dict[str, str]) -> float:

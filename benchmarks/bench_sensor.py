@@ -41,7 +41,7 @@ from benchmarks.common import (
     unique,
 )
 from sml_assets.automation import BACKLOG_SENSOR_INTERVAL_S, ingest_metrics_job
-from sml_assets.resources.database import metrics_schema
+from sml_assets.resources.tables import metrics_schema
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

@@ -20,11 +20,11 @@ import posixpath
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlparse
 
-import requests
-from hdfs import HdfsError, InsecureClient
+if TYPE_CHECKING:
+    from hdfs import InsecureClient
 
 STORAGE_VARIABLE = "SML_SPARK_STORAGE_URL"
 T = TypeVar("T")
@@ -75,6 +75,9 @@ class HdfsPath:
         return self.parent / name
 
     def _call(self, what: str, action: Callable[[InsecureClient], T]) -> T:
+        import requests
+        from hdfs import HdfsError
+
         try:
             return action(self._client())
         except (HdfsError, requests.exceptions.RequestException) as error:

@@ -14,7 +14,8 @@ from sqlalchemy import Engine, create_engine, select, text
 from sml_assets.chunks import MetricColumns, datetime_to_us
 from sml_assets.parsing import METRIC_FIELDS
 from sml_assets.resources.bulk import _insert_many, _row_dicts, write_metrics
-from sml_assets.resources.database import LEGACY_TOPIC_ID, metrics_schema
+from sml_assets.resources.database import LEGACY_TOPIC_ID
+from sml_assets.resources.tables import metrics_schema
 
 NOW = datetime(2026, 11, 27, 20, 0, 0, 123_456, tzinfo=UTC)
 TOPIC_ID = "q1a9ZbV3T2-8cWmD0xYhJg"

@@ -20,9 +20,9 @@ from sml_assets.resources.database import (
     OffsetConflictError,
     engine_options,
     mask_url,
-    metrics_schema,
     validate_table_name,
 )
+from sml_assets.resources.tables import metrics_schema
 from sml_assets_tests.conftest import drop_postgres_test_data
 
 TOPIC = "metrics-test"

@@ -34,9 +34,10 @@ from sml_assets.automation import build_metrics_backlog_sensor, ingest_metrics_j
 from sml_assets.ingest import DEFAULT_CONSUMER
 from sml_assets.migrate import main as migrate_main
 from sml_assets.replay import main as replay_main
-from sml_assets.resources.database import MetricsDatabase, UtcDateTime
+from sml_assets.resources.database import MetricsDatabase
 from sml_assets.resources.kafka import KafkaResource
 from sml_assets.resources.storage import LocalStorage
+from sml_assets.resources.tables import UtcDateTime
 from sml_assets_tests.faults import start_metrics_run, wait_until
 from sml_assets_tests.helpers import CHECKS, failure_message, good, metadata, now_ms, produce, run, table_count
 

@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 
 from dagster import AssetCheckResult, AssetCheckSeverity, Config, MetadataValue, asset_check
 from pydantic import Field
-from sqlalchemy import func, select
 
 from sml_assets.logs_stream import read_rejects, stream_paths
 from sml_assets.parsing import DeadLetter, parse_metric
@@ -66,6 +65,8 @@ def skew_result(config: ClockSkewConfig, events: int, sources: Counter[str], wha
 def metrics_clocks_are_right(
     config: ClockSkewConfig, kafka: KafkaResource, metrics_db: MetricsDatabase
 ) -> AssetCheckResult:
+    from sqlalchemy import func, select
+
     tables = metrics_db.tables
     now = datetime.now(UTC)
     since = now - timedelta(minutes=config.window_minutes)

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dagster import (
     AssetCheckExecutionContext,
@@ -21,7 +21,6 @@ from dagster import (
     asset_check,
 )
 from pydantic import Field
-from sqlalchemy import ColumnElement, Table, and_, func, or_, select
 
 from sml_assets.assets.previews import metrics_previews
 from sml_assets.assets.topics import METRICS_TOPIC_KEY
@@ -36,6 +35,9 @@ from sml_assets.ingest import (
 from sml_assets.parsing import METRIC_FIELDS, PERCENT_MAX, PERCENT_MIN
 from sml_assets.resources.database import MetricsDatabase
 from sml_assets.resources.kafka import KafkaResource
+
+if TYPE_CHECKING:
+    from sqlalchemy import ColumnElement, Table
 
 COLUMNS = TableSchema(
     columns=[
@@ -147,8 +149,10 @@ class CheckScope:
     def messages(self) -> int:
         return sum(end - start for start, end in self.ranges.values())
 
-    def where(self, table: Table) -> ColumnElement[bool] | None:
+    def where(self, table: "Table") -> "ColumnElement[bool] | None":
         """The rows in scope, or None when the scope is empty."""
+        from sqlalchemy import and_, or_
+
         slices = [
             and_(table.c.kafka_partition == partition, table.c.kafka_offset >= start, table.c.kafka_offset < end)
             for partition, (start, end) in sorted(self.ranges.items())
@@ -224,6 +228,8 @@ def no_duplicate_messages(
     context: AssetCheckExecutionContext, kafka: KafkaResource, metrics_db: MetricsDatabase
 ) -> AssetCheckResult:
     """Among the rows the newest run added (see `CheckScope`)."""
+    from sqlalchemy import func, select
+
     table = metrics_db.tables.metrics
     scope = check_scope(context.instance, kafka.metrics_topic, table.name)
     if scope is None:
@@ -259,6 +265,8 @@ def values_in_range(
     context: AssetCheckExecutionContext, kafka: KafkaResource, metrics_db: MetricsDatabase
 ) -> AssetCheckResult:
     """On the rows the newest run added (see `CheckScope`)."""
+    from sqlalchemy import func, or_, select
+
     table = metrics_db.tables.metrics
     scope = check_scope(context.instance, kafka.metrics_topic, table.name)
     if scope is None:
@@ -315,6 +323,8 @@ def dead_letter_ratio(
 
 @asset_check(asset=server_metrics, description="The newest row's event_time is at most max_age_minutes old.")
 def newest_row_is_fresh(config: FreshnessConfig, metrics_db: MetricsDatabase) -> AssetCheckResult:
+    from sqlalchemy import func, select
+
     table = metrics_db.tables.metrics
     with metrics_db.transaction() as connection:
         newest = connection.execute(select(func.max(table.c.event_time))).scalar_one()

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dagster import MetadataValue, TableColumn, TableRecord, TableSchema
-from sqlalchemy import Column, Row, func, select
 
 from sml_assets.resources.database import MetricsDatabase
 from sml_assets.windows import SummaryRow
+
+if TYPE_CHECKING:
+    from sqlalchemy import Column, Row
 
 NEWEST_ROWS = 10
 LATEST_LOOKBACK = timedelta(hours=1)
@@ -89,6 +91,8 @@ def _columns(metrics_db: MetricsDatabase) -> list[Column[Any]]:
 
 def newest_rows(metrics_db: MetricsDatabase, limit: int = NEWEST_ROWS) -> list[Reading]:
     """The `limit` rows with the newest event_time, newest first."""
+    from sqlalchemy import select
+
     table = metrics_db.tables.metrics
     query = (
         select(*_columns(metrics_db))
@@ -101,6 +105,8 @@ def newest_rows(metrics_db: MetricsDatabase, limit: int = NEWEST_ROWS) -> list[R
 
 def latest_per_server(metrics_db: MetricsDatabase) -> list[Reading]:
     """Each server's newest reading within LATEST_LOOKBACK of the newest row, by server_id."""
+    from sqlalchemy import func, select
+
     table = metrics_db.tables.metrics
     with metrics_db.transaction() as connection:
         newest = connection.execute(select(func.max(table.c.event_time))).scalar_one()

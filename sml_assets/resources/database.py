@@ -18,41 +18,20 @@ from typing import TYPE_CHECKING, Any
 
 from dagster import ConfigurableResource
 from pydantic import PrivateAttr
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    Connection,
-    DateTime,
-    Dialect,
-    Engine,
-    Float,
-    Index,
-    Integer,
-    MetaData,
-    PrimaryKeyConstraint,
-    String,
-    Table,
-    TypeDecorator,
-    UnicodeText,
-    UniqueConstraint,
-    and_,
-    create_engine,
-    delete,
-    func,
-    insert,
-    inspect,
-    select,
-    update,
-)
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects import mssql, postgresql
-from sqlalchemy.engine import URL, make_url
 
 from sml_assets import parsing
 from sml_assets.errors import STACK_HINT, first_line
 
+# SQLAlchemy, numpy and pyarrow are imported where used: every process that loads the code location
+# imports this module, and most never touch the database.
+
 if TYPE_CHECKING:
+    from sqlalchemy import Connection, Engine, Table
+    from sqlalchemy import exc as sa_exc
+    from sqlalchemy.engine import URL
+
     from sml_assets.chunks import MetricColumns
+    from sml_assets.resources.tables import MetricsSchema
 
 URL_VARIABLE = "SML_METRICS_DB_URL"
 TABLE_VARIABLE = "SML_METRICS_TABLE"
@@ -103,47 +82,6 @@ class HeldRows:
     last: int
 
 
-class UtcDateTime(TypeDecorator[datetime]):
-    """Aware UTC datetimes in and out, whatever the column type each database offers.
-
-    PostgreSQL keeps `timestamptz`; SQLite and SQL Server (DATETIME2, no offset: DATETIMEOFFSET
-    breaks pyodbc's fast_executemany) store naive UTC, which is read back as UTC.
-    """
-
-    impl = DateTime
-    cache_ok = True
-
-    def load_dialect_impl(self, dialect: Dialect) -> Any:
-        if dialect.name == "postgresql":
-            return dialect.type_descriptor(postgresql.TIMESTAMP(timezone=True))
-        if dialect.name == "mssql":
-            return dialect.type_descriptor(mssql.DATETIME2(precision=6))
-        return dialect.type_descriptor(DateTime())
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r} given to a UTC column; attach a time zone")
-        value = value.astimezone(UTC)
-        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-@dataclass(frozen=True)
-class MetricsSchema:
-    """The three tables of DESIGN.md section 3, for one configurable metrics table name."""
-
-    metadata: MetaData
-    metrics: Table
-    offsets: Table
-    dead_letters: Table
-
-
 def validate_table_name(name: str) -> str:
     """The metrics table name, checked: it is spliced into DDL, so only a plain identifier passes."""
     if not _IDENTIFIER.fullmatch(name) or len(name) > MAX_TABLE_NAME:
@@ -156,76 +94,11 @@ def validate_table_name(name: str) -> str:
     return name
 
 
-def metrics_schema(table_name: str) -> MetricsSchema:
-    """Build the tables; `table_name` is validated first."""
-    name = validate_table_name(table_name)
-    metadata = MetaData()
-    metrics = Table(
-        name,
-        metadata,
-        Column("server_id", Integer, nullable=False),
-        *(Column(field, Float, nullable=False) for field in parsing.METRIC_FIELDS),
-        Column("event_time", UtcDateTime, nullable=False),
-        Column("kafka_topic", String(249), nullable=False),
-        Column("kafka_partition", Integer, nullable=False),
-        Column("kafka_offset", BigInteger, nullable=False),
-        Column("ingested_at", UtcDateTime, nullable=False),
-        _topic_id_column(),
-        UniqueConstraint(
-            "kafka_topic", "kafka_topic_id", "kafka_partition", "kafka_offset", name=f"uq_{name}_topic_pos"
-        ),
-        Index(f"ix_{name}_event_time", "event_time"),
-    )
-    offsets = Table(
-        OFFSETS_TABLE,
-        metadata,
-        Column("consumer", String(200), nullable=False),
-        Column("kafka_topic", String(249), nullable=False),
-        Column("kafka_partition", Integer, nullable=False),
-        Column("next_offset", BigInteger, nullable=False),
-        Column("updated_at", UtcDateTime, nullable=False),
-        _target_table_column(),
-        _topic_id_column(),
-        PrimaryKeyConstraint(
-            "consumer", "target_table", "kafka_topic", "kafka_partition", name="pk_sml_offsets_by_table"
-        ),
-    )
-    dead_letters = Table(
-        DEAD_LETTERS_TABLE,
-        metadata,
-        Column("kafka_topic", String(249), nullable=False),
-        Column("kafka_partition", Integer, nullable=False),
-        Column("kafka_offset", BigInteger, nullable=False),
-        Column("raw_value", UnicodeText, nullable=False),
-        Column("reason", UnicodeText, nullable=False),
-        Column("recorded_at", UtcDateTime, nullable=False),
-        _target_table_column(),
-        _topic_id_column(),
-        UniqueConstraint(
-            "target_table",
-            "kafka_topic",
-            "kafka_topic_id",
-            "kafka_partition",
-            "kafka_offset",
-            name="uq_sml_dead_letters_table_pos",
-        ),
-        Index("ix_sml_dead_letters_recorded_at", "recorded_at"),
-    )
-    return MetricsSchema(metadata, metrics, offsets, dead_letters)
-
-
-def _topic_id_column() -> Column[str]:
-    """Kafka's topic id (22 characters of base64). The server default lets a writer that predates
-    it still insert, as an unknown id."""
-    return Column("kafka_topic_id", String(32), nullable=False, server_default=LEGACY_TOPIC_ID)
-
-
-def _target_table_column() -> Column[str]:
-    return Column("target_table", String(128), nullable=False, server_default="")
-
-
 def mask_url(url: str | URL) -> str:
     """The URL with its password replaced by ***: the only form of it sml ever logs or shows."""
+    from sqlalchemy import exc as sa_exc
+    from sqlalchemy import make_url
+
     try:
         return make_url(url).render_as_string(hide_password=True)
     except sa_exc.ArgumentError:
@@ -275,6 +148,8 @@ class MetricsDatabase(ConfigurableResource):
 
     @property
     def tables(self) -> MetricsSchema:
+        from sml_assets.resources.tables import metrics_schema
+
         if self._tables is None:
             self._tables = metrics_schema(self.table)
         return self._tables
@@ -286,6 +161,9 @@ class MetricsDatabase(ConfigurableResource):
 
     def engine(self) -> Engine:
         """The engine, built on first use (no connection at import or definition time)."""
+        from sqlalchemy import create_engine, make_url
+        from sqlalchemy import exc as sa_exc
+
         if self._db_engine is None:
             try:
                 url = make_url(self.url)
@@ -308,6 +186,8 @@ class MetricsDatabase(ConfigurableResource):
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """One transaction; connection failures become a `DatabaseUnavailableError` naming the URL."""
+        from sqlalchemy import exc as sa_exc
+
         try:
             connection = self.engine().connect()
         except sa_exc.DBAPIError as error:
@@ -321,6 +201,8 @@ class MetricsDatabase(ConfigurableResource):
         A table an older sml created is not altered here: a missing column raises
         `SchemaMigrationError` naming it and the command that adds it (`migrate`).
         """
+        from sqlalchemy import exc as sa_exc
+
         try:
             self.tables.metadata.create_all(self.engine(), checkfirst=True)
         except sa_exc.OperationalError as error:
@@ -355,6 +237,8 @@ class MetricsDatabase(ConfigurableResource):
 
     def stored_positions(self, consumer: str, topic: str) -> dict[int, StoredPosition]:
         """Next offset per partition and the topic id it belongs to, for this consumer and table."""
+        from sqlalchemy import inspect, select
+
         offsets = self.tables.offsets
         with self.transaction() as connection:
             if not inspect(connection).has_table(OFFSETS_TABLE):
@@ -386,7 +270,10 @@ class MetricsDatabase(ConfigurableResource):
         `OffsetConflictError` instead of writing a message twice.
         Rows come as columns (the ingest loop) or as dicts with the metrics table's keys.
         """
-        from sml_assets.chunks import MetricColumns  # numpy and pyarrow load with the first chunk, not the code
+        from sqlalchemy import exc as sa_exc
+        from sqlalchemy import insert
+
+        from sml_assets.chunks import MetricColumns
         from sml_assets.resources.bulk import write_metrics
 
         tables = self.tables
@@ -421,6 +308,8 @@ class MetricsDatabase(ConfigurableResource):
 
     def held_rows(self, topic: str, partition: int, offset: int) -> list[HeldRows]:
         """Rows and dead letters of `topic` (any topic id) in `partition` at or after `offset`."""
+        from sqlalchemy import func, select
+
         tables = self.tables
         held = []
         with self.transaction() as connection:
@@ -459,6 +348,8 @@ class MetricsDatabase(ConfigurableResource):
         again. Rows of other topic ids cannot be read again, so they stay unless
         `delete_other_topic_ids`. Returns how many rows and dead letters were removed.
         """
+        from sqlalchemy import delete, insert, update
+
         tables = self.tables
         now = datetime.now(UTC)
         with self.transaction() as connection:
@@ -492,6 +383,8 @@ class MetricsDatabase(ConfigurableResource):
 
         Rows already written keep their old topic id: nothing is deleted. Returns the old positions.
         """
+        from sqlalchemy import delete, insert
+
         offsets = self.tables.offsets
         now = datetime.now(UTC)
         before = self.stored_positions(consumer, topic)
@@ -515,6 +408,8 @@ class MetricsDatabase(ConfigurableResource):
 
     def legacy_positions(self) -> dict[str, dict[int, int]]:
         """Before `migrate`: stored offsets per topic and partition (all consumers, highest offset)."""
+        from sqlalchemy import MetaData, Table, inspect, select
+
         with self.transaction() as connection:
             if not inspect(connection).has_table(OFFSETS_TABLE):
                 return {}
@@ -529,6 +424,8 @@ class MetricsDatabase(ConfigurableResource):
 
     def legacy_topics(self) -> set[str]:
         """Topics named by rows, dead letters or positions of the tables `migrate` would change."""
+        from sqlalchemy import MetaData, Table, select
+
         topics = set(self.legacy_positions())
         with self.transaction() as connection:
             for name in self._missing_columns(connection):
@@ -544,6 +441,8 @@ class MetricsDatabase(ConfigurableResource):
         their topic in `topic_ids` (else `LEGACY_TOPIC_ID`, an earlier topic) and this table as
         their target table.
         """
+        from sqlalchemy import update
+
         done: list[str] = []
         with self.transaction() as connection:
             missing = self._missing_columns(connection)
@@ -563,6 +462,8 @@ class MetricsDatabase(ConfigurableResource):
         return done
 
     def _missing_columns(self, connection: Connection) -> dict[str, list[str]]:
+        from sqlalchemy import inspect
+
         inspector = inspect(connection)
         missing: dict[str, list[str]] = {}
         for table in (self.tables.metrics, self.tables.offsets, self.tables.dead_letters):
@@ -594,6 +495,8 @@ class MetricsDatabase(ConfigurableResource):
         }
 
     def _offset_key(self, consumer: str, topic: str, partition: int) -> Any:
+        from sqlalchemy import and_
+
         offsets = self.tables.offsets
         return and_(
             offsets.c.consumer == consumer,
@@ -611,6 +514,8 @@ class MetricsDatabase(ConfigurableResource):
         advance: OffsetAdvance,
         now: datetime,
     ) -> None:
+        from sqlalchemy import insert, update
+
         offsets = self.tables.offsets
         if advance.expected is None:
             connection.execute(
@@ -637,6 +542,8 @@ class MetricsDatabase(ConfigurableResource):
             )
 
     def _unavailable(self, error: BaseException) -> DatabaseUnavailableError:
+        from sqlalchemy import make_url
+
         message = first_line(error)
         password = make_url(self.url).password
         if password:
@@ -653,6 +560,8 @@ class MetricsDatabase(ConfigurableResource):
 
 def _tls_advice(message: str, url: str) -> str | None:
     """The setting to fix when the server's certificate was refused (sslmode=verify-ca/verify-full)."""
+    from sqlalchemy import make_url
+
     root = make_url(url).query.get("sslrootcert", "~/.postgresql/root.crt (libpq's default)")
     if "certificate verify failed" in message:
         return (
@@ -671,6 +580,8 @@ def _rebuild(connection: Connection, table: Table) -> int:
     Indexes are named per schema, so the old table's indexes that the new one reuses go first;
     unique keys of the new schema have new names and cannot clash.
     """
+    from sqlalchemy import MetaData, Table, func, insert, inspect, select
+
     aside = f"{table.name}_sml_migrating"
     old = Table(table.name, MetaData(), autoload_with=connection)
     reused = {index.name for index in table.indexes}

@@ -19,20 +19,20 @@ from __future__ import annotations
 import hashlib
 import http.client
 import posixpath
-import re
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import quote
 
-import requests
 from dagster import ConfigurableResource, get_dagster_logger
-from hdfs import HdfsError, InsecureClient
 from pydantic import Field
 
 from sml_assets.errors import STACK_HINT, first_line
+
+if TYPE_CHECKING:
+    from hdfs import InsecureClient
 
 T = TypeVar("T")
 
@@ -46,11 +46,6 @@ TRANSIENT_REMOTE_MESSAGES = (
     "could only be written to 0 of the",
 )
 """No live DataNode yet (starting, restarting, not registered): plain IOExceptions that heal."""
-TRANSIENT_REQUEST_ERRORS = (
-    requests.exceptions.ConnectionError,
-    requests.exceptions.Timeout,
-    requests.exceptions.ChunkedEncodingError,
-)
 CA_VARIABLE = "SML_HDFS_CA_LOCATION"
 
 
@@ -60,41 +55,6 @@ class HdfsUnavailableError(RuntimeError):
 
 class HdfsReplaceError(RuntimeError):
     """A replacement failed for a reason retrying will not fix; the previous file is untouched."""
-
-
-class _ServerError(Exception):
-    """A 5xx answer from the NameNode or a DataNode: an overloaded or restarting server."""
-
-    def __init__(self, response: requests.Response) -> None:
-        super().__init__(f"HTTP {response.status_code} from {response.url.split('?')[0]}: {_server_reason(response)}")
-        self.status = response.status_code
-
-
-class _WebHdfsClient(InsecureClient):
-    """`InsecureClient` that raises on 5xx, so the retry loop sees it instead of a generic HdfsError,
-    and verifies HTTPS with `verify` on every request: requests lets REQUESTS_CA_BUNDLE override a
-    session's own `verify`, so the CA is passed per request."""
-
-    def __init__(self, url: str, verify: str | bool = True, **kwargs: Any) -> None:
-        super().__init__(url, **kwargs)
-        self.verify = verify
-
-    def _request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
-        kwargs.setdefault("verify", self.verify)
-        response = super()._request(method, url, **kwargs)
-        if response.status_code >= 500:
-            raise _ServerError(response)
-        return response
-
-
-def _server_reason(response: requests.Response) -> str:
-    """The RemoteException message, or the title of Jetty's HTML error page, or the reason phrase."""
-    try:
-        return str(response.json()["RemoteException"]["message"]).splitlines()[0]
-    except (ValueError, KeyError, TypeError, IndexError):
-        pass
-    title = re.search(r"<title>(.*?)</title>", response.text, re.IGNORECASE | re.DOTALL)
-    return title.group(1).strip() if title else (response.reason or "no reason given")
 
 
 @dataclass(frozen=True)
@@ -155,7 +115,9 @@ class HdfsResource(ConfigurableResource):
 
     def client(self) -> InsecureClient:
         """A WebHDFS client as this resource's user; building it opens no connection."""
-        return _WebHdfsClient(
+        from sml_assets.resources.webhdfs import WebHdfsClient  # requests loads with the first client, not the code
+
+        return WebHdfsClient(
             self.url, verify=self.ca_location or True, user=self.user, timeout=self.request_timeout_seconds
         )
 
@@ -176,6 +138,8 @@ class HdfsResource(ConfigurableResource):
 
     def _replace_once(self, target: str, data: bytes, expected: FileDigest) -> None:
         """One attempt; errors retrying will not fix become `HdfsReplaceError` naming the target."""
+        from hdfs import HdfsError
+
         try:
             self._write_verify_rename(self.client(), target, data, expected)
         except HdfsError as error:
@@ -206,6 +170,8 @@ class HdfsResource(ConfigurableResource):
 
     @staticmethod
     def _digest_once(client: InsecureClient, hdfs_path: str) -> FileDigest | None:
+        from hdfs import HdfsError
+
         try:
             client.status(hdfs_path)
         except HdfsError as error:
@@ -222,6 +188,8 @@ class HdfsResource(ConfigurableResource):
         Hadoop answers 200 with an empty body on success and an error status otherwise; a JSON
         `false` would mean the server ignored the option and did not replace the file.
         """
+        from hdfs import HdfsError
+
         response = client._rename(source, destination=target, renameoptions="OVERWRITE")  # pyright: ignore[reportCallIssue]
         if response.content and response.json().get("boolean") is False:
             raise HdfsError(f"RENAME {source} -> {target} with OVERWRITE answered false", exception="RenameRefused")
@@ -244,6 +212,8 @@ class HdfsResource(ConfigurableResource):
 
     def _retrying(self, what: str, action: Callable[[], T]) -> tuple[T, int]:
         """Run `action` until it succeeds or the retry window closes; return its result and attempts."""
+        import requests
+
         started = time.monotonic()
         deadline = started + self.retry_seconds
         delay = 0.5
@@ -282,7 +252,18 @@ class HdfsResource(ConfigurableResource):
 
 
 def _is_transient(error: BaseException) -> bool:
-    if isinstance(error, (*TRANSIENT_REQUEST_ERRORS, _ServerError)):
+    import requests
+    from hdfs import HdfsError
+
+    from sml_assets.resources.webhdfs import ServerError
+
+    transient = (
+        requests.exceptions.ConnectionError,
+        requests.exceptions.Timeout,
+        requests.exceptions.ChunkedEncodingError,
+        ServerError,
+    )
+    if isinstance(error, transient):
         return True
     return isinstance(error, HdfsError) and (
         error.exception in TRANSIENT_REMOTE_EXCEPTIONS or any(text in str(error) for text in TRANSIENT_REMOTE_MESSAGES)
@@ -306,10 +287,16 @@ def _answered_with_tls(error: BaseException) -> bool:
 
 
 def _in_safe_mode(error: BaseException) -> bool:
+    from hdfs import HdfsError
+
     return isinstance(error, HdfsError) and "safe mode" in str(error).lower()
 
 
 def _describe(error: BaseException) -> str:
+    import requests
+
+    from sml_assets.resources.webhdfs import ServerError
+
     if isinstance(error, requests.exceptions.Timeout):
         return "did not answer in time"
     if isinstance(error, requests.exceptions.ConnectionError):
@@ -318,7 +305,7 @@ def _describe(error: BaseException) -> str:
         url = str(request.url) if request is not None and request.url else ""
         where = f" at {url.split('?')[0]}" if url else ""
         return f"did not answer ({reason}{where})"
-    if isinstance(error, _ServerError):
+    if isinstance(error, ServerError):
         return f"failed ({error})"
     if _in_safe_mode(error):
         return "is in safe mode"
