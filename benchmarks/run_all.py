@@ -4,7 +4,7 @@ Each part runs in a subprocess of its own (a Spark JVM or a daemon never lingers
 part), on the same simulator data (seed 1, start 2026-11-25T16:00Z); ratios are taken between
 medians of the same run. The JSON lands in benchmarks/results/ (git-ignored).
 
-    python benchmarks/run_all.py [--quick] [--only ingest connect logs sensor memory simulator run_cost]
+    python benchmarks/run_all.py [--quick] [--only ingest connect logs spark_remote sensor memory simulator run_cost]
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from benchmarks.common import BOOTSTRAP
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-PARTS = ("ingest", "connect", "logs", "sensor", "memory", "simulator", "run_cost")
+PARTS = ("ingest", "connect", "logs", "spark_remote", "sensor", "memory", "simulator", "run_cost")
 PART_TIMEOUT_S = 1800
 PROGRESS = re.compile(r"  (ingest|connect|memory|logs|sensor|simulator|run-cost) ")
 """The parts' own progress lines on stderr; the rest (Dagster, Spark) is dropped, its tail shown on failure."""
@@ -51,10 +51,12 @@ class Sizes:
     run_cost_repeats: int
     connect_messages: int
     connect_repeats: int
+    spark_remote_lines: int = 20_000
+    spark_remote_repeats: int = 3
 
 
 FULL = Sizes(200_000, 3, 500_000, 3, 4, (100_000, 1_000_000), 200_000, 3, 3, 200_000, 2)
-QUICK = Sizes(50_000, 2, 100_000, 2, 2, (20_000, 200_000), 50_000, 2, 1, 50_000, 1)
+QUICK = Sizes(50_000, 2, 100_000, 2, 2, (20_000, 200_000), 50_000, 2, 1, 50_000, 1, spark_remote_repeats=1)
 
 
 @dataclass(frozen=True)
@@ -222,6 +224,27 @@ def rows(results: dict[str, Any], sizes: Sizes) -> list[Row]:
         table.append(Row(section, "  of which: wait for sensor tick + request", "s", r["tick_wait_s"]))
         table.append(Row(section, "  of which: run queued + launched", "s", r["launch_s"]))
         table.append(Row(section, "  of which: run start -> rows committed", "s", r["run_s"]))
+    if "spark_remote" in results:
+        r = results["spark_remote"]
+        section = (
+            f"2b Spark start-up per run, Connect (SML_SPARK_REMOTE) vs local[2], {sizes.spark_remote_lines:,} lines"
+        )
+        for what, key in (
+            ("session, new process", "session_s"),
+            ("first query", "first_query_s"),
+            ("log_summary run, new process", "run_s"),
+        ):
+            local, connect = r[f"local_{key}"], r[f"connect_{key}"]
+            table.append(Row(section, f"{what}: local[2]", "s", local))
+            table.append(
+                Row(
+                    section,
+                    f"{what}: Spark Connect",
+                    "s",
+                    connect,
+                    f"{connect['median'] / local['median']:.2f}x local[2]",
+                )
+            )
     if "memory" in results:
         small, large = results["memory"]
         section = "4 ingest peak RSS"
@@ -313,6 +336,14 @@ def main() -> int:
         results["simulator"] = simulator(sizes.simulator_messages, sizes.simulator_repeats)
     if "logs" in args.only:
         results["logs"] = part("bench_logs.py", "--lines", str(sizes.log_lines), "--repeats", str(sizes.log_repeats))
+    if "spark_remote" in args.only:
+        results["spark_remote"] = part(
+            "bench_spark_remote.py",
+            "--lines",
+            str(sizes.spark_remote_lines),
+            "--repeats",
+            str(sizes.spark_remote_repeats),
+        )
     if "sensor" in args.only:
         results["sensor"] = part("bench_sensor.py", "--repeats", str(sizes.sensor_repeats))
     if "run_cost" in args.only:

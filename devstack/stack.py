@@ -4,6 +4,7 @@ Kafka connector jars, all on loopback, logs and data under SML_DATA_DIR/stack.
     python3 devstack/stack.py up [--cluster] [SERVICE ...]
     python3 devstack/stack.py down [--cluster] [--reset] [SERVICE ...]
     python3 devstack/stack.py status [--cluster] [SERVICE ...]
+    python3 devstack/stack.py up spark-connect      # a Spark Connect server (SML_SPARK_REMOTE)
 
 `--cluster` adds the cluster profile (CLUSTER_SERVICES: three Kafka nodes, an HDFS with two
 DataNodes, a Spark standalone master and two workers) to the services. Every command is
@@ -24,7 +25,15 @@ from common import StackError, stack_dir
 SERVICES = ["kafka", "hdfs", "postgres", "spark_kafka"]
 CLUSTER_SERVICES = ["kafka_cluster", "hdfs_cluster", "spark_cluster"]
 """The cluster profile, beside the single-node services: with --cluster, or named."""
-ALIASES = {"spark-kafka": "spark_kafka", "spark": "spark_kafka", "pg": "postgres", "postgresql": "postgres"}
+OPTIONAL_SERVICES = ["spark_connect"]
+"""Started only when named: the long-lived Spark of SML_SPARK_REMOTE."""
+ALIASES = {
+    "spark-kafka": "spark_kafka",
+    "spark": "spark_kafka",
+    "pg": "postgres",
+    "postgresql": "postgres",
+    "spark-connect": "spark_connect",
+}
 
 
 def _module(name: str) -> ModuleType:
@@ -32,7 +41,7 @@ def _module(name: str) -> ModuleType:
 
 
 def _selected(names: list[str], cluster: bool = False) -> list[str]:
-    known = SERVICES + CLUSTER_SERVICES
+    known = SERVICES + CLUSTER_SERVICES + OPTIONAL_SERVICES
     chosen = [ALIASES.get(n, n) for n in names] or SERVICES
     chosen = chosen + (CLUSTER_SERVICES if cluster else [])
     unknown = [n for n in chosen if n not in known]

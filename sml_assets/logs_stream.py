@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
 import shlex
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sml_assets.parsing import DEFAULT_MAX_CLOCK_SKEW_S, SKEW_REFERENCES
@@ -147,6 +149,8 @@ class StreamRun:
     """Rejected lines per kind of reason (REJECT_KINDS), only kinds seen in this run."""
     duration_s: float
     end_offsets: dict[str, dict[str, int]]
+    answers: tuple[object, ...] = ()
+    """What `on_batch` returned for each batch, in batch order (over Spark Connect it ran in the server)."""
 
 
 def stream_paths(storage: LocalStorage) -> StreamPaths:
@@ -303,12 +307,14 @@ def kafka_lines(spark: SparkSession, kafka_options: Mapping[str, str], topic: st
     """
     from pyspark.sql import functions as F
 
+    from sml_assets.resources.spark import parallelism
+
     return (
         spark.readStream.format("kafka")
         .options(**kafka_options)
         .option("subscribe", topic)
         .option("startingOffsets", "earliest")
-        .option("minPartitions", str(spark.sparkContext.defaultParallelism))
+        .option("minPartitions", str(parallelism(spark)))
         .load()
         .select(
             F.col("partition").alias("kafka_partition"),
@@ -533,7 +539,8 @@ def run_log_summary_stream(
     topic: str,
     paths: StreamPaths,
     checkpoint: Checkpoint,
-    on_batch: Callable[[BatchUpdate], None],
+    on_batch: Callable[[BatchUpdate], object],
+    journal_dir: Path,
     timeout_s: float = 1800.0,
     max_skew_s: int = DEFAULT_MAX_CLOCK_SKEW_S,
 ) -> StreamRun:
@@ -541,15 +548,24 @@ def run_log_summary_stream(
     window counts (increments, see `sml_assets.windows.merge_increments`) after its rejects are written.
 
     `checkpoint` comes from `open_checkpoint` on the same paths; `max_skew_s` is SML_MAX_CLOCK_SKEW.
+    Over Spark Connect the batch function runs in a Python worker of the server, so what it returns
+    cannot come back in memory: each batch's counts and `on_batch`'s answer are pickled into an
+    empty `journal_dir` (a folder the server shares with this process) and read back into `StreamRun.answers`.
     """
+    from sml_assets.resources.spark import is_remote
+
     parsed = parse_lines(kafka_lines(spark, kafka_options, topic), max_skew_s)
     started = time.monotonic()
-    seen: list[BatchCounts] = []
+    seen: list[tuple[BatchCounts, object]] = []
+    remote = is_remote(spark)
 
     def each_batch(batch: DataFrame, batch_id: int) -> None:
         counts = process_batch(batch, batch_id, checkpoint.checkpoint_id, paths)
-        on_batch(counts.update)
-        seen.append(counts)
+        answer = on_batch(counts.update)
+        if remote:
+            journal_batch(journal_dir, batch_id, (counts, answer))
+        else:
+            seen.append((counts, answer))
 
     query = (
         parsed.writeStream.queryName(f"log_summary_{checkpoint.checkpoint_id[:8]}")
@@ -563,7 +579,24 @@ def run_log_summary_stream(
     finally:
         query.stop()
     progress = [json.loads(p.json) for p in query.recentProgress]
+    if remote:
+        seen = read_journal(journal_dir)
     return _summarize(checkpoint.checkpoint_id, progress, seen, time.monotonic() - started)
+
+
+def journal_batch(journal_dir: Path, batch_id: int, entry: tuple[BatchCounts, object]) -> None:
+    """One batch's counts and merge answer, written whole (renamed into place) by the server's worker;
+    a replayed batch overwrites its own entry."""
+    journal_dir.mkdir(parents=True, exist_ok=True)
+    part = journal_dir / f".{batch_id}.{uuid.uuid4().hex}.tmp"
+    part.write_bytes(pickle.dumps(entry))
+    part.replace(journal_dir / f"{batch_id}.pickle")
+
+
+def read_journal(journal_dir: Path) -> list[tuple[BatchCounts, object]]:
+    """The entries `journal_batch` wrote in this run, in batch order (files this process made itself)."""
+    entries = sorted(journal_dir.glob("*.pickle"), key=lambda entry: int(entry.stem)) if journal_dir.is_dir() else []
+    return [pickle.loads(entry.read_bytes()) for entry in entries]
 
 
 def _await(query: Any, timeout_s: float, started: float) -> None:
@@ -576,8 +609,9 @@ def _await(query: Any, timeout_s: float, started: float) -> None:
 
 
 def _summarize(
-    checkpoint_id: str, progress: list[dict[str, Any]], seen: list[BatchCounts], duration_s: float
+    checkpoint_id: str, progress: list[dict[str, Any]], entries: list[tuple[BatchCounts, object]], duration_s: float
 ) -> StreamRun:
+    seen = [counts for counts, _ in entries]
     end_offsets: dict[str, dict[str, int]] = {}
     if progress:
         raw = progress[-1]["sources"][0].get("endOffset")
@@ -595,4 +629,5 @@ def _summarize(
         rejects_by_kind=by_kind,
         duration_s=duration_s,
         end_offsets=end_offsets,
+        answers=tuple(answer for _, answer in entries),
     )

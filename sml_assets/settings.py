@@ -48,6 +48,8 @@ def setting(name: str) -> str | EnvVar:
         return str(data_dir() / "jars" / "spark-kafka")
     if name == "SML_SPARK_STORAGE_URL":
         return str(data_dir())
+    if name == "SML_SPARK_REMOTE":
+        return ""
     return DEFAULTS[name]
 
 

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,18 +114,29 @@ def write_atomically(path: Path, text: str) -> None:
 @dataclass
 class SummaryMerger:
     """The foreachBatch side: merge each batch and persist the summary before Spark commits it,
-    so a crash replays the batch and the batch-id check skips what was already stored."""
+    so a crash replays the batch and the batch-id check skips what was already stored.
+
+    Over Spark Connect it is called in the server's Python worker (one per query, so the summary
+    carries from batch to batch there); `adopt` then brings its answers back to the run."""
 
     path: Path
     summary: Summary
     results: list[MergeResult] = field(default_factory=list)
 
-    def __call__(self, batch: BatchUpdate) -> None:
+    def __call__(self, batch: BatchUpdate) -> MergeResult:
         result = merge_increments(self.summary, batch)
         if not result.replayed:
             write_atomically(self.path, to_json(result.summary))
         self.summary = result.summary
         self.results.append(result)
+        return result
+
+    def adopt(self, answers: tuple[object, ...]) -> None:
+        """Take the run's merge results as the query returned them (the same ones, in process)."""
+        results = [answer for answer in answers if isinstance(answer, MergeResult)]
+        if results:
+            self.results = results
+            self.summary = results[-1].summary
 
 
 def summarize_logs(
@@ -162,6 +175,7 @@ def summarize_logs(
         log.info(f"nothing new in {kafka.logs_topic} since the checkpoint's last committed batch: Spark not started")
     else:
         run = _run_stream(kafka, spark, paths, checkpoint, merger, topic_id)
+        merger.adopt(run.answers)
     write_atomically(storage.summary_csv, render_csv(rows(merger.summary)))
     return LogSummaryReport(
         before=before,
@@ -182,7 +196,11 @@ def _run_stream(
     merger: SummaryMerger,
     topic_id: str,
 ) -> StreamRun:
-    """The Spark query, its "offsets went backwards" errors translated into the fix to run."""
+    """The Spark query, its "offsets went backwards" errors translated into the fix to run.
+
+    The batch journal (used over Spark Connect) sits beside the stored summary, which the server's
+    worker writes too, and lives for this run only."""
+    journal = merger.path.parent / f".batches-{uuid.uuid4().hex}"
     try:
         return run_log_summary_stream(
             spark.session(),
@@ -191,6 +209,7 @@ def _run_stream(
             paths,
             checkpoint,
             merger,
+            journal,
             max_skew_s=kafka.max_clock_skew_s,
         )
     except Exception as error:
@@ -198,3 +217,5 @@ def _run_stream(
         if translated is None:
             raise
         raise translated from None
+    finally:
+        shutil.rmtree(journal, ignore_errors=True)

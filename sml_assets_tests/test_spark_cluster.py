@@ -96,6 +96,15 @@ def spark_env(cluster: Any, topic: str, data_dir: Path, storage_url: str, jars_d
     }
 
 
+def local_reference(bootstrap: str, topic: str, spark: SparkResource, folder: Path) -> dict[str, Any]:
+    """log_summary's resources on this process's shared local[2] session: the CSV the others must equal."""
+    return {
+        "kafka": KafkaResource(bootstrap_servers=bootstrap, logs_topic=topic),
+        "spark": spark,
+        "storage": LocalStorage(data_dir=str(folder)),
+    }
+
+
 def start_run(env: dict) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-c", RUN_LOG_SUMMARY], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -212,12 +221,8 @@ def test_log_summary_on_two_workers_with_hdfs_storage_equals_local_also_when_a_w
     storage_root = hdfs.folder.rsplit("/", 1)[0]
     storage_url = f"{HDFS_RPC}{storage_root}/spark"
     env = spark_env(spark_cluster, topic, tmp_path / "cluster", storage_url, spark_jars_dir, kafka_bootstrap)
-    local = LocalStorage(data_dir=str(tmp_path / "local"))
-    local_resources = {
-        "kafka": KafkaResource(bootstrap_servers=kafka_bootstrap, logs_topic=topic),
-        "spark": spark_resource,
-        "storage": local,
-    }
+    local_resources = local_reference(kafka_bootstrap, topic, spark_resource, tmp_path / "local")
+    local = local_resources["storage"]
     cluster_csv = tmp_path / "cluster" / local.summary_file
     rng = random.Random(19)
 

@@ -60,6 +60,7 @@ def build_resources(resolve: bool = False) -> Resources:
             master=read("SML_SPARK_MASTER"),
             jars_dir=read("SML_SPARK_JARS_DIR"),
             **spark_master_ui_port_setting(resolve),
+            remote=read("SML_SPARK_REMOTE"),
         ),
         hdfs=HdfsResource(
             url=read("SML_HDFS_URL"), user=read("SML_HDFS_USER"), ca_location=read("SML_HDFS_CA_LOCATION")

@@ -24,6 +24,7 @@ JAVA_17_CANDIDATES = (
 )
 MASTER_VARIABLE = "SML_SPARK_MASTER"
 MASTER_UI_PORT_VARIABLE = "SML_SPARK_MASTER_UI_PORT"
+REMOTE_VARIABLE = "SML_SPARK_REMOTE"
 PROBE_TIMEOUT_S = 3.0
 """A master that does not accept a TCP connection in this time is down: Spark itself would retry
 its registration three times 20 s apart, then stop the context amid Java stack traces."""
@@ -32,9 +33,15 @@ CLUSTER_HINT = (
     f"set {MASTER_VARIABLE} to a running master, or unset it for local[2]"
 )
 
+REMOTE_HINT = (
+    "check that a Spark Connect server is running there and listens on that address "
+    "(README, 'Spark Connect', says how to start one from the pyspark wheel), "
+    f"or unset {REMOTE_VARIABLE} to run Spark in the run's process"
+)
+
 
 class SparkUnavailableError(RuntimeError):
-    """The Spark master did not answer, or gave the application no executor in time."""
+    """The Spark master or Connect server did not answer, or the master gave no executor in time."""
 
 
 class SparkResource(ConfigurableResource):
@@ -60,6 +67,11 @@ class SparkResource(ConfigurableResource):
     master_ui_port: int = DEFAULT_UI_PORT
     """The standalone master's web UI port, asked before the session is built whether a worker has room
     for an executor; when nothing answers there with the master's status, only `executor_wait_s` applies."""
+
+    remote: str | None = None
+    """A Spark Connect URL (`sc://host:15002`, SML_SPARK_REMOTE): the run's process then talks to a
+    long-lived Spark server instead of starting one (seconds of start-up saved per run); `master`,
+    `jars_dir` and the memory settings are then the server's business. None or "": in-process Spark."""
 
     def jars(self) -> list[Path]:
         """Every jar in `jars_dir`, or an error saying how to fetch them."""
@@ -94,6 +106,8 @@ class SparkResource(ConfigurableResource):
 
         dagster-pyspark and pyspark are imported here, not at module level: importing the code
         location stays cheap."""
+        if self.remote:
+            return self.remote_session(self.remote)
         from dagster_pyspark import LazyPySparkResource
 
         ensure_java_home()
@@ -108,6 +122,54 @@ class SparkResource(ConfigurableResource):
         if standalone:
             wait_for_executors(spark, self.master, self.executor_wait_s)
         return spark
+
+    def remote_session(self, url: str) -> SparkSession:
+        """A Spark Connect session on `url`, after checking that its address accepts a connection:
+        the gRPC client would otherwise retry for minutes before failing with a transport error."""
+        from pyspark.sql import SparkSession
+
+        check_remote_answers(url)
+        spark = SparkSession.builder.remote(url).getOrCreate()
+        if self.shuffle_partitions:
+            spark.conf.set("spark.sql.shuffle.partitions", str(self.shuffle_partitions))
+        return spark
+
+
+def is_remote(spark: SparkSession) -> bool:
+    """True for a Spark Connect session, which has no SparkContext (and no JVM in this process)."""
+    return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+def parallelism(spark: SparkSession) -> int:
+    """The cores Spark has: the context's default parallelism in process, the session's shuffle
+    partitions over Connect (the server's setting, sized to its cores: see devstack)."""
+    if is_remote(spark):
+        return int(spark.conf.get("spark.sql.shuffle.partitions") or 2)
+    return spark.sparkContext.defaultParallelism
+
+
+def remote_address(url: str) -> tuple[str, int]:
+    """Host and port of a Spark Connect URL (`sc://host:port/;param=value`, port 15002 by default)."""
+    parsed = urlparse(url.split(";", 1)[0])
+    if parsed.scheme != "sc" or not parsed.hostname:
+        raise SparkUnavailableError(
+            f"{REMOTE_VARIABLE}={url}: not a Spark Connect URL: write it as sc://host:port "
+            f"(e.g. sc://127.0.0.1:15002), or unset {REMOTE_VARIABLE} to run Spark in the run's process"
+        )
+    return parsed.hostname, parsed.port or 15002
+
+
+def check_remote_answers(url: str) -> None:
+    """Fail in seconds, with the setting named, when the Connect server's address refuses a connection."""
+    host, port = remote_address(url)
+    try:
+        with socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S):
+            return
+    except OSError as error:
+        reason = error.strerror or str(error) or type(error).__name__
+    raise SparkUnavailableError(
+        f"{REMOTE_VARIABLE}={url}: no Spark Connect server answers at {host}:{port} ({reason}): {REMOTE_HINT}"
+    )
 
 
 def master_addresses(master: str) -> list[tuple[str, int]]:

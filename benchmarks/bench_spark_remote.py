@@ -1,0 +1,124 @@
+"""What a long-lived Spark (a Spark Connect server, SML_SPARK_REMOTE) saves per run against local[2].
+
+Each figure is a new Python process, as each Dagster run is: (1) a session and a first tiny query;
+(2) one log_summary materialization of `--lines` new lines on a topic of its own (the run's whole
+wall time, process start included), local[2] and Connect alternating, each with its own SML_DATA_DIR.
+A run with nothing new starts no Spark session at all (`logs_stream.caught_up`), so Connect
+saves nothing there. The Connect server (devstack/spark_connect.py, free port, its own folder) is
+started once before the repeats (its start is reported, not counted) and stopped at the end.
+
+    python benchmarks/bench_spark_remote.py [--repeats 3] [--lines 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import BOOTSTRAP, Stat, log_values, own_topics, produce, report
+from sml_assets.settings import data_dir
+
+REPO = Path(__file__).resolve().parent.parent
+SESSION = """
+import sys, time
+started = time.monotonic()
+from sml_assets.resources import resources_now
+spark = resources_now()["spark"].session()
+opened = time.monotonic()
+spark.range(1000).count()
+print(f"{opened - started:.3f} {time.monotonic() - opened:.3f}")
+"""
+RUN = """
+from dagster import materialize
+from sml_assets.assets import logs
+from sml_assets.resources import resources_now
+resources = resources_now()
+keys = ("kafka", "spark", "storage")
+assert materialize([logs.log_summary], resources={key: resources[key] for key in keys}).success
+"""
+
+
+def connect_server_class() -> Any:
+    """devstack/spark_connect.py's SparkConnect; devstack/ goes first on the path, since its
+    `from common import ...` must not find benchmarks/common.py."""
+    sys.path.insert(0, str(REPO / "devstack"))
+    sys.modules.pop("common", None)
+    import spark_connect  # pyright: ignore[reportMissingImports]
+
+    return spark_connect.SparkConnect
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def child(code: str, env: dict[str, str]) -> tuple[float, str]:
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"benchmark child failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+    return time.monotonic() - started, done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+
+
+def measure(repeats: int, lines: int) -> dict[str, Stat]:
+    folder = Path(tempfile.mkdtemp(prefix="sml-bench-connect-"))
+    server = connect_server_class()(
+        service="bench-spark-connect", port=free_port(), folder=folder, python=sys.executable, pythonpath=REPO
+    )
+    figures: dict[str, list[float]] = {}
+    try:
+        started = time.monotonic()
+        server.up()
+        print(f"Connect server up in {time.monotonic() - started:.1f} s", flush=True)
+        with own_topics(1, "connect", partitions=2) as (topic,):
+            base = {**os.environ, "PYTHONPATH": str(REPO), "SML_KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP}
+            base["SML_LOGS_TOPIC"] = topic
+            base["SML_SPARK_JARS_DIR"] = str(data_dir() / "jars" / "spark-kafka")
+            envs = {
+                "local": {**base, "SML_DATA_DIR": str(folder / "local")},
+                "connect": {**base, "SML_DATA_DIR": str(folder / "connect"), "SML_SPARK_REMOTE": server.url},
+            }
+            for mode in envs:  # warm-up: the server's first query loads the Kafka source and a Python worker
+                produce(topic, log_values(100))
+                child(RUN, envs[mode])
+            for repeat in range(repeats):
+                for mode, env in envs.items():
+                    _, out = child(SESSION, env)
+                    session_s, query_s = map(float, (out or "").split())
+                    figures.setdefault(f"{mode}_session_s", []).append(session_s)
+                    figures.setdefault(f"{mode}_first_query_s", []).append(query_s)
+                produce(topic, log_values(lines))
+                for mode, env in envs.items():
+                    wall, _ = child(RUN, env)
+                    figures.setdefault(f"{mode}_run_s", []).append(wall)
+                print(f"repeat {repeat + 1}: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in figures.items()), flush=True)
+    finally:
+        server.down()
+        shutil.rmtree(folder, ignore_errors=True)
+    return {name: Stat(tuple(values)) for name, values in figures.items()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--lines", type=int, default=20_000)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    return report(measure(args.repeats, args.lines), args.json, digits=2)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
