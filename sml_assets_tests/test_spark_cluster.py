@@ -79,21 +79,31 @@ def spark_cluster(stack: None) -> Iterator[Any]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def spark_env(cluster: Any, topic: str, data_dir: Path, storage_url: str, jars_dir: Path, bootstrap: str) -> dict:
-    """The SML_* variables of a deployment on `cluster`, for this test's topic and folders."""
+def run_env(topic: str, data_dir: Path, bootstrap: str, **settings: str) -> dict[str, str]:
+    """The SML_* variables of a run in a new process for this test's topic and folder, plus `settings`."""
     return {
         **os.environ,
         "PYTHONPATH": str(REPO_ROOT),
-        "SML_SPARK_MASTER": cluster.master_url,
-        "SML_SPARK_MASTER_UI_PORT": str(cluster.master_ui_port),
-        "SML_SPARK_STORAGE_URL": storage_url,
-        "SML_SPARK_JARS_DIR": str(jars_dir),
         "SML_DATA_DIR": str(data_dir),
         "SML_LOGS_TOPIC": topic,
         "SML_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "SML_HDFS_URL": os.environ.get("SML_HDFS_URL", "http://localhost:9870"),
-        "SPARK_LOCAL_IP": "127.0.0.1",
+        **settings,
     }
+
+
+def spark_env(cluster: Any, topic: str, data_dir: Path, storage_url: str, jars_dir: Path, bootstrap: str) -> dict:
+    """The SML_* variables of a deployment on `cluster`, for this test's topic and folders."""
+    return run_env(
+        topic,
+        data_dir,
+        bootstrap,
+        SML_SPARK_MASTER=cluster.master_url,
+        SML_SPARK_MASTER_UI_PORT=str(cluster.master_ui_port),
+        SML_SPARK_STORAGE_URL=storage_url,
+        SML_SPARK_JARS_DIR=str(jars_dir),
+        SML_HDFS_URL=os.environ.get("SML_HDFS_URL", "http://localhost:9870"),
+        SPARK_LOCAL_IP="127.0.0.1",
+    )
 
 
 def local_reference(bootstrap: str, topic: str, spark: SparkResource, folder: Path) -> dict[str, Any]:
@@ -129,25 +139,30 @@ def lines(rng: random.Random, first: datetime, count: int) -> list[bytes]:
     return [*made, b"garbage", b"10.0.0.1 - u [Wed, 25 Nov 2026 16:01:00 GMT] PUT /x 200 10"]
 
 
-def test_an_unreachable_master_fails_the_run_within_seconds_naming_the_setting(
-    new_topic: Callable[..., str], kafka_bootstrap: str, spark_jars_dir: Path, tmp_path: Path
-) -> None:
-    master = f"spark://127.0.0.1:{free_port()}"
-    topic = new_topic(partitions=1)
+def failed_log_summary(spark: SparkResource, bootstrap: str, topic: str, folder: Path) -> tuple[str, float]:
+    """The failure message of a log_summary materialization on `spark` that must fail, and its seconds."""
     started = time.monotonic()
     result = materialize(
         [logs.log_summary],
         resources={
-            "kafka": KafkaResource(bootstrap_servers=kafka_bootstrap, logs_topic=topic),
-            "spark": SparkResource(master=master, jars_dir=str(spark_jars_dir)),
-            "storage": LocalStorage(data_dir=str(tmp_path)),
+            "kafka": KafkaResource(bootstrap_servers=bootstrap, logs_topic=topic),
+            "spark": spark,
+            "storage": LocalStorage(data_dir=str(folder)),
         },
         raise_on_error=False,
     )
     elapsed = time.monotonic() - started
     print(f"failed after {elapsed:.1f} s")
     assert not result.success
-    message = failure_message(result)
+    return failure_message(result), elapsed
+
+
+def test_an_unreachable_master_fails_the_run_within_seconds_naming_the_setting(
+    new_topic: Callable[..., str], kafka_bootstrap: str, spark_jars_dir: Path, tmp_path: Path
+) -> None:
+    master = f"spark://127.0.0.1:{free_port()}"
+    spark = SparkResource(master=master, jars_dir=str(spark_jars_dir))
+    message, elapsed = failed_log_summary(spark, kafka_bootstrap, new_topic(partitions=1), tmp_path)
     assert f"SparkUnavailableError: SML_SPARK_MASTER={master}: no Spark master answers (127.0.0.1:" in message
     assert "Connection refused" in message and "devstack/stack.py up --cluster" in message
     assert elapsed < 30

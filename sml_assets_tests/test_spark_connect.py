@@ -9,7 +9,6 @@ reference CSV on the same lines, split into the same runs.
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
 import sys
@@ -24,13 +23,19 @@ import pytest
 from dagster import materialize
 
 from sml_assets.assets import logs
-from sml_assets.resources.kafka import KafkaResource
 from sml_assets.resources.spark import SparkResource
-from sml_assets.resources.storage import LocalStorage
 from sml_assets_tests.conftest import REPO_ROOT, TEST_PREFIX
 from sml_assets_tests.faults import devstack_module, free_port
-from sml_assets_tests.helpers import failure_message, produce
-from sml_assets_tests.test_spark_cluster import T0, finish, lines, local_reference, start_run
+from sml_assets_tests.helpers import produce
+from sml_assets_tests.test_spark_cluster import (
+    T0,
+    failed_log_summary,
+    finish,
+    lines,
+    local_reference,
+    run_env,
+    start_run,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -61,25 +66,13 @@ def test_an_unreachable_connect_server_fails_the_run_within_seconds_naming_the_s
     new_topic: Callable[..., str], kafka_bootstrap: str, spark_jars_dir: Path, tmp_path: Path
 ) -> None:
     remote = f"sc://127.0.0.1:{free_port()}"
-    topic = new_topic(partitions=1)
-    started = time.monotonic()
-    result = materialize(
-        [logs.log_summary],
-        resources={
-            "kafka": KafkaResource(bootstrap_servers=kafka_bootstrap, logs_topic=topic),
-            "spark": SparkResource(jars_dir=str(spark_jars_dir), remote=remote),
-            "storage": LocalStorage(data_dir=str(tmp_path)),
-        },
-        raise_on_error=False,
-    )
-    elapsed = time.monotonic() - started
-    print(f"failed after {elapsed:.1f} s")
-    assert not result.success
+    spark = SparkResource(jars_dir=str(spark_jars_dir), remote=remote)
+    message, elapsed = failed_log_summary(spark, kafka_bootstrap, new_topic(partitions=1), tmp_path)
     address = remote.removeprefix("sc://")
     assert (
         f"SparkUnavailableError: SML_SPARK_REMOTE={remote}: no Spark Connect server answers at {address} "
         "(Connection refused): check that a Spark Connect server is running there"
-    ) in failure_message(result)
+    ) in message
     assert elapsed < 30
 
 
@@ -93,11 +86,13 @@ def test_log_summary_over_spark_connect_equals_local_across_two_runs(
     tmp_path: Path,
 ) -> None:
     topic = new_topic(partitions=2)
-    env = {
-        **connect_env(topic, tmp_path / "connect", kafka_bootstrap),
-        "SML_SPARK_REMOTE": connect_server.url,
-        "SML_SPARK_JARS_DIR": str(spark_jars_dir),
-    }
+    env = run_env(
+        topic,
+        tmp_path / "connect",
+        kafka_bootstrap,
+        SML_SPARK_REMOTE=connect_server.url,
+        SML_SPARK_JARS_DIR=str(spark_jars_dir),
+    )
     local_resources = local_reference(kafka_bootstrap, topic, spark_resource, tmp_path / "local")
     local = local_resources["storage"]
     connect_csv = tmp_path / "connect" / local.summary_file
@@ -112,14 +107,3 @@ def test_log_summary_over_spark_connect_equals_local_across_two_runs(
     rejects = tmp_path / "connect" / "log_summary" / "rejects"
     assert sorted(p.name for p in rejects.iterdir()) == ["batch_id=0", "batch_id=1"]
     assert not list((tmp_path / "connect" / "log_summary").glob(".batches-*")), "the batch journal was left behind"
-
-
-def connect_env(topic: str, data_dir: Path, bootstrap: str) -> dict[str, str]:
-    """The SML_* variables of a deployment on a Connect server, for this test's topic and folder."""
-    return {
-        **os.environ,
-        "PYTHONPATH": str(REPO_ROOT),
-        "SML_DATA_DIR": str(data_dir),
-        "SML_LOGS_TOPIC": topic,
-        "SML_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-    }

@@ -23,7 +23,6 @@ JAVA_17_CANDIDATES = (
     "/usr/lib/jvm/openjdk-17",
 )
 MASTER_VARIABLE = "SML_SPARK_MASTER"
-MASTER_UI_PORT_VARIABLE = "SML_SPARK_MASTER_UI_PORT"
 REMOTE_VARIABLE = "SML_SPARK_REMOTE"
 PROBE_TIMEOUT_S = 3.0
 """A master that does not accept a TCP connection in this time is down: Spark itself would retry
@@ -162,14 +161,21 @@ def remote_address(url: str) -> tuple[str, int]:
 def check_remote_answers(url: str) -> None:
     """Fail in seconds, with the setting named, when the Connect server's address refuses a connection."""
     host, port = remote_address(url)
-    try:
-        with socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S):
-            return
-    except OSError as error:
-        reason = error.strerror or str(error) or type(error).__name__
+    reason = refusal(host, port)
+    if reason is None:
+        return
     raise SparkUnavailableError(
         f"{REMOTE_VARIABLE}={url}: no Spark Connect server answers at {host}:{port} ({reason}): {REMOTE_HINT}"
     )
+
+
+def refusal(host: str, port: int) -> str | None:
+    """Why `host:port` refused a TCP connection within PROBE_TIMEOUT_S, or None when it accepted one."""
+    try:
+        with socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S):
+            return None
+    except OSError as error:
+        return error.strerror or str(error) or type(error).__name__
 
 
 def master_addresses(master: str) -> list[tuple[str, int]]:
@@ -185,11 +191,10 @@ def check_master_answers(master: str) -> None:
     """Fail in seconds, with the setting named, when no master of the URL accepts a connection."""
     reasons = []
     for host, port in master_addresses(master):
-        try:
-            with socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S):
-                return
-        except OSError as error:
-            reasons.append(f"{host}:{port}: {error.strerror or error}")
+        reason = refusal(host, port)
+        if reason is None:
+            return
+        reasons.append(f"{host}:{port}: {reason}")
     raise SparkUnavailableError(
         f"{MASTER_VARIABLE}={master}: no Spark master answers ({'; '.join(reasons)}): {CLUSTER_HINT}"
     )
