@@ -271,6 +271,21 @@ def rows(results: dict[str, Any], sizes: Sizes) -> list[Row]:
                 section, "sml-simulator --burst", "msg/s", r["simulator"], f"{ratio:.2f}x bare", ">= 0.5x", ratio >= 0.5
             )
         )
+    if "run_cost" in results:
+        r = results["run_cost"]
+        section = "6 what a run costs: CLI start to exit, nothing new, checks included"
+        trivial = r["trivial_s"]
+        table.append(Row(section, "trivial one-asset project (default executor)", "s", trivial))
+        for label, key, target in (
+            ("server_metrics", "server_metrics_s", 1.5),
+            ("log_summary + hdfs_log_summary", "log_summary_s", 2.5),
+        ):
+            ratio = r[key]["median"] / trivial["median"]
+            table.append(Row(section, label, "s", r[key], f"{ratio:.2f}x trivial", f"<= {target:g}x", ratio <= target))
+        table.append(Row(section, "import dagster", "s", r["import_dagster_s"]))
+        definitions = r["import_definitions_s"]
+        met = definitions["median"] <= 1.5
+        table.append(Row(section, "import sml_assets.definitions", "s", definitions, target="<= 1.5 s", met=met))
     return table
 
 
