@@ -118,10 +118,13 @@ class Faults:
 
     def reorder(self, messages: Iterable[Message]) -> Iterator[Message]:
         """Hold back a fraction of messages by 1..MAX_DISPLACEMENT positions, so later ones
-        overtake them; at most MAX_DISPLACEMENT + 1 messages are ever held."""
+        overtake them; at most MAX_DISPLACEMENT + 1 messages are ever held. Without reordering the
+        messages pass through untouched (no generator in between: --burst sends every one)."""
         if not self._out_of_order_rate:
-            yield from messages
-            return
+            return iter(messages)
+        return self._reordered(messages)
+
+    def _reordered(self, messages: Iterable[Message]) -> Iterator[Message]:
         rng = self._order_rng
         rate = self._out_of_order_rate
         held: list[tuple[float, int, Message]] = []

@@ -149,8 +149,11 @@ class KafkaSink:
     def _on_delivery(self, message: Message, error: KafkaError | None, record: KafkaMessage) -> None:
         if error is None:
             self.acked += 1
-            kind, record_ms = record.timestamp()
-            self._truth.delivered(message, None if kind == TIMESTAMP_NOT_AVAILABLE else record_ms)
+            if message.skew_ms:
+                kind, record_ms = record.timestamp()
+                self._truth.delivered(message, None if kind == TIMESTAMP_NOT_AVAILABLE else record_ms)
+            else:
+                self._truth.delivered(message)
         else:
             self.failed += 1
             self._truth.failed_delivery(message)
