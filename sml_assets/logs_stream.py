@@ -543,6 +543,7 @@ def run_log_summary_stream(
     journal_dir: Path,
     timeout_s: float = 1800.0,
     max_skew_s: int = DEFAULT_MAX_CLOCK_SKEW_S,
+    run_token: str = "",
 ) -> StreamRun:
     """Process everything that arrived since the last run, then stop; `on_batch` sees each batch's
     window counts (increments, see `sml_assets.windows.merge_increments`) after its rejects are written.
@@ -551,6 +552,7 @@ def run_log_summary_stream(
     Over Spark Connect the batch function runs in a Python worker of the server, so what it returns
     cannot come back in memory: each batch's counts and `on_batch`'s answer are pickled into an
     empty `journal_dir` (a folder the server shares with this process) and read back into `StreamRun.answers`.
+    The query is named `log_summary_<checkpoint id>_<run token>` (`sml_assets.orphans` looks for the prefix).
     """
     from sml_assets.resources.spark import is_remote
 
@@ -568,7 +570,7 @@ def run_log_summary_stream(
             seen.append((counts, answer))
 
     query = (
-        parsed.writeStream.queryName(f"log_summary_{checkpoint.checkpoint_id[:8]}")
+        parsed.writeStream.queryName(f"log_summary_{checkpoint.checkpoint_id[:8]}_{run_token[:8]}".rstrip("_"))
         .foreachBatch(each_batch)
         .option("checkpointLocation", str(paths.windows_checkpoint))
         .trigger(availableNow=True)

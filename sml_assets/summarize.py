@@ -17,11 +17,10 @@ refused with what to do: stored counts cannot be re-cut into other windows.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
-import shutil
 import tempfile
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,8 +37,9 @@ from sml_assets.logs_stream import (
     translate_stream_error,
 )
 from sml_assets.resources.kafka import KafkaResource
-from sml_assets.resources.spark import SparkResource
+from sml_assets.resources.spark import SparkResource, is_remote
 from sml_assets.resources.storage import LocalStorage
+from sml_assets.run_lease import RunLease, clear, dead_runs, live_runs, take_lease
 from sml_assets.spark_storage import StoragePath
 from sml_assets.windows import (
     BatchUpdate,
@@ -68,6 +68,10 @@ class LogSummaryReport:
     rebuilt: bool
     csv_path: Path
     rejects_dir: StoragePath
+    orphans_stopped: list[str] = field(default_factory=list)
+    """Queries of killed runs stopped in the Spark Connect server before this run's query."""
+    journals_removed: int = 0
+    """Batch journals of killed runs removed at the start."""
 
 
 def state_path(storage: LocalStorage) -> Path:
@@ -142,7 +146,49 @@ class SummaryMerger:
 def summarize_logs(
     kafka: KafkaResource, spark: SparkResource, storage: LocalStorage, log: logging.Logger
 ) -> LogSummaryReport:
-    """Process the logs that arrived since the last run (availableNow), merge, write the CSV."""
+    """Process the logs that arrived since the last run (availableNow), merge, write the CSV.
+
+    First, under this run's lease, what killed runs left is cleared (`clean_up_after_killed_runs`),
+    before the stored summary is read: an orphan query would otherwise merge behind this run's back."""
+    state = state_path(storage)
+    lease = take_lease(state.parent)
+    try:
+        orphans, journals = clean_up_after_killed_runs(spark, lease, log)
+        report = _summarize(kafka, spark, storage, log, lease)
+    finally:
+        lease.release()
+    return dataclasses.replace(report, orphans_stopped=orphans, journals_removed=journals)
+
+
+def clean_up_after_killed_runs(spark: SparkResource, lease: RunLease, log: logging.Logger) -> tuple[list[str], int]:
+    """Stop the queries killed runs left in the Spark Connect server, then remove their journals.
+
+    Only runs that are gone are touched (their lease is unlocked); a live run's lease, query and
+    journal are left alone. Without SML_SPARK_REMOTE a killed run's Spark died with it: only the
+    journals are left to remove."""
+    folder = lease.path.parent
+    for other in live_runs(folder, lease.token):
+        log.warning(f"another log_summary run is live (it holds {other}): its query and journal are left alone")
+    dead = dead_runs(folder, own=lease.token)
+    stopped: list[str] = []
+    if spark.remote and any(run.session_id for run in dead):
+        from sml_assets.orphans import stop_orphans
+
+        stopped = stop_orphans(spark.remote, dead)
+        if stopped:
+            log.warning(
+                f"stopped {len(stopped)} query(ies) that killed log_summary runs left running in the Spark "
+                f"Connect server at {spark.remote}: {', '.join(stopped)}"
+            )
+    removed = clear(folder, dead)
+    if removed:
+        log.info(f"removed {removed} batch journal(s) of killed runs from {folder}")
+    return stopped, removed
+
+
+def _summarize(
+    kafka: KafkaResource, spark: SparkResource, storage: LocalStorage, log: logging.Logger, lease: RunLease
+) -> LogSummaryReport:
     paths = stream_paths(storage)
     state = state_path(storage)
     before = load_summary(state)
@@ -174,7 +220,7 @@ def summarize_logs(
     if run is not None:
         log.info(f"nothing new in {kafka.logs_topic} since the checkpoint's last committed batch: Spark not started")
     else:
-        run = _run_stream(kafka, spark, paths, checkpoint, merger, topic_id)
+        run = _run_stream(kafka, spark, paths, checkpoint, merger, topic_id, lease)
         merger.adopt(run.answers)
     write_atomically(storage.summary_csv, render_csv(rows(merger.summary)))
     return LogSummaryReport(
@@ -195,27 +241,30 @@ def _run_stream(
     checkpoint: Checkpoint,
     merger: SummaryMerger,
     topic_id: str,
+    lease: RunLease,
 ) -> StreamRun:
     """The Spark query, its "offsets went backwards" errors translated into the fix to run.
 
     The batch journal (used over Spark Connect) sits beside the stored summary, which the server's
-    worker writes too, and lives for this run only."""
-    journal = merger.path.parent / f".batches-{uuid.uuid4().hex}"
+    worker writes too, and lives as long as the run's lease; over Connect the lease records the
+    session id before the query starts."""
+    session = spark.session()
+    if is_remote(session):
+        lease.record(session.session_id)  # pyright: ignore[reportAttributeAccessIssue]
     try:
         return run_log_summary_stream(
-            spark.session(),
+            session,
             kafka.spark_source_options(),
             kafka.logs_topic,
             paths,
             checkpoint,
             merger,
-            journal,
+            lease.journal,
             max_skew_s=kafka.max_clock_skew_s,
+            run_token=lease.token,
         )
     except Exception as error:
         translated = translate_stream_error(error, kafka.logs_topic, topic_id, paths)
         if translated is None:
             raise
         raise translated from None
-    finally:
-        shutil.rmtree(journal, ignore_errors=True)

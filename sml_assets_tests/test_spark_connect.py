@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import random
 import shutil
+import signal
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -23,9 +25,10 @@ import pytest
 from dagster import materialize
 
 from sml_assets.assets import logs
+from sml_assets.logs_stream import CHECKPOINT_DIR, SUMMARY_DIR
 from sml_assets.resources.spark import SparkResource
 from sml_assets_tests.conftest import REPO_ROOT, TEST_PREFIX
-from sml_assets_tests.faults import devstack_module, free_port
+from sml_assets_tests.faults import devstack_module, free_port, wait_until
 from sml_assets_tests.helpers import produce
 from sml_assets_tests.test_spark_cluster import (
     T0,
@@ -62,6 +65,33 @@ def connect_server(stack: None, tmp_path_factory: pytest.TempPathFactory) -> Ite
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class ConnectCase:
+    """One test's topic, its run environment over the module's Connect server and folder, and the
+    local[2] reference resources on the same topic."""
+
+    topic: str
+    env: dict[str, str]
+    data: Path
+    local: dict[str, Any]
+
+
+@pytest.fixture
+def connect_case(
+    connect_server: Any,
+    new_topic: Callable[..., str],
+    kafka_bootstrap: str,
+    spark_jars_dir: Path,
+    spark_resource: SparkResource,
+    tmp_path: Path,
+) -> ConnectCase:
+    topic, data = new_topic(partitions=2), tmp_path / "connect"
+    env = run_env(
+        topic, data, kafka_bootstrap, SML_SPARK_REMOTE=connect_server.url, SML_SPARK_JARS_DIR=str(spark_jars_dir)
+    )
+    return ConnectCase(topic, env, data, local_reference(kafka_bootstrap, topic, spark_resource, tmp_path / "local"))
+
+
 def test_an_unreachable_connect_server_fails_the_run_within_seconds_naming_the_setting(
     new_topic: Callable[..., str], kafka_bootstrap: str, spark_jars_dir: Path, tmp_path: Path
 ) -> None:
@@ -77,24 +107,11 @@ def test_an_unreachable_connect_server_fails_the_run_within_seconds_naming_the_s
 
 @pytest.mark.cluster
 def test_log_summary_over_spark_connect_equals_local_across_two_runs(
-    connect_server: Any,
-    new_topic: Callable[..., str],
-    kafka_bootstrap: str,
-    spark_jars_dir: Path,
-    spark_resource: SparkResource,
-    tmp_path: Path,
+    connect_case: ConnectCase, kafka_bootstrap: str
 ) -> None:
-    topic = new_topic(partitions=2)
-    env = run_env(
-        topic,
-        tmp_path / "connect",
-        kafka_bootstrap,
-        SML_SPARK_REMOTE=connect_server.url,
-        SML_SPARK_JARS_DIR=str(spark_jars_dir),
-    )
-    local_resources = local_reference(kafka_bootstrap, topic, spark_resource, tmp_path / "local")
+    topic, env, local_resources = connect_case.topic, connect_case.env, connect_case.local
     local = local_resources["storage"]
-    connect_csv = tmp_path / "connect" / local.summary_file
+    connect_csv = connect_case.data / local.summary_file
     rng = random.Random(15)
     for first in (T0, T0 + timedelta(minutes=30)):
         produce(kafka_bootstrap, topic, lines(rng, first, 400))
@@ -103,6 +120,37 @@ def test_log_summary_over_spark_connect_equals_local_across_two_runs(
         assert finish(start_run(env)) == (0, "")
         print(f"run over Spark Connect (new process): {time.monotonic() - started:.1f} s")
         assert connect_csv.read_text() == local.summary_csv.read_text()
-    rejects = tmp_path / "connect" / "log_summary" / "rejects"
+    rejects = connect_case.data / "log_summary" / "rejects"
     assert sorted(p.name for p in rejects.iterdir()) == ["batch_id=0", "batch_id=1"]
-    assert not list((tmp_path / "connect" / "log_summary").glob(".batches-*")), "the batch journal was left behind"
+    assert not list((connect_case.data / "log_summary").glob(".batches-*")), "the batch journal was left behind"
+
+
+@pytest.mark.cluster
+def test_a_run_killed_over_spark_connect_leaves_no_orphan_query_no_journal_and_the_next_run_equals_local(
+    connect_case: ConnectCase, kafka_bootstrap: str
+) -> None:
+    env, data, local_resources = connect_case.env, connect_case.data, connect_case.local
+    produce(kafka_bootstrap, connect_case.topic, lines(random.Random(16), T0, 30_000))
+    assert materialize([logs.log_summary], resources=local_resources).success
+
+    victim = start_run(env)
+    planned = data / CHECKPOINT_DIR / "windows" / "offsets" / "0"
+    try:
+        wait_until(lambda: planned.exists() or victim.poll() is not None, 180, f"batch 0 planned ({planned})")
+    finally:
+        victim.kill()
+        victim.communicate(timeout=60)
+    assert victim.returncode == -signal.SIGKILL, f"the run ended by itself (exit {victim.returncode}) before the kill"
+    summary_dir = data / SUMMARY_DIR
+    [lease] = summary_dir.glob(".batches-*.lease")
+    token = lease.name.removeprefix(".batches-").removesuffix(".lease")
+
+    rerun = start_run(env)
+    output, _ = rerun.communicate(timeout=300)
+    print(output[-4000:])
+    assert rerun.returncode == 0
+    stopped = [line for line in output.splitlines() if "killed log_summary runs left running" in line]
+    assert stopped and f"_{token[:8]}" in stopped[0], "the killed run's query was not stopped before the new one"
+    local = local_resources["storage"]
+    assert (data / local.summary_file).read_text() == local.summary_csv.read_text()
+    assert not list(summary_dir.glob(".batches-*")), "a batch journal or lease was left behind"

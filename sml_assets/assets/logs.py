@@ -103,6 +103,8 @@ def run_metadata(report: LogSummaryReport) -> dict[str, MetadataValue]:
         "watermark": MetadataValue.text("none yet" if watermark is None else watermark.strftime("%Y-%m-%dT%H:%M:%SZ")),
         "checkpoint_id": MetadataValue.text(run.checkpoint_id),
         "checkpoint_rebuilt": MetadataValue.bool(report.rebuilt),
+        "orphan_queries_stopped": MetadataValue.json(report.orphans_stopped),
+        "journals_of_killed_runs_removed": MetadataValue.int(report.journals_removed),
         "path": MetadataValue.path(str(report.csv_path)),
         "rejects_path": MetadataValue.path(str(report.rejects_dir)),
         "preview": MetadataValue.md(preview_markdown(summary_rows)),

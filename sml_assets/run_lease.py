@@ -1,0 +1,137 @@
+"""A log_summary run's lease beside the summary state: which runs are alive, what killed ones left.
+
+Each run holds an exclusive `flock` on `.batches-<token>.lease` for its whole life; the kernel drops
+it when the process dies, SIGKILL included. Over Spark Connect the lease also records the run's
+session id: a killed run's query lives on in that session on the server (an orphan), and the next
+run reattaches to it to stop the query (`sml_assets.orphans`). The run's batch journal is
+`.batches-<token>/`. A lease whose lock can be taken, or a journal without a lease, belongs to a run
+that is gone; a held lease belongs to a live run, whose files are never touched.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+JOURNAL_PREFIX = ".batches-"
+LEASE_SUFFIX = ".lease"
+
+
+@dataclass
+class RunLease:
+    """This run's lease, held until `release`."""
+
+    token: str
+    path: Path
+    handle: IO[str]
+
+    @property
+    def journal(self) -> Path:
+        return self.path.parent / f"{JOURNAL_PREFIX}{self.token}"
+
+    def record(self, session_id: str) -> None:
+        """Write the Spark Connect session id before the query starts, so a next run can find it."""
+        self.handle.seek(0)
+        self.handle.truncate()
+        self.handle.write(json.dumps({"pid": os.getpid(), "session_id": session_id}) + "\n")
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+
+    def release(self) -> None:
+        """Remove the journal, then the lease (a journal never outlives its lease while the run lives)."""
+        shutil.rmtree(self.journal, ignore_errors=True)
+        self.path.unlink(missing_ok=True)
+        self.handle.close()
+
+
+@dataclass(frozen=True)
+class DeadRun:
+    """What a run that is gone left: its lease (None when only the journal is left), its session id."""
+
+    token: str
+    lease: Path | None
+    session_id: str | None
+
+    def journal(self, folder: Path) -> Path:
+        return folder / f"{JOURNAL_PREFIX}{self.token}"
+
+
+def take_lease(folder: Path) -> RunLease:
+    """Create and lock this run's lease; it is locked under a temporary name first, then renamed, so
+    no other run ever sees it unlocked."""
+    folder.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex
+    temporary = folder / f".lease-{token}.tmp"
+    handle = temporary.open("w", encoding="utf-8")
+    fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+    final = folder / f"{JOURNAL_PREFIX}{token}{LEASE_SUFFIX}"
+    temporary.replace(final)
+    return RunLease(token=token, path=final, handle=handle)
+
+
+def _session_of_dead(lease: Path) -> tuple[bool, str | None]:
+    """(dead, session id): dead when the lease's lock can be taken (its run is gone)."""
+    try:
+        with lease.open("r", encoding="utf-8") as handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False, None
+            text = handle.read().strip()
+    except FileNotFoundError:
+        return True, None
+    try:
+        session = json.loads(text).get("session_id") if text else None
+    except ValueError:
+        session = None
+    return True, session if isinstance(session, str) else None
+
+
+def dead_runs(folder: Path, own: str | None = None) -> list[DeadRun]:
+    """The runs that are gone but left a lease or a journal in `folder` (never `own`, this run's token)."""
+    if not folder.is_dir():
+        return []
+    found: dict[str, DeadRun] = {}
+    live: set[str] = set()
+    for lease in folder.glob(f"{JOURNAL_PREFIX}*{LEASE_SUFFIX}"):
+        token = lease.name.removeprefix(JOURNAL_PREFIX).removesuffix(LEASE_SUFFIX)
+        if token == own:
+            continue
+        dead, session = _session_of_dead(lease)
+        if dead:
+            found[token] = DeadRun(token=token, lease=lease, session_id=session)
+        else:
+            live.add(token)
+    for journal in folder.glob(f"{JOURNAL_PREFIX}*"):
+        token = journal.name.removeprefix(JOURNAL_PREFIX)
+        if journal.is_dir() and token not in found and token not in live and token != own:
+            found[token] = DeadRun(token=token, lease=None, session_id=None)
+    return sorted(found.values(), key=lambda run: run.token)
+
+
+def live_runs(folder: Path, own: str) -> list[Path]:
+    """Leases held by other live runs in `folder`."""
+    return [
+        lease
+        for lease in folder.glob(f"{JOURNAL_PREFIX}*{LEASE_SUFFIX}")
+        if lease.name != f"{JOURNAL_PREFIX}{own}{LEASE_SUFFIX}" and not _session_of_dead(lease)[0]
+    ]
+
+
+def clear(folder: Path, runs: list[DeadRun]) -> int:
+    """Remove what the dead runs left (journal, then lease); the number of journals removed."""
+    removed = 0
+    for run in runs:
+        journal = run.journal(folder)
+        if journal.is_dir():
+            shutil.rmtree(journal, ignore_errors=True)
+            removed += 1
+        if run.lease is not None:
+            run.lease.unlink(missing_ok=True)
+    return removed
