@@ -533,6 +533,10 @@ def caught_up(
     )
 
 
+QUERY_PREFIX = "log_summary_"
+"""Every log_summary query's name starts so (`sml_assets.orphans` stops a killed run's by it)."""
+
+
 def run_log_summary_stream(
     spark: SparkSession,
     kafka_options: Mapping[str, str],
@@ -570,7 +574,7 @@ def run_log_summary_stream(
             seen.append((counts, answer))
 
     query = (
-        parsed.writeStream.queryName(f"log_summary_{checkpoint.checkpoint_id[:8]}_{run_token[:8]}".rstrip("_"))
+        parsed.writeStream.queryName(f"{QUERY_PREFIX}{checkpoint.checkpoint_id[:8]}_{run_token[:8]}".rstrip("_"))
         .foreachBatch(each_batch)
         .option("checkpointLocation", str(paths.windows_checkpoint))
         .trigger(availableNow=True)

@@ -13,10 +13,10 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
+from sml_assets.logs_stream import QUERY_PREFIX
 from sml_assets.resources.spark import REMOTE_VARIABLE
 from sml_assets.run_lease import DeadRun
 
-QUERY_PREFIX = "log_summary_"
 STOP_DEADLINE_S = 60.0
 
 
