@@ -21,6 +21,8 @@ from typing import IO
 
 JOURNAL_PREFIX = ".batches-"
 LEASE_SUFFIX = ".lease"
+TEMPORARY_PREFIX = ".lease-"
+TEMPORARY_SUFFIX = ".tmp"
 
 
 @dataclass
@@ -67,7 +69,7 @@ def take_lease(folder: Path) -> RunLease:
     no other run ever sees it unlocked."""
     folder.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex
-    temporary = folder / f".lease-{token}.tmp"
+    temporary = folder / f"{TEMPORARY_PREFIX}{token}{TEMPORARY_SUFFIX}"
     handle = temporary.open("w", encoding="utf-8")
     fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
     final = folder / f"{JOURNAL_PREFIX}{token}{LEASE_SUFFIX}"
@@ -94,11 +96,18 @@ def _session_of_dead(lease: Path) -> tuple[bool, str | None]:
 
 
 def dead_runs(folder: Path, own: str | None = None) -> list[DeadRun]:
-    """The runs that are gone but left a lease or a journal in `folder` (never `own`, this run's token)."""
+    """The runs that are gone but left a lease or a journal in `folder` (never `own`, this run's token).
+
+    A run killed between locking its lease and renaming it into place leaves it under its temporary
+    name, unlocked: such a lease is gone too (it never recorded a session; no journal was made yet)."""
     if not folder.is_dir():
         return []
     found: dict[str, DeadRun] = {}
     live: set[str] = set()
+    for temporary in folder.glob(f"{TEMPORARY_PREFIX}*{TEMPORARY_SUFFIX}"):
+        token = temporary.name.removeprefix(TEMPORARY_PREFIX).removesuffix(TEMPORARY_SUFFIX)
+        if token != own and _session_of_dead(temporary)[0]:
+            found[token] = DeadRun(token=token, lease=temporary, session_id=None)
     for lease in folder.glob(f"{JOURNAL_PREFIX}*{LEASE_SUFFIX}"):
         token = lease.name.removeprefix(JOURNAL_PREFIX).removesuffix(LEASE_SUFFIX)
         if token == own:

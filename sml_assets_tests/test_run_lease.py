@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sml_assets.run_lease import clear, dead_runs, live_runs, take_lease
+from sml_assets.run_lease import DeadRun, clear, dead_runs, live_runs, take_lease
 from sml_assets_tests.conftest import REPO_ROOT
 from sml_assets_tests.faults import wait_until
 
@@ -23,6 +23,16 @@ lease.journal.mkdir()
 print(lease.token, flush=True)
 time.sleep(600)
 """
+
+KILLED_BEFORE_THE_RENAME = """
+import fcntl, sys, time
+from pathlib import Path
+handle = (Path(sys.argv[1]) / ".lease-0123abcd.tmp").open("w")
+fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(600)
+"""
+"""What `take_lease` has done when a kill lands between locking the lease and renaming it into place."""
 
 
 def test_a_held_lease_is_live_and_is_never_cleared(tmp_path: Path) -> None:
@@ -61,6 +71,27 @@ def test_what_a_sigkilled_run_left_is_found_with_its_session_and_cleared(tmp_pat
             assert sorted(path.name for path in tmp_path.iterdir()) == [mine.path.name]
         finally:
             mine.release()
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+
+
+def test_a_lease_left_under_its_temporary_name_is_cleared_once_its_run_is_gone(tmp_path: Path) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", KILLED_BEFORE_THE_RENAME, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "locked", f"the lease holder exited with {holder.wait()}"
+        assert dead_runs(tmp_path) == [], "a lease still being taken is not a dead run's"
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        temporary = tmp_path / ".lease-0123abcd.tmp"
+        found = wait_until(lambda: dead_runs(tmp_path), 10, "the kernel dropped the killed run's flock")
+        assert found == [DeadRun(token="0123abcd", lease=temporary, session_id=None)]
+        assert clear(tmp_path, found) == 0, "there was no journal to remove"
+        assert list(tmp_path.iterdir()) == []
     finally:
         if holder.poll() is None:
             holder.kill()
