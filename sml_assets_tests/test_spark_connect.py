@@ -30,6 +30,7 @@ from sml_assets.resources.spark import SparkResource
 from sml_assets_tests.conftest import REPO_ROOT, TEST_PREFIX
 from sml_assets_tests.faults import devstack_module, free_port, wait_until
 from sml_assets_tests.helpers import produce
+from sml_assets_tests.test_crash_safety import LOG_MILESTONES, linger
 from sml_assets_tests.test_spark_cluster import (
     T0,
     failed_log_summary,
@@ -154,3 +155,45 @@ def test_a_run_killed_over_spark_connect_leaves_no_orphan_query_no_journal_and_t
     local = local_resources["storage"]
     assert (data / local.summary_file).read_text() == local.summary_csv.read_text()
     assert not list(summary_dir.glob(".batches-*")), "a batch journal or lease was left behind"
+
+
+def kill_at(env: dict[str, str], data: Path, milestone: str, rng: random.Random) -> int:
+    """Start a run over Connect (`env`, writing to `data`), SIGKILL it at `milestone`; its exit code."""
+    reached = LOG_MILESTONES[milestone]
+    victim = start_run(env)
+    try:
+        wait_until(lambda: reached(data) or victim.poll() is not None, 180, f"over Connect: {milestone}")
+        linger(rng.uniform(0.0, 0.3))
+    finally:
+        victim.kill()
+        victim.communicate(timeout=60)
+    return victim.returncode
+
+
+LATER_MILESTONES = [
+    pytest.param(milestone, marks=[] if milestone == "summary state written" else [pytest.mark.stress])
+    for milestone in LOG_MILESTONES
+    if milestone not in ("during start-up", "batch 0 planned")
+]
+"""The crash trials' milestones after start-up, but batch 0 planned (the test above): the merge
+in the middle by default, every one with `make stress`."""
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("milestone", LATER_MILESTONES)
+def test_a_run_killed_over_spark_connect_at_a_milestone_is_made_whole_by_the_next_run(
+    milestone: str, connect_case: ConnectCase, kafka_bootstrap: str
+) -> None:
+    """A crash trial of test_crash_safety over Connect: a run killed at `milestone`, then rerun, gives
+    the CSV of one uninterrupted local run and leaves no journal or lease."""
+    topic, data, local_resources = connect_case.topic, connect_case.data, connect_case.local
+    rng = random.Random(f"connect {milestone}")
+    produce(kafka_bootstrap, topic, lines(rng, T0, 5_000))
+    assert materialize([logs.log_summary], resources=local_resources).success
+    exit_code = kill_at(connect_case.env, data, milestone, rng)
+    assert exit_code in (0, -signal.SIGKILL), f"the run failed by itself (exit {exit_code})"
+    print(f"over Connect: killed at '{milestone}' (exit {exit_code})")
+    assert finish(start_run(connect_case.env)) == (0, "")
+    local = local_resources["storage"]
+    assert (data / local.summary_file).read_text() == local.summary_csv.read_text()
+    assert not list((data / SUMMARY_DIR).glob(".batches-*")), "a batch journal or lease was left behind"
