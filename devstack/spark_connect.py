@@ -66,6 +66,7 @@ class SparkConnect:
                 "spark.connect.grpc.binding.address": "127.0.0.1",
                 "spark.connect.grpc.binding.port": str(self.port),
                 "spark.ui.enabled": "false",
+                "spark.log.level": "WARN",
                 "spark.sql.shuffle.partitions": str(self.cores),
                 "spark.sql.session.timeZone": "UTC",
                 "spark.sql.legacy.timeParserPolicy": "CORRECTED",

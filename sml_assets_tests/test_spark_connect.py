@@ -108,7 +108,7 @@ def test_an_unreachable_connect_server_fails_the_run_within_seconds_naming_the_s
 
 @pytest.mark.cluster
 def test_log_summary_over_spark_connect_equals_local_across_two_runs(
-    connect_case: ConnectCase, kafka_bootstrap: str
+    connect_server: Any, connect_case: ConnectCase, kafka_bootstrap: str
 ) -> None:
     topic, env, local_resources = connect_case.topic, connect_case.env, connect_case.local
     local = local_resources["storage"]
@@ -121,6 +121,10 @@ def test_log_summary_over_spark_connect_equals_local_across_two_runs(
         assert finish(start_run(env)) == (0, "")
         print(f"run over Spark Connect (new process): {time.monotonic() - started:.1f} s")
         assert connect_csv.read_text() == local.summary_csv.read_text()
+    server_log = connect_server.daemon.logfile.read_text()
+    assert "INFO MicroBatchExecution" not in server_log, (
+        "the server logs each batch at INFO: spark.log.level is not WARN"
+    )
     rejects = connect_case.data / "log_summary" / "rejects"
     assert sorted(p.name for p in rejects.iterdir()) == ["batch_id=0", "batch_id=1"]
     assert not list((connect_case.data / "log_summary").glob(".batches-*")), "the batch journal was left behind"

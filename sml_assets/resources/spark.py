@@ -70,7 +70,8 @@ class SparkResource(ConfigurableResource):
     remote: str | None = None
     """A Spark Connect URL (`sc://host:15002`, SML_SPARK_REMOTE): the run's process then talks to a
     long-lived Spark server instead of starting one (seconds of start-up saved per run); `master`,
-    `jars_dir` and the memory settings are then the server's business. None or "": in-process Spark."""
+    `jars_dir`, the memory settings and `log_level` are then the server's business (log4j is per
+    JVM: the stack starts its server with `spark.log.level=WARN`). None or "": in-process Spark."""
 
     def jars(self) -> list[Path]:
         """Every jar in `jars_dir`, or an error saying how to fetch them."""
