@@ -133,7 +133,7 @@ def _sqlite_tuples(connection: Connection, table: Table, rows: MetricColumns, st
 def _sqlite_times(event_time_us: np.ndarray) -> list[str]:
     """Epoch microseconds as SQLAlchemy's SQLite DateTime text, '2026-11-25 16:00:03.250000'.
 
-    Arrow's strftime costs about 2 us a value, a quarter of a SQLite chunk's write; a chunk spans a
+    Arrow's strftime costs about 2 us a value, a fifth of a SQLite chunk's write; a chunk spans a
     few seconds, so each distinct second is formatted once and joined with its six-digit fraction.
     """
     seconds, micros = np.divmod(np.asarray(event_time_us, np.int64), 1_000_000)
