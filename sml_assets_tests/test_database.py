@@ -298,3 +298,15 @@ def test_postgres_column_types_are_timestamptz_and_bigint(postgres_db: MetricsDa
         ).scalar_one()
     engine.dispose()
     assert data_type == "timestamp with time zone"
+
+
+def test_a_sqlite_file_is_written_through_a_write_ahead_log_and_memory_is_left_alone(
+    sqlite_db: MetricsDatabase,
+) -> None:
+    with sqlite_db.transaction() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar_one() == 1  # NORMAL
+    in_memory = MetricsDatabase(url="sqlite://")
+    with in_memory.transaction() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "memory"
+    in_memory.engine().dispose()

@@ -33,9 +33,9 @@ _PG_EPOCH_US = 946_684_800_000_000
 """2000-01-01T00:00:00Z in Unix epoch microseconds: PostgreSQL's binary timestamps count from there."""
 _PG_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 _PG_TRAILER = b"\xff\xff"
-_SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
-"""On microsecond timestamps Arrow's %S carries the fraction: '2026-11-25 16:00:03.250000', which is
-exactly what SQLAlchemy's SQLite DateTime stores."""
+_SQLITE_SECOND_FORMAT = "%Y-%m-%d %H:%M:%S."
+"""On second timestamps Arrow's %S has no fraction; the six digits of microseconds follow the dot,
+which is exactly what SQLAlchemy's SQLite DateTime stores."""
 
 
 def write_metrics(connection: Connection, table: Table, rows: MetricColumns, stamps: Mapping[str, Any]) -> None:
@@ -122,13 +122,25 @@ def _sqlite_tuples(connection: Connection, table: Table, rows: MetricColumns, st
     for name, value in stamps.items():
         process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
         constants[name] = process(value) if process else value
-    times = pc.strftime(pa.array(rows.event_time_us, pa.int64()).cast(pa.timestamp("us")), _SQLITE_TIME_FORMAT)
-    fields = {**_fields(rows), "event_time": times.to_pylist(), **constants}
+    fields = {**_fields(rows), "event_time": _sqlite_times(rows.event_time_us), **constants}
     compiled = insert(table).compile(dialect=dialect, column_keys=list(fields))
     names = list(compiled.positiontup or fields)
     columns = [_as_list(fields[name], len(rows)) for name in names]
     with _dbapi_cursor(connection, compiled.string) as cursor:
         cursor.executemany(compiled.string, zip(*columns, strict=True))
+
+
+def _sqlite_times(event_time_us: np.ndarray) -> list[str]:
+    """Epoch microseconds as SQLAlchemy's SQLite DateTime text, '2026-11-25 16:00:03.250000'.
+
+    Arrow's strftime costs about 2 us a value, a fifth of a SQLite chunk's write; a chunk spans a
+    few seconds, so each distinct second is formatted once and joined with its six-digit fraction.
+    """
+    seconds, micros = np.divmod(np.asarray(event_time_us, np.int64), 1_000_000)
+    distinct, which = np.unique(seconds, return_inverse=True)
+    heads = pc.strftime(pa.array(distinct, pa.int64()).cast(pa.timestamp("s")), _SQLITE_SECOND_FORMAT)
+    fractions = pc.utf8_lpad(pa.array(micros, pa.int64()).cast(pa.string()), 6, "0")
+    return pc.binary_join_element_wise(pc.take(heads, pa.array(which)), fractions, "").to_pylist()
 
 
 def _as_list(values: Any, count: int) -> list[Any]:

@@ -123,6 +123,24 @@ def engine_options(url: URL, connect_timeout_s: float) -> dict[str, Any]:
     return options
 
 
+def is_sqlite_file(url: URL) -> bool:
+    """A SQLite database in a file (not in memory): the only kind a journal mode applies to."""
+    return url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
+
+
+def _sqlite_write_ahead_log(dbapi_connection: Any, _record: Any) -> None:
+    """Write-ahead log, synced at checkpoints: a chunk's commit appends to the log instead of
+    rewriting pages and syncing twice (about 1.4x the rows/s in benchmarks/bench_ingest.py). A killed
+    process loses nothing committed; a power cut may roll back the last chunks, rows and offsets
+    together, so their messages are read again (RELIABILITY.md)."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cursor.close()
+
+
 @dataclass(frozen=True)
 class OffsetAdvance:
     """Move one partition's stored offset from `expected` (None: no row yet) to `next_offset`."""
@@ -161,7 +179,7 @@ class MetricsDatabase(ConfigurableResource):
 
     def engine(self) -> Engine:
         """The engine, built on first use (no connection at import or definition time)."""
-        from sqlalchemy import create_engine, make_url
+        from sqlalchemy import create_engine, event, make_url
         from sqlalchemy import exc as sa_exc
 
         if self._db_engine is None:
@@ -172,15 +190,18 @@ class MetricsDatabase(ConfigurableResource):
                     f"{URL_VARIABLE} is not a valid SQLAlchemy URL (value hidden: it may hold a password); "
                     "expected e.g. 'postgresql+psycopg://user:password@host:5432/db' or 'sqlite:///path/sml.db'"
                 ) from None
-            if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            if is_sqlite_file(url) and url.database:
                 Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
             try:
-                self._db_engine = create_engine(url, **engine_options(url, self.connect_timeout_s))
+                engine = create_engine(url, **engine_options(url, self.connect_timeout_s))
             except (ImportError, sa_exc.NoSuchModuleError) as error:
                 raise DatabaseUnavailableError(
                     f"{URL_VARIABLE}={self.masked_url}: the database driver could not be loaded ({error}); "
                     "install it (for mssql+pyodbc: unixODBC and Microsoft's 'ODBC Driver 18 for SQL Server')"
                 ) from None
+            if is_sqlite_file(url):
+                event.listen(engine, "connect", _sqlite_write_ahead_log)
+            self._db_engine = engine
         return self._db_engine
 
     @contextmanager
