@@ -11,10 +11,10 @@ aggregation gives the window counts, the rejects per reason and the line counts.
   `sml_assets.windows.merge_increments` applies the 10-minute watermark exactly as Spark's stateful
   aggregation would, with the query's state kept in the stored summary.
 
-Parsing uses Spark SQL functions only (no Python UDFs) and mirrors `sml_assets.parsing.parse_log_line`
-followed by `sml_assets.parsing.skew_reason`: a line dated ahead of its record timestamp or of the
-clock by more than SML_MAX_CLOCK_SKEW is a reject, so it is never counted and never moves the
-watermark.
+Parsing is `sml_assets.log_batches` on Arrow batches in Spark's Python workers (`parse_log_line`'s
+verdicts, a vectorised path for the common line), then `sml_assets.parsing.skew_reason` in Spark SQL:
+a line dated ahead of its record timestamp or of the clock by more than SML_MAX_CLOCK_SKEW is a
+reject, so it is never counted and never moves the watermark.
 
 A run whose end offsets equal those of the checkpoint's newest committed batch has nothing to do:
 `caught_up` reports it without starting Spark at all.
@@ -50,23 +50,6 @@ if TYPE_CHECKING:
     import pandas as pd
     from pyspark.sql import Column, DataFrame, SparkSession
 
-HEAD_PATTERN = r"^(\S+) (\S+) (\S+) \[([^\]]*)\] (.*)$"
-RFC1123_PATTERN = (
-    r"^([A-Z][a-z]{2}), (\d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2}) (GMT|UTC|[+-](?:[01]\d|2[0-3])[0-5]\d)$"
-)
-"""As `sml_assets.parsing`: zone GMT, UTC or +hhmm/-hhmm; the weekday is checked on the date as
-written (parsed as if GMT), then a numeric zone is subtracted to give UTC."""
-REST_PATTERN = r"^([^ ]*) ([^ ]*) ([^ ]*) ([^ ]*)$"
-# Spark 3+ parsers reject 'E' (day of week), so the weekday is split off by the regex above,
-# the rest parsed with this pattern, and the weekday checked against the parsed time's day of week.
-SPARK_DATE_FORMAT = "dd MMM yyyy HH:mm:ss zzz"
-WEEKDAYS_FROM_SUNDAY = ("Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat")
-"""Spark's `dayofweek` numbering (1 = Sunday): comparing names through it is far cheaper than
-formatting each time with 'EEE', and gives the same answer."""
-JAVA_WHITESPACE = " \t\n\u000b\f\r"
-"""Java's regex whitespace class (space, tab, newline, vertical tab, form feed, carriage return):
-on valid UTF-8, `btrim` with these trims like the regex, without a regex scan of every line. Lines
-that are not UTF-8 keep the regex, which also replaces their bad bytes (the rejects file needs that)."""
 SKEW_KINDS = tuple(f"event time s ahead of {reference}" for reference in SKEW_REFERENCES)
 REJECT_KINDS = (
     "empty message (no value)",
@@ -326,96 +309,35 @@ def kafka_lines(spark: SparkSession, kafka_options: Mapping[str, str], topic: st
 
 
 def parse_lines(raw: DataFrame, max_skew_s: int = DEFAULT_MAX_CLOCK_SKEW_S, now: Column | None = None) -> DataFrame:
-    """Add `event_time`, `method`, `success` and `reject_reason` (null when the line is valid).
+    """Add `line`, `event_time`, `method`, `success` and `reject_reason` (null when the line is valid).
 
-    The checks and their order follow `parse_log_line`, then `skew_reason` against the
-    `kafka_timestamp` column (when there is one) and `now` (default: the micro-batch's time, which
-    Spark keeps in its offset log, so a replayed batch decides the same); the first failing one
-    names the reason.
-    Each step is a projection of its own, so every regex runs once per line: inlined into one
-    expression, the reason's chain re-evaluated them up to ten times (benchmarks/bench_logs.py).
+    `sml_assets.log_batches` parses each Arrow batch of `value`s (`mapInArrow`, in Spark's Python
+    workers: `parse_log_line`'s verdicts, with a vectorised path for the common line); then the skew
+    rule (`skew_reason`) against the `kafka_timestamp` column (when there is one) and `now`
+    (default: the micro-batch's time, which Spark keeps in its offset log, so a replayed batch
+    decides the same), in Spark SQL. The first failing check names the reason, by kind.
     """
     from pyspark.sql import functions as F
+    from pyspark.sql.pandas.types import from_arrow_type
+    from pyspark.sql.types import StructField, StructType
 
-    text = F.col("value").cast("string")
-    checked = raw.select("*", F.is_valid_utf8(text).alias("_sml_utf8"))
-    utf8 = F.col("_sml_utf8")
-    trimmed = checked.select(
-        "*",
-        F.when(utf8, F.btrim(text, F.lit(JAVA_WHITESPACE)))
-        .otherwise(F.regexp_replace(text, r"^\s+|\s+$", ""))
-        .alias("line"),
-    )
-    line = F.col("line")
-    split = trimmed.select(
-        "*",
-        line.rlike(HEAD_PATTERN).alias("_sml_head_ok"),
-        F.regexp_extract(line, HEAD_PATTERN, 4).alias("_sml_date"),
-        F.regexp_extract(line, HEAD_PATTERN, 5).alias("_sml_rest"),
-    )
-    date_text, rest = F.col("_sml_date"), F.col("_sml_rest")
-    dated = split.select(
-        "*",
-        date_text.rlike(RFC1123_PATTERN).alias("_sml_date_ok"),
-        F.regexp_extract(date_text, RFC1123_PATTERN, 1).alias("_sml_weekday"),
-        F.try_to_timestamp(
-            F.concat(F.regexp_extract(date_text, RFC1123_PATTERN, 2), F.lit(" GMT")), F.lit(SPARK_DATE_FORMAT)
-        ).alias("_sml_written_time"),
-        F.regexp_extract(date_text, RFC1123_PATTERN, 3).alias("_sml_zone"),
-    )
-    written, zone = F.col("_sml_written_time"), F.col("_sml_zone")
-    offset_s = F.when(zone.isin("GMT", "UTC"), F.lit(0)).otherwise(
-        F.when(F.substring(zone, 1, 1) == "-", F.lit(-1)).otherwise(F.lit(1))
-        * (F.substring(zone, 2, 2).try_cast("int") * 3600 + F.substring(zone, 4, 2).try_cast("int") * 60)
-    )
-    utc = F.when(offset_s == 0, written).otherwise(F.timestamp_seconds(F.unix_seconds(written) - offset_s))
-    fields = dated.select(
-        "*",
-        F.when(F.year(utc).between(1, 9999), utc).alias("event_time"),
-        rest.rlike(REST_PATTERN).alias("_sml_rest_ok"),
-        *(
-            F.regexp_extract(rest, REST_PATTERN, i).alias(name)
-            for i, name in ((1, "method"), (3, "_sml_status"), (4, "_sml_size"))
-        ),
-    )
-    event_time, method, status = F.col("event_time"), F.col("method"), F.col("_sml_status")
-    status_code = fields.select("*", F.when(status.rlike(r"^[0-9]{3}$"), status.cast("int")).alias("_sml_status_code"))
-    code = F.col("_sml_status_code")
+    from sml_assets.log_batches import PARSED_FIELDS, parse_batches
+
+    added = [StructField(field.name, from_arrow_type(field.type)) for field in PARSED_FIELDS]
+    parsed = raw.mapInArrow(parse_batches, StructType([*raw.schema.fields, *added]))
+    event_time = F.col("event_time")
     record = F.col("kafka_timestamp") if "kafka_timestamp" in raw.columns else F.lit(None).cast("timestamp")
     ahead_ms = [
         F.unix_millis(event_time) - F.unix_millis(moment)
         for moment in (record, F.current_timestamp() if now is None else now)
     ]
-    reason = (
-        F.when(F.col("value").isNull(), F.lit("empty message (no value)"))
-        .when(~utf8, F.lit("not UTF-8"))
-        .when(line == "", F.lit("empty message"))
-        .when(~F.col("_sml_head_ok"), F.lit("not an access-log line"))
-        .when(~F.col("_sml_date_ok"), F.lit("date is not RFC 1123"))
-        .when(written.isNull(), F.lit("date is not a valid time"))
-        .when(
-            F.element_at(F.array(*map(F.lit, WEEKDAYS_FROM_SUNDAY)), F.dayofweek(written)) != F.col("_sml_weekday"),
-            F.lit("date has the wrong weekday"),
-        )
-        .when(event_time.isNull(), F.lit("date is not a valid time"))
-        .when(~F.col("_sml_rest_ok"), F.lit("expected 'METHOD path status size' after the date"))
-        .when(~method.isin("GET", "POST"), F.lit("method is not GET or POST"))
-        .when(code.isNull() | ~code.between(100, 599), F.lit("status is not a 3-digit HTTP status"))
-        .when(~F.col("_sml_size").rlike(r"^[0-9]+$"), F.lit("size is not a whole number of bytes"))
-    )
+    reason = F.when(F.col("_sml_parse_reason").isNotNull(), F.col("_sml_parse_reason"))
     for ahead, reference in zip(ahead_ms, SKEW_REFERENCES):
         reason = reason.when(
             ahead > max_skew_s * 1000,
             F.concat(F.lit("event time "), F.floor(ahead / 1000).cast("string"), F.lit(f" s ahead of {reference}")),
         )
-    return status_code.select(
-        *raw.columns,
-        "line",
-        "event_time",
-        "method",
-        code.between(200, 299).alias("success"),
-        reason.alias("reject_reason"),
-    )
+    return parsed.select(*raw.columns, "line", "event_time", "method", "success", reason.alias("reject_reason"))
 
 
 @dataclass(frozen=True)

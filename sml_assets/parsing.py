@@ -41,8 +41,8 @@ _LOG_HEAD = re.compile(
 _INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
 """ASCII digits and spaces, as in the Java regexes Spark parses log lines with: Python's defaults take
 Arabic-Indic or full-width digits for numbers and NBSP for a separator, which Spark would not.
-Likewise `rest` stops at Java's line terminators, and a log line is trimmed of `_LINE_SPACE` only."""
-_LINE_SPACE = " \t\n\r\f\v\x85\u2028\u2029"
+Likewise `rest` stops at Java's line terminators, and a log line is trimmed of `LINE_SPACE` only."""
+LINE_SPACE = " \t\n\r\f\v\x85\u2028\u2029"
 """ASCII whitespace (Spark trims it) and the line terminators Java's `$` accepts at the end."""
 _PERCENT_TEXT = r"([0-9]{1,3}(?:\.[0-9]{1,6})?)"
 _PREVIEW = 40
@@ -159,7 +159,7 @@ def _seed_line(value: bytes | str, default_time: datetime) -> MetricRecord | Non
 def parse_log_line(line: bytes | str | None) -> LogRecord | DeadLetter:
     """Parse `10.0.0.7 - user42 [Wed, 25 Nov 2026 16:00:03 GMT] GET /files/report.pdf 200 5123`."""
     try:
-        text = _decode(line, _LINE_SPACE)
+        text = _decode(line, LINE_SPACE)
         head = _LOG_HEAD.fullmatch(text)
         if head is None:
             raise _Reject(

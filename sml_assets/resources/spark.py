@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -111,6 +112,7 @@ class SparkResource(ConfigurableResource):
         from dagster_pyspark import LazyPySparkResource
 
         ensure_java_home()
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         standalone = self.master.startswith("spark://")
         if standalone:
             check_master_answers(self.master)
