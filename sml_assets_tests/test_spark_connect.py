@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import shutil
 import signal
+import subprocess
 import sys
 import time
 import uuid
@@ -25,7 +26,7 @@ import pytest
 from dagster import materialize
 
 from sml_assets.assets import logs
-from sml_assets.logs_stream import CHECKPOINT_DIR, SUMMARY_DIR
+from sml_assets.logs_stream import SUMMARY_DIR
 from sml_assets.resources.spark import SparkResource
 from sml_assets_tests.conftest import REPO_ROOT, TEST_PREFIX
 from sml_assets_tests.faults import devstack_module, free_port, wait_until
@@ -131,34 +132,90 @@ def test_log_summary_over_spark_connect_equals_local_across_two_runs(
 
 
 @pytest.mark.cluster
-def test_a_run_killed_over_spark_connect_leaves_no_orphan_query_no_journal_and_the_next_run_equals_local(
+def test_a_run_killed_over_spark_connect_once_batch_0_is_planned_is_made_whole_by_the_next_run(
     connect_case: ConnectCase, kafka_bootstrap: str
 ) -> None:
+    """The killed run's query either still runs in the server when the next run starts (that run
+    stops it: the test below makes sure of that case) or has committed its batch by then; either
+    way the next run's CSV equals local[2]'s and no journal or lease is left."""
     env, data, local_resources = connect_case.env, connect_case.data, connect_case.local
     produce(kafka_bootstrap, connect_case.topic, lines(random.Random(16), T0, 30_000))
     assert materialize([logs.log_summary], resources=local_resources).success
-
-    victim = start_run(env)
-    planned = data / CHECKPOINT_DIR / "windows" / "offsets" / "0"
-    try:
-        wait_until(lambda: planned.exists() or victim.poll() is not None, 180, f"batch 0 planned ({planned})")
-    finally:
-        victim.kill()
-        victim.communicate(timeout=60)
-    assert victim.returncode == -signal.SIGKILL, f"the run ended by itself (exit {victim.returncode}) before the kill"
-    summary_dir = data / SUMMARY_DIR
-    [lease] = summary_dir.glob(".batches-*.lease")
-    token = lease.name.removeprefix(".batches-").removesuffix(".lease")
+    exit_code = kill_at(env, data, "batch 0 planned", random.Random(16))
+    assert exit_code == -signal.SIGKILL, f"the run ended by itself (exit {exit_code}) before the kill"
+    assert len(list((data / SUMMARY_DIR).glob(".batches-*.lease"))) == 1, "the killed run's lease is not there"
 
     rerun = start_run(env)
     output, _ = rerun.communicate(timeout=300)
     print(output[-4000:])
     assert rerun.returncode == 0
-    stopped = [line for line in output.splitlines() if "killed log_summary runs left running" in line]
-    assert stopped and f"_{token[:8]}" in stopped[0], "the killed run's query was not stopped before the new one"
+    stopped = any("killed log_summary runs left running" in line for line in output.splitlines())
+    print(f"the killed run's query was {'stopped by the next run' if stopped else 'over before the next run'}")
     local = local_resources["storage"]
     assert (data / local.summary_file).read_text() == local.summary_csv.read_text()
-    assert not list(summary_dir.glob(".batches-*")), "a batch journal or lease was left behind"
+    assert not list((data / SUMMARY_DIR).glob(".batches-*")), "a batch journal or lease was left behind"
+
+
+KILLED_RUN_WITH_A_ENDLESS_QUERY = """
+import sys, time
+from pathlib import Path
+from pyspark.sql import SparkSession
+from sml_assets.logs_stream import QUERY_PREFIX
+from sml_assets.run_lease import take_lease
+spark = SparkSession.builder.remote(sys.argv[1]).getOrCreate()
+lease = take_lease(Path(sys.argv[2]))
+lease.record(spark.session_id)
+rate = spark.readStream.format("rate").option("rowsPerSecond", 1).load()
+query = rate.writeStream.format("noop").queryName(f"{QUERY_PREFIX}endless_{lease.token[:8]}").start()
+print(query.name, spark.session_id, flush=True)
+time.sleep(600)
+"""
+"""A log_summary run as the server sees it when the run is killed mid-query, but whose query never
+ends by itself: whatever the timing, the next run finds it still running."""
+ACTIVE_IN_SESSION = """
+import sys
+from pyspark.sql import SparkSession
+from sml_assets.orphans import session_url
+try:
+    session = SparkSession.builder.remote(session_url(sys.argv[1], sys.argv[2])).create()
+    print([query.name for query in session.streams.active])
+except Exception as error:
+    print("SESSION_CLOSED" if "SESSION_CLOSED" in str(error) else error)
+"""
+"""What a session still runs, as a client reattached to it sees it (or that the session is gone)."""
+
+
+@pytest.mark.cluster
+def test_a_query_a_killed_run_left_running_in_the_server_is_stopped_by_the_next_run(
+    connect_server: Any, connect_case: ConnectCase
+) -> None:
+    data = connect_case.data
+    victim = subprocess.Popen(
+        [sys.executable, "-c", KILLED_RUN_WITH_A_ENDLESS_QUERY, connect_server.url, str(data / SUMMARY_DIR)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=connect_case.env,
+    )
+    try:
+        assert victim.stdout is not None
+        name, _, session_id = victim.stdout.readline().strip().partition(" ")
+        assert name.startswith("log_summary_endless_"), f"the orphan's query did not start (exit {victim.poll()})"
+    finally:
+        victim.kill()
+        victim.communicate(timeout=60)
+    active = [sys.executable, "-c", ACTIVE_IN_SESSION, connect_server.url, session_id]
+    still = subprocess.run(active, capture_output=True, text=True, env=connect_case.env, timeout=120)
+    assert still.stdout.strip() == str([name]), f"the killed run's query is not running: {still.stdout}{still.stderr}"
+
+    rerun = start_run(connect_case.env)
+    output, _ = rerun.communicate(timeout=300)
+    print(output[-4000:])
+    assert rerun.returncode == 0
+    stopped = [line for line in output.splitlines() if "killed log_summary runs left running" in line]
+    assert stopped and name in stopped[0], "the query the killed run left running was not stopped"
+    assert not list((data / SUMMARY_DIR).glob(".batches-*")), "the killed run's lease was left behind"
+    after = subprocess.run(active, capture_output=True, text=True, env=connect_case.env, timeout=120)
+    assert after.stdout.strip() in ("[]", "SESSION_CLOSED"), f"still running: {after.stdout}{after.stderr}"
 
 
 def kill_at(env: dict[str, str], data: Path, milestone: str, rng: random.Random) -> int:
