@@ -100,28 +100,27 @@ def parse_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
         "success": pc.and_(pc.greater_equal(status, 200), pc.less_equal(status, 299)),
         "_sml_parse_reason": pa.nulls(len(batch), pa.string()),
     }
-    slow = pc.indices_nonzero(pc.invert(fast)).to_pylist()
-    if slow:
-        taken = {name: pc.if_else(fast, array, pa.scalar(None, array.type)) for name, array in columns.items()}
-        columns = _parse_slowly(values, slow, taken)
+    slow = pc.invert(fast)
+    if pc.any(slow).as_py():
+        columns = _parse_slowly(values, slow, columns)
     arrays = [*batch.columns, *(columns[field.name] for field in PARSED_FIELDS)]
     return pa.RecordBatch.from_arrays(arrays, schema=pa.schema([*batch.schema, *PARSED_FIELDS]))
 
 
-def _parse_slowly(values: pa.Array, rows: list[int], columns: dict[str, pa.Array]) -> dict[str, pa.Array]:
-    """The columns with the `rows` the fast path did not take parsed by `parse_log_line`, one by one."""
-    lists = {name: array.to_pylist() for name, array in columns.items()}
-    raw = values.to_pylist()
-    epoch = lists["event_time"]
-    for row in rows:
-        value = raw[row]
+def _parse_slowly(values: pa.Array, slow: pa.Array, columns: dict[str, pa.Array]) -> dict[str, pa.Array]:
+    """The columns with the values where `slow` is true parsed by `parse_log_line`, one by one; only
+    those values become Python objects, and their results are put back in place column by column."""
+    parsed: dict[str, list[object]] = {field.name: [] for field in PARSED_FIELDS}
+    for value in pc.filter(values, slow).to_pylist():
         outcome = parse_log_line(value)
-        lists["line"][row] = None if value is None else value.decode("utf-8", "replace").strip(LINE_SPACE)
+        parsed["line"].append(None if value is None else value.decode("utf-8", "replace").strip(LINE_SPACE))
         if isinstance(outcome, LogRecord):
-            epoch[row] = outcome.time.astimezone(UTC)
-            lists["method"][row], lists["success"][row] = outcome.method, outcome.success
-            lists["_sml_parse_reason"][row] = None
+            found: tuple[object, ...] = (outcome.time.astimezone(UTC), outcome.method, outcome.success, None)
         else:
-            epoch[row], lists["method"][row], lists["success"][row] = None, None, None
-            lists["_sml_parse_reason"][row] = reject_kind(outcome.reason)
-    return {field.name: pa.array(lists[field.name], field.type) for field in PARSED_FIELDS}
+            found = (None, None, None, reject_kind(outcome.reason))
+        for name, item in zip(("event_time", "method", "success", "_sml_parse_reason"), found, strict=True):
+            parsed[name].append(item)
+    return {
+        field.name: pc.replace_with_mask(columns[field.name], slow, pa.array(parsed[field.name], field.type))
+        for field in PARSED_FIELDS
+    }
