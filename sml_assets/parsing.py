@@ -39,11 +39,12 @@ _LOG_HEAD = re.compile(
     re.ASCII,
 )
 _INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
-"""ASCII digits and spaces, as in the Java regexes Spark parses log lines with: Python's defaults take
-Arabic-Indic or full-width digits for numbers and NBSP for a separator, which Spark would not.
-Likewise `rest` stops at Java's line terminators, and a log line is trimmed of `LINE_SPACE` only."""
+"""ASCII digits and spaces only: Python's defaults take Arabic-Indic or full-width digits for numbers
+and NBSP for a separator, which no load balancer writes. `rest` stops at a line terminator (the ones
+Unicode and Java know), and a log line is trimmed of `LINE_SPACE` only. These rules date from the Spark
+SQL parse and are kept so every summary counts the same lines (log_batches follows this module)."""
 LINE_SPACE = " \t\n\r\f\v\x85\u2028\u2029"
-"""ASCII whitespace (Spark trims it) and the line terminators Java's `$` accepts at the end."""
+"""ASCII whitespace and the line terminators, trimmed from both ends of a log line."""
 _PERCENT_TEXT = r"([0-9]{1,3}(?:\.[0-9]{1,6})?)"
 _PREVIEW = 40
 DEFAULT_MAX_CLOCK_SKEW_S = 60
@@ -189,7 +190,7 @@ def skew_reason(event_time: datetime, record_time: datetime | None, now: datetim
     An event cannot happen after it was written to Kafka, nor after the machine reading it looks at
     its clock: a time ahead of either by more than `max_skew_s` seconds comes from a wrong clock, and
     counting it would move the watermark into the future and drop every later event as late.
-    The difference is whole seconds rounded down, like Spark's `parse_lines` computes it.
+    The difference is whole seconds rounded down, as `logs_stream.parse_lines` computes it in Spark SQL.
     """
     for reference, moment in zip(SKEW_REFERENCES, (record_time, now)):
         if moment is None:

@@ -95,15 +95,16 @@ def _session_of_dead(lease: Path) -> tuple[bool, str | None]:
     return True, session if isinstance(session, str) else None
 
 
-def dead_runs(folder: Path, own: str | None = None) -> list[DeadRun]:
-    """The runs that are gone but left a lease or a journal in `folder` (never `own`, this run's token).
+def other_runs(folder: Path, own: str | None = None) -> tuple[list[Path], list[DeadRun]]:
+    """The leases of other live runs in `folder`, and the runs that are gone but left a lease or a
+    journal there (never `own`, this run's token); each lease is tried once.
 
     A run killed between locking its lease and renaming it into place leaves it under its temporary
     name, unlocked: such a lease is gone too (it never recorded a session; no journal was made yet)."""
     if not folder.is_dir():
-        return []
+        return [], []
     found: dict[str, DeadRun] = {}
-    live: set[str] = set()
+    live: dict[str, Path] = {}
     for temporary in folder.glob(f"{TEMPORARY_PREFIX}*{TEMPORARY_SUFFIX}"):
         token = temporary.name.removeprefix(TEMPORARY_PREFIX).removesuffix(TEMPORARY_SUFFIX)
         if token != own and _session_of_dead(temporary)[0]:
@@ -116,21 +117,22 @@ def dead_runs(folder: Path, own: str | None = None) -> list[DeadRun]:
         if dead:
             found[token] = DeadRun(token=token, lease=lease, session_id=session)
         else:
-            live.add(token)
+            live[token] = lease
     for journal in folder.glob(f"{JOURNAL_PREFIX}*"):
         token = journal.name.removeprefix(JOURNAL_PREFIX)
         if journal.is_dir() and token not in found and token not in live and token != own:
             found[token] = DeadRun(token=token, lease=None, session_id=None)
-    return sorted(found.values(), key=lambda run: run.token)
+    return sorted(live.values()), sorted(found.values(), key=lambda run: run.token)
+
+
+def dead_runs(folder: Path, own: str | None = None) -> list[DeadRun]:
+    """The runs that are gone but left a lease or a journal in `folder` (see `other_runs`)."""
+    return other_runs(folder, own)[1]
 
 
 def live_runs(folder: Path, own: str) -> list[Path]:
     """Leases held by other live runs in `folder`."""
-    return [
-        lease
-        for lease in folder.glob(f"{JOURNAL_PREFIX}*{LEASE_SUFFIX}")
-        if lease.name != f"{JOURNAL_PREFIX}{own}{LEASE_SUFFIX}" and not _session_of_dead(lease)[0]
-    ]
+    return other_runs(folder, own)[0]
 
 
 def clear(folder: Path, runs: list[DeadRun]) -> int:

@@ -39,7 +39,7 @@ from sml_assets.logs_stream import (
 from sml_assets.resources.kafka import KafkaResource
 from sml_assets.resources.spark import SparkResource, is_remote
 from sml_assets.resources.storage import LocalStorage
-from sml_assets.run_lease import RunLease, clear, dead_runs, live_runs, take_lease
+from sml_assets.run_lease import RunLease, clear, other_runs, take_lease
 from sml_assets.spark_storage import StoragePath
 from sml_assets.windows import (
     BatchUpdate,
@@ -167,9 +167,9 @@ def clean_up_after_killed_runs(spark: SparkResource, lease: RunLease, log: loggi
     journal are left alone. Without SML_SPARK_REMOTE a killed run's Spark died with it: only the
     journals are left to remove."""
     folder = lease.path.parent
-    for other in live_runs(folder, lease.token):
+    live, dead = other_runs(folder, own=lease.token)
+    for other in live:
         log.warning(f"another log_summary run is live (it holds {other}): its query and journal are left alone")
-    dead = dead_runs(folder, own=lease.token)
     stopped: list[str] = []
     if spark.remote and any(run.session_id for run in dead):
         from sml_assets.orphans import stop_orphans
