@@ -220,7 +220,8 @@ def _summarize(
     if run is not None:
         log.info(f"nothing new in {kafka.logs_topic} since the checkpoint's last committed batch: Spark not started")
     else:
-        run = _run_stream(kafka, spark, paths, checkpoint, merger, topic_id, lease)
+        intended = {partition: m.high for partition, m in marks.items() if m.high > m.low}
+        run = _run_stream(kafka, spark, paths, checkpoint, merger, topic_id, lease, intended)
         merger.adopt(run.answers)
     write_atomically(storage.summary_csv, render_csv(rows(merger.summary)))
     return LogSummaryReport(
@@ -242,8 +243,10 @@ def _run_stream(
     merger: SummaryMerger,
     topic_id: str,
     lease: RunLease,
+    intended: dict[int, int],
 ) -> StreamRun:
-    """The Spark query, its "offsets went backwards" errors translated into the fix to run.
+    """The Spark query, its "offsets went backwards" errors translated into the fix to run; a query
+    stopped short of `intended` (the offsets the run started for) fails the run.
 
     The batch journal (used over Spark Connect) sits beside the stored summary, which the server's
     worker writes too, and lives as long as the run's lease; over Connect the lease records the
@@ -262,6 +265,7 @@ def _run_stream(
             lease.journal,
             max_skew_s=kafka.max_clock_skew_s,
             run_token=lease.token,
+            intended=intended,
         )
     except Exception as error:
         translated = translate_stream_error(error, kafka.logs_topic, topic_id, paths)

@@ -26,7 +26,7 @@ import pytest
 from dagster import materialize
 
 from sml_assets.assets import logs
-from sml_assets.logs_stream import SUMMARY_DIR
+from sml_assets.logs_stream import CHECKPOINT_DIR, SUMMARY_DIR
 from sml_assets.resources.spark import SparkResource
 from sml_assets_tests.conftest import REPO_ROOT, TEST_PREFIX
 from sml_assets_tests.faults import devstack_module, free_port, wait_until
@@ -216,6 +216,65 @@ def test_a_query_a_killed_run_left_running_in_the_server_is_stopped_by_the_next_
     assert not list((data / SUMMARY_DIR).glob(".batches-*")), "the killed run's lease was left behind"
     after = subprocess.run(active, capture_output=True, text=True, env=connect_case.env, timeout=120)
     assert after.stdout.strip() in ("[]", "SESSION_CLOSED"), f"still running: {after.stdout}{after.stderr}"
+
+
+STOP_FROM_OUTSIDE = """
+import json, sys
+from pathlib import Path
+from pyspark.sql import SparkSession
+from sml_assets.orphans import session_url
+from sml_assets_tests.faults import wait_until
+
+def session_id():
+    for lease in Path(sys.argv[2]).glob(".batches-*.lease"):
+        try:
+            return json.loads(lease.read_text()).get("session_id")
+        except ValueError:
+            pass
+
+session = SparkSession.builder.remote(session_url(sys.argv[1], wait_until(session_id, 240, "run's session"))).create()
+query = wait_until(lambda: session.streams.active[:1], 240, "the run's query")[0]
+query.stop()
+print(query.name, query.id, flush=True)
+"""
+"""An operator who attaches to the run's session (by the id its lease records) and stops the run's
+query as soon as it is active; it leaves the session to the run (no `session.stop()`, which releases it)."""
+
+
+@pytest.mark.cluster
+def test_a_run_whose_query_is_stopped_from_outside_fails_naming_it_and_the_rerun_is_whole(
+    connect_server: Any, connect_case: ConnectCase, kafka_bootstrap: str
+) -> None:
+    """A stopped query ends as quietly as a finished one: the run must fail, not report part of the
+    topic as done, and leave nothing the next run does not make whole."""
+    data, local_resources = connect_case.data, connect_case.local
+    produce(kafka_bootstrap, connect_case.topic, lines(random.Random(17), T0, 20_000))
+    assert materialize([logs.log_summary], resources=local_resources).success
+    operator = subprocess.Popen(
+        [sys.executable, "-c", STOP_FROM_OUTSIDE, connect_server.url, str(data / SUMMARY_DIR)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=connect_case.env,
+    )
+    try:
+        exit_code, failed = finish(start_run(connect_case.env))
+        stopped, _ = operator.communicate(timeout=120)
+    finally:
+        operator.kill()
+        operator.communicate()
+    assert operator.returncode == 0, "the operator did not stop the run's query"
+    name, _, query_id = stopped.strip().partition(" ")
+    print(f"stopped {name}; the run: {failed}")
+    assert exit_code == 1
+    checkpoint = data / CHECKPOINT_DIR / "windows"
+    assert f"QueryStoppedError: Spark query {name} (id {query_id}) on {connect_case.topic} was stopped before it" in failed
+    assert f"a query started on its checkpoint {checkpoint}" in failed
+    assert "then run log_summary again" in failed
+    local = local_resources["storage"]
+    assert not (data / local.summary_file).exists(), "the stopped run wrote a CSV"
+    assert finish(start_run(connect_case.env)) == (0, "")
+    assert (data / local.summary_file).read_text() == local.summary_csv.read_text()
+    assert not list((data / SUMMARY_DIR).glob(".batches-*")), "a batch journal or lease was left behind"
 
 
 def kill_at(env: dict[str, str], data: Path, milestone: str, rng: random.Random) -> int:
