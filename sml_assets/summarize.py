@@ -36,6 +36,7 @@ from sml_assets.logs_stream import (
     stream_paths,
     translate_stream_error,
 )
+from sml_assets.python_workers import translate_worker_error
 from sml_assets.resources.kafka import KafkaResource
 from sml_assets.resources.spark import SparkResource, is_remote
 from sml_assets.resources.storage import LocalStorage
@@ -245,14 +246,15 @@ def _run_stream(
     lease: RunLease,
     intended: dict[int, int],
 ) -> StreamRun:
-    """The Spark query, its "offsets went backwards" errors translated into the fix to run; a query
-    stopped short of `intended` (the offsets the run started for) fails the run.
+    """The Spark query, its "offsets went backwards" and failed-Python-worker errors translated into
+    the fix to run; a query stopped short of `intended` (the offsets the run started for) fails the run.
 
     The batch journal (used over Spark Connect) sits beside the stored summary, which the server's
     worker writes too, and lives as long as the run's lease; over Connect the lease records the
     session id before the query starts."""
     session = spark.session()
-    if is_remote(session):
+    remote = is_remote(session)
+    if remote:
         lease.record(session.session_id)  # pyright: ignore[reportAttributeAccessIssue]
     try:
         return run_log_summary_stream(
@@ -268,7 +270,10 @@ def _run_stream(
             intended=intended,
         )
     except Exception as error:
-        translated = translate_stream_error(error, kafka.logs_topic, topic_id, paths)
+        python = None if remote else session.sparkContext.pythonExec
+        translated = translate_stream_error(error, kafka.logs_topic, topic_id, paths) or translate_worker_error(
+            error, spark.master, spark.remote, python
+        )
         if translated is None:
             raise
         raise translated from None
