@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import sys
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from unittest import mock
@@ -21,8 +22,10 @@ from dagster import materialize
 
 from sml_assets.assets import logs
 from sml_assets.resources.spark import SparkResource
+from sml_assets_tests.conftest import REPO_ROOT, TEST_PREFIX
+from sml_assets_tests.faults import devstack_module, free_port
 from sml_assets_tests.helpers import failure_message, produce
-from sml_assets_tests.test_spark_cluster import T0, lines, local_reference
+from sml_assets_tests.test_spark_cluster import T0, finish, lines, local_reference, run_env, start_run
 
 pytestmark = pytest.mark.integration
 
@@ -72,3 +75,32 @@ def test_a_worker_interpreter_that_cannot_parse_fails_the_run_naming_pyspark_pyt
         f"they run the log parse (and over Spark Connect the merge) with the interpreter named by "
         f"PYSPARK_PYTHON={python} of the run's process (Spark runs local[2] in it), {FIX}"
     ) in failed
+
+
+@pytest.mark.cluster
+def test_a_connect_server_whose_workers_lack_pyarrow_fails_the_run_naming_its_pyspark_python(
+    new_topic: Callable[..., str], kafka_bootstrap: str, spark_jars_dir: Path, tmp_path: Path
+) -> None:
+    """Over Spark Connect the foreachBatch function runs in a Python worker of the server, started
+    with the server's PYSPARK_PYTHON: one without site-packages cannot even connect back."""
+    topic = new_topic(partitions=1)
+    produce(kafka_bootstrap, topic, lines(random.Random(20), T0, 10))
+    server = devstack_module("spark_connect").SparkConnect(
+        service=f"{TEST_PREFIX}connect_{uuid.uuid4().hex[:8]}",
+        port=free_port(),
+        folder=tmp_path,
+        python=without_site_packages(tmp_path),
+        pythonpath=REPO_ROOT,
+    )
+    try:
+        server.up()
+        env = run_env(
+            topic, tmp_path / "data", kafka_bootstrap, SML_SPARK_REMOTE=server.url, SML_SPARK_JARS_DIR=str(spark_jars_dir)
+        )
+        exit_code, failed = finish(start_run(env))
+    finally:
+        server.down()
+    assert exit_code == 1
+    assert "PythonWorkerError: Spark's Python workers failed in log_summary's query (Spark says: Python worker " in failed
+    assert f"PYSPARK_PYTHON of the Spark Connect server at SML_SPARK_REMOTE={server.url}" in failed
+    assert "then restart the server." in failed
