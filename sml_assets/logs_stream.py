@@ -526,7 +526,11 @@ def run_log_summary_stream(
 
 
 def check_read_to_end(
-    query: str, topic: str, paths: StreamPaths, end_offsets: Mapping[str, Mapping[str, int]], intended: Mapping[int, int]
+    query: str,
+    topic: str,
+    paths: StreamPaths,
+    end_offsets: Mapping[str, Mapping[str, int]],
+    intended: Mapping[int, int],
 ) -> None:
     """Fail the run when its query ended short of `intended` (a partition's offset, as the last
     progress or, without one, the checkpoint's newest committed batch reports it).

@@ -95,12 +95,18 @@ def test_a_connect_server_whose_workers_lack_pyarrow_fails_the_run_naming_its_py
     try:
         server.up()
         env = run_env(
-            topic, tmp_path / "data", kafka_bootstrap, SML_SPARK_REMOTE=server.url, SML_SPARK_JARS_DIR=str(spark_jars_dir)
+            topic,
+            tmp_path / "data",
+            kafka_bootstrap,
+            SML_SPARK_REMOTE=server.url,
+            SML_SPARK_JARS_DIR=str(spark_jars_dir),
         )
         exit_code, failed = finish(start_run(env))
     finally:
         server.down()
     assert exit_code == 1
-    assert "PythonWorkerError: Spark's Python workers failed in log_summary's query (Spark says: Python worker " in failed
+    assert (
+        "PythonWorkerError: Spark's Python workers failed in log_summary's query (Spark says: Python worker " in failed
+    )
     assert f"PYSPARK_PYTHON of the Spark Connect server at SML_SPARK_REMOTE={server.url}" in failed
     assert "then restart the server." in failed

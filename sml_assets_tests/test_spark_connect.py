@@ -267,7 +267,9 @@ def test_a_run_whose_query_is_stopped_from_outside_fails_naming_it_and_the_rerun
     print(f"stopped {name}; the run: {failed}")
     assert exit_code == 1
     checkpoint = data / CHECKPOINT_DIR / "windows"
-    assert f"QueryStoppedError: Spark query {name} (id {query_id}) on {connect_case.topic} was stopped before it" in failed
+    assert (
+        f"QueryStoppedError: Spark query {name} (id {query_id}) on {connect_case.topic} was stopped before it" in failed
+    )
     assert f"a query started on its checkpoint {checkpoint}" in failed
     assert "then run log_summary again" in failed
     local = local_resources["storage"]
