@@ -248,7 +248,7 @@ def test_a_run_whose_query_is_stopped_from_outside_fails_naming_it_and_the_rerun
     """A stopped query ends as quietly as a finished one: the run must fail, not report part of the
     topic as done, and leave nothing the next run does not make whole."""
     data, local_resources = connect_case.data, connect_case.local
-    produce(kafka_bootstrap, connect_case.topic, lines(random.Random(17), T0, 20_000))
+    produce(kafka_bootstrap, connect_case.topic, lines(random.Random(17), T0, 5_000))
     assert materialize([logs.log_summary], resources=local_resources).success
     operator = subprocess.Popen(
         [sys.executable, "-c", STOP_FROM_OUTSIDE, connect_server.url, str(data / SUMMARY_DIR)],
