@@ -57,8 +57,8 @@ def test_a_run_short_of_the_offsets_it_started_for_fails_naming_each_short_parti
         "Spark query q (id 1) on logs was stopped before it read to the offsets this run started for "
         "(partition 1: read to 4 of 9): something outside the run stopped it"
     )
-    write_batch(paths.windows_checkpoint, 0, {"logs": {"0": 25, "1": 4}}, committed=True)
-    write_batch(paths.windows_checkpoint, 1, {"logs": {"0": 25, "1": 9}}, committed=False)
+    write_batch(tmp_path / "checkpoint" / "windows", 0, {"logs": {"0": 25, "1": 4}}, committed=True)
+    write_batch(tmp_path / "checkpoint" / "windows", 1, {"logs": {"0": 25, "1": 9}}, committed=False)
     with pytest.raises(QueryStoppedError, match=r"\(partition 1: read to 4 of 9\)"):
         check_read_to_end("q", "logs", paths, {}, intended)
     with pytest.raises(QueryStoppedError, match=r"\(partition 0: nothing committed of 3\)"):
