@@ -26,7 +26,7 @@ import pytest
 from dagster import materialize
 
 from sml_assets.assets import logs
-from sml_assets.logs_stream import CHECKPOINT_DIR, SUMMARY_DIR
+from sml_assets.logs_stream import CHECKPOINT_DIR, QUERY_PREFIX, SUMMARY_DIR
 from sml_assets.resources.spark import SparkResource
 from sml_assets_tests.conftest import REPO_ROOT, TEST_PREFIX
 from sml_assets_tests.faults import devstack_module, free_port, wait_until
@@ -226,7 +226,7 @@ from sml_assets.orphans import session_url
 from sml_assets_tests.faults import wait_until
 
 def session_id():
-    for lease in Path(sys.argv[2]).glob(".batches-*.lease"):
+    for lease in (Path(sys.argv[2]) / "log_summary").glob(".batches-*.lease"):
         try:
             return json.loads(lease.read_text()).get("session_id")
         except ValueError:
@@ -235,15 +235,41 @@ def session_id():
 session = SparkSession.builder.remote(session_url(sys.argv[1], wait_until(session_id, 240, "run's session"))).create()
 query = wait_until(lambda: session.streams.active[:1], 240, "the run's query")[0]
 query.stop()
-print(query.name, query.id, flush=True)
+print(query.id, flush=True)
 """
 """An operator who attaches to the run's session (by the id its lease records) and stops the run's
 query as soon as it is active; it leaves the session to the run (no `session.stop()`, which releases it)."""
+START_ON_ITS_CHECKPOINT = """
+import sys
+from pathlib import Path
+from pyspark.sql import SparkSession
+from sml_assets_tests.faults import wait_until
+
+metadata = Path(sys.argv[2]) / "spark-checkpoints" / "log_summary" / "windows" / "metadata"
+session = SparkSession.builder.remote(sys.argv[1]).create()
+identity = wait_until(lambda: metadata.is_file() and metadata.read_text(), 240, "the run's checkpoint metadata")
+rival = Path(sys.argv[3])
+rival.mkdir()
+(rival / "metadata").write_text(identity)
+rate = session.readStream.format("rate").load()
+query = rate.writeStream.format("noop").option("checkpointLocation", str(rival)).start()
+query.stop()
+session.stop()
+print(query.id, flush=True)
+"""
+"""Another session of the server starting a query with the run's checkpoint identity (its `metadata`
+file, copied: the run's offsets and commits stay untouched): Spark stops the run's query
+(spark.sql.streaming.stopActiveRunOnRestart), as a run of another deployment on the same checkpoint would."""
 
 
 @pytest.mark.cluster
+@pytest.mark.parametrize(
+    "stopper",
+    [STOP_FROM_OUTSIDE, pytest.param(START_ON_ITS_CHECKPOINT, marks=pytest.mark.stress)],
+    ids=["operator", "query-on-its-checkpoint"],
+)
 def test_a_run_whose_query_is_stopped_from_outside_fails_naming_it_and_the_rerun_is_whole(
-    connect_server: Any, connect_case: ConnectCase, kafka_bootstrap: str
+    stopper: str, connect_server: Any, connect_case: ConnectCase, kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     """A stopped query ends as quietly as a finished one: the run must fail, not report part of the
     topic as done, and leave nothing the next run does not make whole."""
@@ -251,7 +277,7 @@ def test_a_run_whose_query_is_stopped_from_outside_fails_naming_it_and_the_rerun
     produce(kafka_bootstrap, connect_case.topic, lines(random.Random(17), T0, 5_000))
     assert materialize([logs.log_summary], resources=local_resources).success
     operator = subprocess.Popen(
-        [sys.executable, "-c", STOP_FROM_OUTSIDE, connect_server.url, str(data / SUMMARY_DIR)],
+        [sys.executable, "-c", stopper, connect_server.url, str(data), str(tmp_path / "rival")],
         stdout=subprocess.PIPE,
         text=True,
         env=connect_case.env,
@@ -262,14 +288,12 @@ def test_a_run_whose_query_is_stopped_from_outside_fails_naming_it_and_the_rerun
     finally:
         operator.kill()
         operator.communicate()
-    assert operator.returncode == 0, "the operator did not stop the run's query"
-    name, _, query_id = stopped.strip().partition(" ")
-    print(f"stopped {name}; the run: {failed}")
+    assert operator.returncode == 0, "the run's query was not stopped"
+    query_id = stopped.strip()
     assert exit_code == 1
     checkpoint = data / CHECKPOINT_DIR / "windows"
-    assert (
-        f"QueryStoppedError: Spark query {name} (id {query_id}) on {connect_case.topic} was stopped before it" in failed
-    )
+    assert f"QueryStoppedError: Spark query {QUERY_PREFIX}" in failed
+    assert f"(id {query_id}) on {connect_case.topic} was stopped before it read" in failed
     assert f"a query started on its checkpoint {checkpoint}" in failed
     assert "then run log_summary again" in failed
     local = local_resources["storage"]
