@@ -67,7 +67,10 @@ def translate_worker_error(
         whose = f"PYSPARK_PYTHON={python} of the run's process (Spark runs {master} in it)"
         then = "run log_summary again"
     else:
-        whose = f"PYSPARK_PYTHON of the executors of {MASTER_VARIABLE}={master} (or spark.pyspark.python)"
+        whose = (
+            f"PYSPARK_PYTHON={python} of the run's process, a path that the executors of "
+            f"{MASTER_VARIABLE}={master} run on their machines"
+        )
         then = "run log_summary again"
     return PythonWorkerError(
         f"Spark's Python workers failed in log_summary's query ({failure}): they run the log parse "
