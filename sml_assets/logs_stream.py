@@ -89,6 +89,11 @@ CHECKPOINT_DIR = "spark-checkpoints/log_summary"
 SUMMARY_DIR = "log_summary"
 
 
+class QueryStoppedError(RuntimeError):
+    """The run's query ended without an error before it read to the offsets the run started for:
+    something outside the run stopped it (an operator, or a query started on the same checkpoint)."""
+
+
 class LogsTopicChangedError(RuntimeError):
     """The logs topic is not the one log_summary's checkpoint read: recreated, or SML_LOGS_TOPIC changed."""
 
@@ -470,6 +475,7 @@ def run_log_summary_stream(
     timeout_s: float = 1800.0,
     max_skew_s: int = DEFAULT_MAX_CLOCK_SKEW_S,
     run_token: str = "",
+    intended: Mapping[int, int] | None = None,
 ) -> StreamRun:
     """Process everything that arrived since the last run, then stop; `on_batch` sees each batch's
     window counts (increments, see `sml_assets.windows.merge_increments`) after its rejects are written.
@@ -479,6 +485,10 @@ def run_log_summary_stream(
     cannot come back in memory: each batch's counts and `on_batch`'s answer are pickled into an
     empty `journal_dir` (a folder the server shares with this process) and read back into `StreamRun.answers`.
     The query is named `log_summary_<checkpoint id>_<run token>` (`sml_assets.orphans` looks for the prefix).
+
+    `intended` is the end offset per partition the run started for (the topic's high watermarks,
+    read before the query starts, so Spark's availableNow reads at least that far): a query that
+    ends without an error short of them was stopped from outside (`check_read_to_end`).
     """
     from sml_assets.resources.spark import is_remote
 
@@ -509,7 +519,47 @@ def run_log_summary_stream(
     progress = [json.loads(p.json) for p in query.recentProgress]
     if remote:
         seen = read_journal(journal_dir)
-    return _summarize(checkpoint.checkpoint_id, progress, seen, time.monotonic() - started)
+    run = _summarize(checkpoint.checkpoint_id, progress, seen, time.monotonic() - started)
+    if intended:
+        check_read_to_end(f"{query.name} (id {query.id})", topic, paths, run.end_offsets, intended)
+    return run
+
+
+def check_read_to_end(
+    query: str,
+    topic: str,
+    paths: StreamPaths,
+    end_offsets: Mapping[str, Mapping[str, int]],
+    intended: Mapping[int, int],
+) -> None:
+    """Fail the run when its query ended short of `intended` (a partition's offset, as the last
+    progress or, without one, the checkpoint's newest committed batch reports it).
+
+    A streaming query stopped by someone else ends as quietly as one that finished: over Spark
+    Connect an operator can stop it from another session or the Spark UI, and a query started on
+    the same checkpoint stops it (spark.sql.streaming.stopActiveRunOnRestart). The batches committed
+    before the stop are merged into the stored summary, as a crash would leave them; the run must
+    not report the rest as done.
+    """
+    reached = {int(partition): int(offset) for partition, offset in end_offsets.get(topic, {}).items()}
+    if not reached:
+        reached = committed_positions(paths.windows_checkpoint, topic) or {}
+    short = {p: (reached.get(p), end) for p, end in sorted(intended.items()) if reached.get(p, -1) < end}
+    if not short:
+        return
+    where = "; ".join(
+        f"partition {p}: {'nothing committed' if at is None else f'read to {at}'} of {end}"
+        for p, (at, end) in short.items()
+    )
+    raise QueryStoppedError(
+        f"Spark query {query} on {topic} was stopped before it read to the offsets this run started for "
+        f"({where}): something outside the run stopped it: an operator (StreamingQuery.stop() from another "
+        f"session, or the Spark UI), or a query started on its checkpoint {paths.windows_checkpoint} "
+        "(Spark stops the older one, spark.sql.streaming.stopActiveRunOnRestart), such as a log_summary run "
+        "of another deployment sharing the Spark Connect server and SML_SPARK_STORAGE_URL. The batches it "
+        "committed are in the stored summary; the CSV was not rewritten. Make sure nothing else uses that "
+        "checkpoint, then run log_summary again: it resumes from the last committed batch."
+    )
 
 
 def journal_batch(journal_dir: Path, batch_id: int, entry: tuple[BatchCounts, object]) -> None:

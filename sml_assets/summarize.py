@@ -36,6 +36,7 @@ from sml_assets.logs_stream import (
     stream_paths,
     translate_stream_error,
 )
+from sml_assets.python_workers import translate_worker_error
 from sml_assets.resources.kafka import KafkaResource
 from sml_assets.resources.spark import SparkResource, is_remote
 from sml_assets.resources.storage import LocalStorage
@@ -220,7 +221,8 @@ def _summarize(
     if run is not None:
         log.info(f"nothing new in {kafka.logs_topic} since the checkpoint's last committed batch: Spark not started")
     else:
-        run = _run_stream(kafka, spark, paths, checkpoint, merger, topic_id, lease)
+        intended = {partition: m.high for partition, m in marks.items() if m.high > m.low}
+        run = _run_stream(kafka, spark, paths, checkpoint, merger, topic_id, lease, intended)
         merger.adopt(run.answers)
     write_atomically(storage.summary_csv, render_csv(rows(merger.summary)))
     return LogSummaryReport(
@@ -242,14 +244,17 @@ def _run_stream(
     merger: SummaryMerger,
     topic_id: str,
     lease: RunLease,
+    intended: dict[int, int],
 ) -> StreamRun:
-    """The Spark query, its "offsets went backwards" errors translated into the fix to run.
+    """The Spark query, its "offsets went backwards" and failed-Python-worker errors translated into
+    the fix to run; a query stopped short of `intended` (the offsets the run started for) fails the run.
 
     The batch journal (used over Spark Connect) sits beside the stored summary, which the server's
     worker writes too, and lives as long as the run's lease; over Connect the lease records the
     session id before the query starts."""
     session = spark.session()
-    if is_remote(session):
+    remote = is_remote(session)
+    if remote:
         lease.record(session.session_id)  # pyright: ignore[reportAttributeAccessIssue]
     try:
         return run_log_summary_stream(
@@ -262,9 +267,13 @@ def _run_stream(
             lease.journal,
             max_skew_s=kafka.max_clock_skew_s,
             run_token=lease.token,
+            intended=intended,
         )
     except Exception as error:
-        translated = translate_stream_error(error, kafka.logs_topic, topic_id, paths)
+        python = None if remote else session.sparkContext.pythonExec
+        translated = translate_stream_error(error, kafka.logs_topic, topic_id, paths) or translate_worker_error(
+            error, spark.master, spark.remote, python
+        )
         if translated is None:
             raise
         raise translated from None

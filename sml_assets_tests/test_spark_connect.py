@@ -26,7 +26,7 @@ import pytest
 from dagster import materialize
 
 from sml_assets.assets import logs
-from sml_assets.logs_stream import SUMMARY_DIR
+from sml_assets.logs_stream import CHECKPOINT_DIR, QUERY_PREFIX, SUMMARY_DIR
 from sml_assets.resources.spark import SparkResource
 from sml_assets_tests.conftest import REPO_ROOT, TEST_PREFIX
 from sml_assets_tests.faults import devstack_module, free_port, wait_until
@@ -216,6 +216,91 @@ def test_a_query_a_killed_run_left_running_in_the_server_is_stopped_by_the_next_
     assert not list((data / SUMMARY_DIR).glob(".batches-*")), "the killed run's lease was left behind"
     after = subprocess.run(active, capture_output=True, text=True, env=connect_case.env, timeout=120)
     assert after.stdout.strip() in ("[]", "SESSION_CLOSED"), f"still running: {after.stdout}{after.stderr}"
+
+
+STOP_FROM_OUTSIDE = """
+import json, sys
+from pathlib import Path
+from pyspark.sql import SparkSession
+from sml_assets.orphans import session_url
+from sml_assets_tests.faults import wait_until
+
+def session_id():
+    for lease in (Path(sys.argv[2]) / "log_summary").glob(".batches-*.lease"):
+        try:
+            return json.loads(lease.read_text()).get("session_id")
+        except ValueError:
+            pass
+
+session = SparkSession.builder.remote(session_url(sys.argv[1], wait_until(session_id, 240, "run's session"))).create()
+query = wait_until(lambda: session.streams.active[:1], 240, "the run's query")[0]
+query.stop()
+print(query.id, flush=True)
+"""
+"""An operator who attaches to the run's session (by the id its lease records) and stops the run's
+query as soon as it is active; it leaves the session to the run (no `session.stop()`, which releases it)."""
+START_ON_ITS_CHECKPOINT = """
+import sys
+from pathlib import Path
+from pyspark.sql import SparkSession
+from sml_assets_tests.faults import wait_until
+
+metadata = Path(sys.argv[2]) / "spark-checkpoints" / "log_summary" / "windows" / "metadata"
+session = SparkSession.builder.remote(sys.argv[1]).create()
+identity = wait_until(lambda: metadata.is_file() and metadata.read_text(), 240, "the run's checkpoint metadata")
+rival = Path(sys.argv[3])
+rival.mkdir()
+(rival / "metadata").write_text(identity)
+rate = session.readStream.format("rate").load()
+query = rate.writeStream.format("noop").option("checkpointLocation", str(rival)).start()
+query.stop()
+session.stop()
+print(query.id, flush=True)
+"""
+"""Another session of the server starting a query with the run's checkpoint identity (its `metadata`
+file, copied: the run's offsets and commits stay untouched): Spark stops the run's query
+(spark.sql.streaming.stopActiveRunOnRestart), as a run of another deployment on the same checkpoint would."""
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize(
+    "stopper",
+    [STOP_FROM_OUTSIDE, pytest.param(START_ON_ITS_CHECKPOINT, marks=pytest.mark.stress)],
+    ids=["operator", "query-on-its-checkpoint"],
+)
+def test_a_run_whose_query_is_stopped_from_outside_fails_naming_it_and_the_rerun_is_whole(
+    stopper: str, connect_server: Any, connect_case: ConnectCase, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """A stopped query ends as quietly as a finished one: the run must fail, not report part of the
+    topic as done, and leave nothing the next run does not make whole."""
+    data, local_resources = connect_case.data, connect_case.local
+    produce(kafka_bootstrap, connect_case.topic, lines(random.Random(17), T0, 5_000))
+    assert materialize([logs.log_summary], resources=local_resources).success
+    operator = subprocess.Popen(
+        [sys.executable, "-c", stopper, connect_server.url, str(data), str(tmp_path / "rival")],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=connect_case.env,
+    )
+    try:
+        exit_code, failed = finish(start_run(connect_case.env))
+        stopped, _ = operator.communicate(timeout=120)
+    finally:
+        operator.kill()
+        operator.communicate()
+    assert operator.returncode == 0, "the run's query was not stopped"
+    query_id = stopped.strip()
+    assert exit_code == 1
+    checkpoint = data / CHECKPOINT_DIR / "windows"
+    assert f"QueryStoppedError: Spark query {QUERY_PREFIX}" in failed
+    assert f"(id {query_id}) on {connect_case.topic} was stopped before it read" in failed
+    assert f"a query started on its checkpoint {checkpoint}" in failed
+    assert "then run log_summary again" in failed
+    local = local_resources["storage"]
+    assert not (data / local.summary_file).exists(), "the stopped run wrote a CSV"
+    assert finish(start_run(connect_case.env)) == (0, "")
+    assert (data / local.summary_file).read_text() == local.summary_csv.read_text()
+    assert not list((data / SUMMARY_DIR).glob(".batches-*")), "a batch journal or lease was left behind"
 
 
 def kill_at(env: dict[str, str], data: Path, milestone: str, rng: random.Random) -> int:
