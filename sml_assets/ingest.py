@@ -313,13 +313,11 @@ def _add_batch(
     from sml_assets.chunks import parse_values, record_times_us
 
     topic = chunk.topic
-    for message in messages:
-        failure = message.error()
-        if failure is not None:
-            raise kafka.unavailable(f"consuming {topic}", failure)
-    # A message without a partition or offset (never one of a consumed record) matches no run.
-    partitions = np.fromiter((_or_missing(m.partition()) for m in messages), np.int64, len(messages))
-    offsets = np.fromiter((_or_missing(m.offset()) for m in messages), np.int64, len(messages))
+    failures = list(map(Message.error, messages))
+    if failures.count(None) != len(failures):
+        raise kafka.unavailable(f"consuming {topic}", next(f for f in failures if f is not None))
+    partitions = _positions(list(map(Message.partition, messages)))
+    offsets = _positions(list(map(Message.offset, messages)))
     take = np.zeros(len(messages), bool)
     for partition, run in pending.items():
         take |= (partitions == partition) & (offsets >= run.next_offset) & (offsets < run.target)
@@ -331,8 +329,8 @@ def _add_batch(
     if len(chosen) < len(messages):
         messages = [messages[i] for i in chosen.tolist()]
         partitions, offsets = partitions[chosen], offsets[chosen]
-    values = [m.value() for m in messages]
-    stamps = [m.timestamp() for m in messages]
+    values = list(map(Message.value, messages))
+    stamps = list(map(Message.timestamp, messages))
     record_us = record_times_us(stamps, TIMESTAMP_NOT_AVAILABLE)
     parsed = parse_values(values, record_us)
     valid = parsed.valid.copy()
@@ -355,8 +353,16 @@ def _add_batch(
     return len(messages)
 
 
-def _or_missing(number: int | None) -> int:
-    return -1 if number is None else number
+def _positions(numbers: list[int | None]) -> np.ndarray:
+    """Partitions or offsets as an array; a message without one (never a consumed record) gets -1,
+    which matches no run. The whole batch goes through C (`map` of the unbound method, one array
+    call): a Python expression per message cost about 1 us of the 3.5 us budget per row."""
+    import numpy as np
+
+    try:
+        return np.fromiter(numbers, np.int64, len(numbers))
+    except TypeError:
+        return np.array([-1 if number is None else number for number in numbers], np.int64)
 
 
 def _skewed(
