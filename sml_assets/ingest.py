@@ -372,11 +372,11 @@ def _skewed(
     clock by more than SML_MAX_CLOCK_SKEW: arrays pick the candidates, `skew_reason` decides."""
     import numpy as np
 
-    from sml_assets.chunks import datetime_to_us
+    from sml_assets.chunks import datetime_to_us, timestamp_pairs
 
     now = datetime.now(UTC)
     now_us = datetime_to_us(now)
-    missing = np.array([kind == TIMESTAMP_NOT_AVAILABLE for kind, _ in stamps], bool)
+    missing = timestamp_pairs(stamps)[:, 0] == TIMESTAMP_NOT_AVAILABLE
     margin = max_skew_s * 1_000_000 - 1_000
     candidates = valid & ((event_us - np.where(missing, now_us, record_us) > margin) | (event_us - now_us > margin))
     found = []
