@@ -27,7 +27,7 @@ from sqlalchemy import Connection, Table, insert
 from sqlalchemy import exc as sa_exc
 
 from sml_assets import parsing
-from sml_assets.chunks import MetricColumns, datetime_to_us
+from sml_assets.chunks import MetricColumns, datetime_to_us, parse_values
 
 pc: Any = _compute
 """pyarrow.compute, whose functions are generated at import: a type checker sees none of them."""
@@ -56,6 +56,15 @@ def write_metrics(connection: Connection, table: Table, rows: MetricColumns, sta
         _sqlite_tuples(connection, table, rows, stamps)
     else:
         _insert_many(connection, table, _row_dicts(rows), stamps)
+
+
+def warm_up() -> None:
+    """Run the parse and the array formatting once on one line, so that what they import and
+    build on first use (pyarrow imports pandas at its first `pa.array` of a list) exists before
+    the ingest loop freezes the old objects out of the garbage collector."""
+    line = ", ".join(["id: 1", *(f"{key}: 1" for key in parsing.METRIC_FIELDS), "ts: 1795622400000"])
+    parsed = parse_values([line.encode()], np.zeros(1, np.int64))
+    _sqlite_times(parsed.event_time_us)
 
 
 def _fields(rows: MetricColumns) -> dict[str, Any]:
