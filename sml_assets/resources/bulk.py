@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from itertools import chain
 from sqlite3 import SQLITE_LIMIT_VARIABLE_NUMBER
-from datetime import datetime
 from typing import Any
 
 import numpy as np
