@@ -210,10 +210,14 @@ def _old_objects_frozen() -> Iterator[None]:
     run's CPU (benchmarks/bench_ingest.py). Frozen objects are still alive and referenced as
     before; they return to the collector when the drain ends, whatever happens, and a cycle that
     became garbage meanwhile is collected then. Objects made during the drain are collected as usual.
+    A process that froze objects itself (`gc.get_freeze_count()` above 0) keeps its own freeze.
     """
     from sml_assets.resources.bulk import warm_up
 
     warm_up()
+    if gc.get_freeze_count():
+        yield
+        return
     gc.freeze()
     try:
         yield
