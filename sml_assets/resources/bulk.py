@@ -28,7 +28,7 @@ from sqlalchemy import Connection, Table, insert
 from sqlalchemy import exc as sa_exc
 
 from sml_assets import parsing
-from sml_assets.chunks import MetricColumns, datetime_to_us, parse_values
+from sml_assets.chunks import MetricColumns, arrow_ints, datetime_to_us, parse_values
 
 pc: Any = _compute
 """pyarrow.compute, whose functions are generated at import: a type checker sees none of them."""
@@ -188,9 +188,13 @@ def _sqlite_times(event_time_us: np.ndarray) -> list[str]:
     """
     seconds, micros = np.divmod(np.asarray(event_time_us, np.int64), 1_000_000)
     distinct, which = np.unique(seconds, return_inverse=True)
-    heads = pc.strftime(pa.array(distinct, pa.int64()).cast(pa.timestamp("s")), _SQLITE_SECOND_FORMAT)
-    fractions = pc.utf8_lpad(pa.array(micros, pa.int64()).cast(pa.string()), 6, "0")
-    return pc.binary_join_element_wise(pc.take(heads, pa.array(which)), fractions, "").to_pylist()
+    heads = pc.strftime(arrow_ints(distinct).cast(pa.timestamp("s")), _SQLITE_SECOND_FORMAT)
+    fractions = pc.utf8_lpad(arrow_ints(micros).cast(pa.string()), 6, "0")
+    return pc.binary_join_element_wise(pc.take(heads, arrow_ints(which)), fractions, _EMPTY_TEXT).to_pylist()
+
+
+_EMPTY_TEXT = pa.Array.from_buffers(pa.string(), 1, [None, pa.py_buffer(np.zeros(2, np.int32)), pa.py_buffer(b"")])[0]
+"""'' as an Arrow scalar, made from buffers (`pa.scalar('')` would import pandas, see chunks.binary_array)."""
 
 
 def _as_list(values: Any, count: int) -> list[Any]:
