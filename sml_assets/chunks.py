@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -226,19 +227,19 @@ def _fast_path(
     fast = np.zeros(count, bool)
     if count == 0:
         return fast
-    binary = pa.array(values, pa.binary())
+    binary = binary_array(values)
     shape = shapes(parsing.METRIC_FIELDS)
-    hit = pc.match_substring_regex(binary, shape.seed_line_pattern).fill_null(False).to_numpy(zero_copy_only=False)
-    batches = [(hit, pc.filter(binary, hit), ", ", ": ")]
+    hit = numpy_bools(pc.match_substring_regex(binary, shape.seed_line_pattern))
+    batches = [(hit, pc.filter(binary, arrow_bools(hit)), ", ", ": ")]
     prefix = _envelope_prefix(values, hit, shape)
     if prefix is not None:
-        starts = pc.starts_with(binary, prefix).fill_null(False).to_numpy(zero_copy_only=False)
-        rest = pc.binary_slice(pc.filter(binary, starts), len(prefix), 2**31 - 1)
-        tail_ok = pc.match_substring_regex(rest, shape.envelope_tail_pattern).to_numpy(zero_copy_only=False)
+        starts = numpy_bools(pc.starts_with(binary, prefix))
+        rest = pc.binary_slice(pc.filter(binary, arrow_bools(starts)), len(prefix), 2**31 - 1)
+        tail_ok = numpy_bools(pc.match_substring_regex(rest, shape.envelope_tail_pattern))
         candidates = np.flatnonzero(starts)
         json_hit = np.zeros(count, bool)
         json_hit[candidates[tail_ok]] = True
-        batches.append((json_hit, pc.binary_slice(pc.filter(rest, tail_ok), 0, -2), ",", '":'))
+        batches.append((json_hit, pc.binary_slice(pc.filter(rest, arrow_bools(tail_ok)), 0, -2), ",", '":'))
     for rows_hit, texts, separator, after_key in batches:
         rows = np.flatnonzero(rows_hit)
         if len(rows) == 0:
@@ -254,26 +255,85 @@ def _fast_path(
     return fast
 
 
+def binary_array(values: Sequence[bytes | None]) -> pa.Array:
+    """The values as an Arrow binary array, from one joined buffer and its offsets.
+
+    This and the other converters below build Arrow arrays from buffers: pyarrow's own conversions
+    of Python lists and numpy arrays import pandas on first use (0.3 s and tens of MiB in a run
+    process that has no other use for it). A batch with a value of None (a tombstone) still goes
+    through `pa.array`.
+    """
+    try:
+        lengths = np.fromiter(map(len, values), np.int64, len(values))  # type: ignore[arg-type]
+    except TypeError:
+        return pa.array(values, pa.binary())
+    offsets = np.zeros(len(values) + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    kind, width = (pa.binary(), np.int32) if offsets[-1] < 2**31 else (pa.large_binary(), np.int64)
+    data = b"".join(values)  # type: ignore[arg-type]
+    return pa.Array.from_buffers(kind, len(values), [None, pa.py_buffer(offsets.astype(width)), pa.py_buffer(data)])
+
+
+def arrow_ints(values: np.ndarray) -> pa.Array:
+    """An int64 numpy array as an Arrow array sharing its memory (see `binary_array`)."""
+    values = np.ascontiguousarray(values, np.int64)
+    return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(values)])
+
+
+def arrow_bools(mask: np.ndarray) -> pa.Array:
+    """A numpy boolean array as an Arrow boolean array (see `binary_array`)."""
+    packed = np.packbits(np.asarray(mask, bool), bitorder="little")
+    return pa.Array.from_buffers(pa.bool_(), len(mask), [None, pa.py_buffer(packed)])
+
+
+_NUMPY_TYPES = {pa.int32(): np.int32, pa.int64(): np.int64, pa.float64(): np.float64}
+
+
+def numpy_numbers(numbers: pa.Array) -> np.ndarray:
+    """A numeric Arrow array without nulls as numpy, sharing its memory (see `binary_array`)."""
+    if numbers.null_count:
+        raise ValueError(f"{numbers.null_count} nulls in an array of {numbers.type} that should have none")
+    dtype = _NUMPY_TYPES[numbers.type]
+    return np.frombuffer(numbers.buffers()[1], dtype)[numbers.offset : numbers.offset + len(numbers)]
+
+
+def numpy_bools(matched: pa.Array) -> np.ndarray:
+    """An Arrow boolean array as numpy, False where null (a value of None), from its bitmaps (see
+    `binary_array`: pyarrow's `to_numpy` and `fill_null` of booleans import pandas)."""
+    count, offset = len(matched), matched.offset
+    if count == 0:
+        return np.zeros(0, bool)
+    validity, bits = matched.buffers()
+
+    def unpack(buffer: pa.Buffer) -> np.ndarray:
+        unpacked = np.unpackbits(np.frombuffer(buffer, np.uint8), bitorder="little")
+        return unpacked[offset : offset + count].astype(bool)
+
+    values = unpack(bits)
+    return values & unpack(validity) if validity is not None and matched.null_count else values
+
+
 def _columns(
     texts: pa.Array, separator: str, after_key: str, seed_keys: tuple[str, ...]
 ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """Values already matched against a shape's pattern, cut at `separator`: each part is a key of
     `seed_keys` in order, `after_key` and its number (the key's own quote, if any, is counted in)."""
     parts = pc.split_pattern(texts, separator)
-    lengths = pc.list_value_length(parts).to_numpy()
+    lengths = numpy_numbers(pc.list_value_length(parts))
     first = np.concatenate(([0], np.cumsum(lengths)[:-1]))
     flat = pc.list_flatten(parts)
     skip = len(after_key) + (1 if after_key.startswith('"') else 0)
     numbers_text = {
-        key: pc.utf8_slice_codeunits(pc.take(flat, first + k), len(key) + skip) for k, key in enumerate(seed_keys[:-1])
+        key: pc.utf8_slice_codeunits(pc.take(flat, arrow_ints(first + k)), len(key) + skip)
+        for k, key in enumerate(seed_keys[:-1])
     }
-    ids = numbers_text["id"].cast(pa.int64()).to_numpy()
-    numbers = {key: numbers_text[key].cast(pa.float64()).to_numpy() for key in parsing.METRIC_FIELDS}
+    ids = numpy_numbers(numbers_text["id"].cast(pa.int64()))
+    numbers = {key: numpy_numbers(numbers_text[key].cast(pa.float64())) for key in parsing.METRIC_FIELDS}
     has_ts = lengths == len(seed_keys)
     ts_ms = np.zeros(len(lengths), np.int64)
     if has_ts.any():
-        ts_text = pc.take(flat, first[has_ts] + len(seed_keys) - 1)
-        ts_ms[has_ts] = pc.utf8_slice_codeunits(ts_text, len("ts") + skip).cast(pa.int64()).to_numpy()
+        ts_text = pc.take(flat, arrow_ints(first[has_ts] + len(seed_keys) - 1))
+        ts_ms[has_ts] = numpy_numbers(pc.utf8_slice_codeunits(ts_text, len("ts") + skip).cast(pa.int64()))
     return ids, numbers, has_ts, ts_ms
 
 
@@ -326,9 +386,15 @@ def record_times_us(timestamps: Sequence[tuple[int, int]], not_available: int) -
     """Kafka `(kind, ms)` timestamps as epoch microseconds; `now` where the broker gave none."""
     if not timestamps:
         return np.empty(0, np.int64)
-    pairs = np.array(timestamps, np.int64)
+    pairs = timestamp_pairs(timestamps)
     stamps = pairs[:, 1] * 1000
     missing = pairs[:, 0] == not_available
     if missing.any():
         stamps[missing] = datetime_to_us(datetime.now(UTC))
     return stamps
+
+
+def timestamp_pairs(timestamps: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Kafka `(kind, ms)` timestamps as an (n, 2) array, through one iterator in C (twice as fast
+    faster than `np.array` of the tuples)."""
+    return np.fromiter(chain.from_iterable(timestamps), np.int64, 2 * len(timestamps)).reshape(-1, 2)

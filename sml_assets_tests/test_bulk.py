@@ -13,7 +13,7 @@ from sqlalchemy import Engine, create_engine, select, text
 
 from sml_assets.chunks import MetricColumns, datetime_to_us
 from sml_assets.parsing import METRIC_FIELDS
-from sml_assets.resources.bulk import _insert_many, _row_dicts, write_metrics
+from sml_assets.resources.bulk import SQLITE_ROWS_PER_STATEMENT, _insert_many, _row_dicts, write_metrics
 from sml_assets.resources.database import LEGACY_TOPIC_ID
 from sml_assets.resources.tables import metrics_schema
 
@@ -62,8 +62,21 @@ def stored_row(engine: Engine, table_name: str, index: int) -> dict[str, object]
     return dict(zip(table.c.keys(), stored(engine, table_name)[index], strict=True))
 
 
-def write_both(engine: Engine, fast: str, generic: str, topic: str, topic_id: str) -> None:
-    rows = columns(topic)
+def many_columns(topic: str, count: int) -> MetricColumns:
+    """`count` rows cycling through the four of `columns`, at offsets 0..count-1."""
+    four = columns(topic)
+    return MetricColumns(
+        topic,
+        np.resize(four.partition, count),
+        np.arange(count, dtype=np.int64),
+        np.resize(four.server_id, count),
+        {key: np.resize(values, count) for key, values in four.metrics.items()},
+        np.resize(four.event_time_us, count),
+    )
+
+
+def write_both(engine: Engine, fast: str, generic: str, topic: str, topic_id: str, count: int = 4) -> None:
+    rows = columns(topic) if count == 4 else many_columns(topic, count)
     for name in (fast, generic):
         metrics_schema(name).metadata.create_all(engine)
     with engine.begin() as connection:
@@ -92,6 +105,17 @@ def test_sqlite_tuples_store_what_the_bind_processors_store(tmp_path: Path, topi
         raw = connection.execute(text("SELECT event_time, ingested_at FROM fast ORDER BY kafka_offset")).all()
         same = connection.execute(text("SELECT event_time, ingested_at FROM generic ORDER BY kafka_offset")).all()
     assert raw == same
+    engine.dispose()
+
+
+def test_sqlite_statements_of_many_rows_store_every_row(tmp_path: Path) -> None:
+    """Two full multi-row statements and a shorter last one store what one row a statement stores."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'bulk.db'}")
+    count = 2 * SQLITE_ROWS_PER_STATEMENT + 3
+    write_both(engine, "fast", "generic", "metrics-bulk", TOPIC_ID, count)
+    fast = stored(engine, "fast")
+    assert len(fast) == count and fast == stored(engine, "generic")
+    assert [row[-1] for row in fast] == [TOPIC_ID] * count
     engine.dispose()
 
 

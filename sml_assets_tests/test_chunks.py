@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from random import Random
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_NOT_AVAILABLE
 from hypothesis import HealthCheck, given, settings
@@ -22,7 +23,12 @@ from sml_assets.chunks import (
     SEED_KEYS,
     SEED_LINE_PATTERN,
     MetricColumns,
+    arrow_bools,
+    arrow_ints,
+    binary_array,
     datetime_to_us,
+    numpy_bools,
+    numpy_numbers,
     parse_values,
     record_times_us,
 )
@@ -249,3 +255,20 @@ def test_a_record_or_dead_letter_for_every_value() -> None:
     parsed = parse_values(values, np.full(2, RECORD_MS * 1000))
     assert isinstance(parsed.outcome(0), MetricRecord)
     assert parsed.outcome(1) == DeadLetter("empty message (no value)")
+
+
+def test_the_buffer_converters_agree_with_pyarrows_own() -> None:
+    """Arrays built from buffers (no pandas import) equal pyarrow's conversions, sliced ones too."""
+    values = [b"id: 1", b"", "é".encode(), b"\x00\xff"]
+    assert binary_array(values).equals(pa.array(values, pa.binary()))
+    assert binary_array([b"a", None]).to_pylist() == [b"a", None]
+    assert len(binary_array([])) == 0
+    mask = np.array([True, False, True, True, False, False, False, True, True])
+    assert arrow_bools(mask).equals(pa.array(mask))
+    assert arrow_ints(np.array([3, -1, 2**62])).to_pylist() == [3, -1, 2**62]
+    assert numpy_bools(pa.array([True, None, False, True, True]).slice(1)).tolist() == [False, False, True, True]
+    assert numpy_bools(pa.array([], pa.bool_())).tolist() == []
+    assert numpy_numbers(pa.array([1.5, 2.5, 3.5]).slice(1)).tolist() == [2.5, 3.5]
+    assert numpy_numbers(pa.array([7, 8], pa.int32())).tolist() == [7, 8]
+    with pytest.raises(ValueError, match="1 nulls"):
+        numpy_numbers(pa.array([1, None]))
