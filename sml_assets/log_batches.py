@@ -18,7 +18,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as _compute
 
-from sml_assets.parsing import LINE_SPACE, LogRecord, parse_log_line, reason_kind
+from sml_assets.parsing import LINE_SPACE, LogRecord, parse_log_line, reason_kind, skew_reason
+from sml_assets.windows import WINDOW
 
 pc: Any = _compute
 """pyarrow.compute, whose functions are generated at import: a type checker sees none of them."""
@@ -70,7 +71,13 @@ def parse_batches(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]
 
 def parse_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
     """`batch` (with a binary `value` column) and the `PARSED_FIELDS` of each of its values."""
-    values = batch.column(batch.schema.get_field_index("value"))
+    columns = parsed_columns(batch.column(batch.schema.get_field_index("value")))
+    arrays = [*batch.columns, *(columns[field.name] for field in PARSED_FIELDS)]
+    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema([*batch.schema, *PARSED_FIELDS]))
+
+
+def parsed_columns(values: pa.Array) -> dict[str, pa.Array]:
+    """The `PARSED_FIELDS` of each of `values` (binary), by field name."""
     text = values.cast(pa.string(), safe=False)
     ascii_text = pc.if_else(pc.fill_null(pc.string_is_ascii(text), False), text, pa.scalar(None, pa.string()))
     match = pc.extract_regex(ascii_text, FAST_LINE)
@@ -98,13 +105,12 @@ def parse_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
         "event_time": pc.cast(pc.multiply(seconds, 1_000_000), pa.timestamp("us", tz="UTC")),
         "method": pc.struct_field(match, "method"),
         "success": pc.and_(pc.greater_equal(status, 200), pc.less_equal(status, 299)),
-        "_sml_parse_reason": pa.nulls(len(batch), pa.string()),
+        "_sml_parse_reason": pa.nulls(len(values), pa.string()),
     }
     slow = pc.invert(fast)
     if pc.any(slow).as_py():
         columns = _parse_slowly(values, slow, columns)
-    arrays = [*batch.columns, *(columns[field.name] for field in PARSED_FIELDS)]
-    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema([*batch.schema, *PARSED_FIELDS]))
+    return columns
 
 
 def _parse_slowly(values: pa.Array, slow: pa.Array, columns: dict[str, pa.Array]) -> dict[str, pa.Array]:
@@ -124,3 +130,119 @@ def _parse_slowly(values: pa.Array, slow: pa.Array, columns: dict[str, pa.Array]
         field.name: pc.replace_with_mask(columns[field.name], slow, pa.array(parsed[field.name], field.type))
         for field in PARSED_FIELDS
     }
+
+
+NOW_COLUMN = "_sml_now"
+"""The micro-batch's time (Spark's `current_timestamp()` in a streaming plan, kept in its offset log),
+handed to the Python workers as a column: the skew rule's clock."""
+RECORD_COLUMN = "kafka_timestamp"
+JUDGED_FIELDS = (*PARSED_FIELDS[:4], pa.field("reject_reason", pa.string()))
+"""What `judge_batches` adds: `PARSED_FIELDS` with the skew rule applied, the reason with its particulars."""
+COUNT_FIELDS = (
+    pa.field("start", pa.int64()),
+    pa.field("label", pa.string()),
+    pa.field("lines", pa.int64()),
+    pa.field("max_seconds", pa.int64()),
+)
+"""What `count_batches` gives: lines per window start (epoch seconds) and category, with the newest
+event second; a row without a start counts the rejects of one kind (`label`)."""
+SKEW_PARTICULARS = r"^event time [0-9]+ s ahead"
+
+
+def judged_columns(batch: pa.RecordBatch, max_skew_s: int) -> dict[str, pa.Array]:
+    """`PARSED_FIELDS` of the batch's `value`s, then the skew rule (`skew_reason`) against its
+    `RECORD_COLUMN` (when it has one) and `NOW_COLUMN`: `JUDGED_FIELDS`.
+
+    Arrays pick the candidates (ahead of either moment by more than `max_skew_s`, to the millisecond),
+    `skew_reason` words their reasons: only those lines become Python objects."""
+    names = batch.schema.names
+    columns = parsed_columns(batch.column(names.index("value")))
+    event_us = pc.cast(columns["event_time"], pa.int64())
+    moments = [batch.column(names.index(name)) for name in (RECORD_COLUMN, NOW_COLUMN) if name in names]
+    candidate = pa.array([False] * len(batch))
+    for moment in moments:
+        ahead_us = pc.subtract(event_us, pc.cast(moment, pa.int64()))
+        candidate = pc.or_(candidate, pc.fill_null(pc.greater(ahead_us, max_skew_s * 1_000_000 + 999), False))
+    reason = columns.pop("_sml_parse_reason")
+    if pc.any(candidate).as_py():
+        reason = pc.replace_with_mask(reason, candidate, _skew_reasons(batch, columns, candidate, max_skew_s))
+    return {**columns, "reject_reason": reason}
+
+
+def _skew_reasons(
+    batch: pa.RecordBatch, columns: dict[str, pa.Array], candidate: pa.Array, max_skew_s: int
+) -> pa.Array:
+    names = batch.schema.names
+    events = pc.filter(columns["event_time"], candidate).to_pylist()
+    records = (
+        pc.filter(batch.column(names.index(RECORD_COLUMN)), candidate).to_pylist()
+        if RECORD_COLUMN in names
+        else [None] * len(events)
+    )
+    nows = pc.filter(batch.column(names.index(NOW_COLUMN)), candidate).to_pylist()
+    return pa.array(
+        [skew_reason(event, record, now, max_skew_s) for event, record, now in zip(events, records, nows, strict=True)],
+        pa.string(),
+    )
+
+
+def judge_batches(batches: Iterable[pa.RecordBatch], max_skew_s: int) -> Iterator[pa.RecordBatch]:
+    """`mapInArrow`'s function for the lines themselves: each batch without `NOW_COLUMN`, plus `JUDGED_FIELDS`."""
+    for batch in batches:
+        columns = judged_columns(batch, max_skew_s)
+        kept = [name for name in batch.schema.names if name != NOW_COLUMN]
+        arrays = [*(batch.column(name) for name in kept), *(columns[field.name] for field in JUDGED_FIELDS)]
+        schema = pa.schema([*(batch.schema.field(name) for name in kept), *JUDGED_FIELDS])
+        yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def count_batches(batches: Iterable[pa.RecordBatch], max_skew_s: int) -> Iterator[pa.RecordBatch]:
+    """`mapInArrow`'s function for the counts: a partition's lines judged a batch at a time and
+    counted per `COUNT_FIELDS` group (a few rows per partition, vectorised, nothing per line),
+    so only the counts go back to the JVM."""
+    partials = [_counts(judged_columns(batch, max_skew_s)) for batch in batches]
+    if partials:
+        combined = (
+            pa.concat_tables(partials)
+            .group_by(["start", "label"])
+            .aggregate([("lines", "sum"), ("max_seconds", "max")])
+        )
+        table = pa.table({field.name: combined.column(_aggregated(field.name)) for field in COUNT_FIELDS})
+        yield from table.cast(pa.schema(COUNT_FIELDS)).to_batches()
+
+
+def _aggregated(name: str) -> str:
+    return {"lines": "lines_sum", "max_seconds": "max_seconds_max"}.get(name, name)
+
+
+def _counts(columns: dict[str, pa.Array]) -> pa.Table:
+    """One batch's lines per window and category (valid lines) or per kind of reason (rejects)."""
+    valid = pc.is_null(columns["reject_reason"])
+    seconds = _floor_div(pc.cast(columns["event_time"], pa.int64()), 1_000_000)
+    window_s = int(WINDOW.total_seconds())
+    suffix = pc.if_else(columns["success"], "_success", "_failure")
+    category = pc.binary_join_element_wise(columns["method"], suffix, "")
+    kind = pc.replace_substring_regex(columns["reject_reason"], SKEW_PARTICULARS, "event time s ahead")
+    null_seconds = pa.scalar(None, pa.int64())
+    table = pa.table(
+        {
+            "start": pc.if_else(valid, pc.multiply(_floor_div(seconds, window_s), window_s), null_seconds),
+            "label": pc.if_else(valid, category, kind),
+            "seconds": pc.if_else(valid, seconds, null_seconds),
+        }
+    )
+    grouped = table.group_by(["start", "label"]).aggregate([("label", "count"), ("seconds", "max")])
+    return pa.table(
+        {
+            "start": grouped.column("start"),
+            "label": grouped.column("label"),
+            "lines": grouped.column("label_count"),
+            "max_seconds": grouped.column("seconds_max"),
+        }
+    )
+
+
+def _floor_div(values: pa.Array, divisor: int) -> pa.Array:
+    """Integer division rounded down (Arrow's rounds toward zero), as Spark's `unix_seconds` and `pmod`."""
+    quotient = pc.divide(values, divisor)
+    return pc.subtract(quotient, pc.cast(pc.greater(pc.multiply(quotient, divisor), values), pa.int64()))
