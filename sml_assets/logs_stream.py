@@ -365,8 +365,9 @@ def count_lines(raw: DataFrame, max_skew_s: int = DEFAULT_MAX_CLOCK_SKEW_S) -> l
         key = (row["start"], row["label"])
         seen = totals.setdefault(key, {"start": key[0], "label": key[1], "lines": 0, "max_seconds": None})
         seen["lines"] += int(row["lines"])
-        if row["max_seconds"] is not None:
-            seen["max_seconds"] = max(seen["max_seconds"] or row["max_seconds"], row["max_seconds"])
+        newest = row["max_seconds"]
+        if newest is not None:
+            seen["max_seconds"] = newest if seen["max_seconds"] is None else max(seen["max_seconds"], newest)
     return list(totals.values())
 
 
