@@ -1,8 +1,8 @@
-"""The Spark Structured Streaming query behind `log_summary`: one query, one aggregation per batch.
+"""The Spark Structured Streaming query behind `log_summary`: one query, one pass per batch.
 
 One query reads the logs topic with `availableNow` (a materialization processes what arrived
-since the last one and stops) and hands each micro-batch to `process_batch`, whose one
-aggregation gives the window counts, the rejects per reason and the line counts. Its outputs:
+since the last one and stops) and hands each micro-batch to `process_batch`, whose one pass
+(`count_lines`) gives the window counts, the rejects per reason and the line counts. Its outputs:
 
 - the lines that did not parse, with a reason, written (only when the batch has any, in a second
   read of the batch) to `rejects/batch_id=<n>/` (overwritten
@@ -11,10 +11,10 @@ aggregation gives the window counts, the rejects per reason and the line counts.
   `sml_assets.windows.merge_increments` applies the 10-minute watermark exactly as Spark's stateful
   aggregation would, with the query's state kept in the stored summary.
 
-Parsing is `sml_assets.log_batches` on Arrow batches in Spark's Python workers (`parse_log_line`'s
-verdicts, a vectorised path for the common line), then `sml_assets.parsing.skew_reason` in Spark SQL:
-a line dated ahead of its record timestamp or of the clock by more than SML_MAX_CLOCK_SKEW is a
-reject, so it is never counted and never moves the watermark.
+Parsing, the skew rule and the counting are `sml_assets.log_batches` on Arrow batches in Spark's
+Python workers (`parse_log_line`'s verdicts, a vectorised path for the common line, then
+`sml_assets.parsing.skew_reason`): a line dated ahead of its record timestamp or of the clock by
+more than SML_MAX_CLOCK_SKEW is a reject, so it is never counted and never moves the watermark.
 
 A run whose end offsets equal those of the checkpoint's newest committed batch has nothing to do:
 `caught_up` reports it without starting Spark at all.
