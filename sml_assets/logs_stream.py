@@ -1,8 +1,8 @@
-"""The Spark Structured Streaming query behind `log_summary`: one query, one aggregation per batch.
+"""The Spark Structured Streaming query behind `log_summary`: one query, one pass per batch.
 
 One query reads the logs topic with `availableNow` (a materialization processes what arrived
-since the last one and stops) and hands each micro-batch to `process_batch`, whose one
-aggregation gives the window counts, the rejects per reason and the line counts. Its outputs:
+since the last one and stops) and hands each micro-batch to `process_batch`, whose one pass
+(`count_lines`) gives the window counts, the rejects per reason and the line counts. Its outputs:
 
 - the lines that did not parse, with a reason, written (only when the batch has any, in a second
   read of the batch) to `rejects/batch_id=<n>/` (overwritten
@@ -11,10 +11,10 @@ aggregation gives the window counts, the rejects per reason and the line counts.
   `sml_assets.windows.merge_increments` applies the 10-minute watermark exactly as Spark's stateful
   aggregation would, with the query's state kept in the stored summary.
 
-Parsing is `sml_assets.log_batches` on Arrow batches in Spark's Python workers (`parse_log_line`'s
-verdicts, a vectorised path for the common line), then `sml_assets.parsing.skew_reason` in Spark SQL:
-a line dated ahead of its record timestamp or of the clock by more than SML_MAX_CLOCK_SKEW is a
-reject, so it is never counted and never moves the watermark.
+Parsing, the skew rule and the counting are `sml_assets.log_batches` on Arrow batches in Spark's
+Python workers (`parse_log_line`'s verdicts, a vectorised path for the common line, then
+`sml_assets.parsing.skew_reason`): a line dated ahead of its record timestamp or of the clock by
+more than SML_MAX_CLOCK_SKEW is a reject, so it is never counted and never moves the watermark.
 
 A run whose end offsets equal those of the checkpoint's newest committed batch has nothing to do:
 `caught_up` reports it without starting Spark at all.
@@ -38,7 +38,6 @@ from sml_assets.resources.storage import LocalStorage
 from sml_assets.spark_storage import StoragePath, move, remove_tree
 from sml_assets.windows import (
     CATEGORIES,
-    WINDOW,
     BatchUpdate,
     Counts,
     WindowUpdate,
@@ -313,36 +312,63 @@ def kafka_lines(spark: SparkSession, kafka_options: Mapping[str, str], topic: st
     )
 
 
+def with_clock(raw: DataFrame, now: Column | None = None) -> DataFrame:
+    """`raw` with the skew rule's clock as a column (`log_batches.NOW_COLUMN`): `now`, else the one it
+    has, else `current_timestamp()`, which in a streaming plan is the micro-batch's time that Spark
+    keeps in its offset log, so a replayed batch decides the same."""
+    from pyspark.sql import functions as F
+
+    from sml_assets.log_batches import NOW_COLUMN
+
+    if now is None and NOW_COLUMN in raw.columns:
+        return raw
+    return raw.withColumn(NOW_COLUMN, F.current_timestamp() if now is None else now)
+
+
 def parse_lines(raw: DataFrame, max_skew_s: int = DEFAULT_MAX_CLOCK_SKEW_S, now: Column | None = None) -> DataFrame:
     """Add `line`, `event_time`, `method`, `success` and `reject_reason` (null when the line is valid).
 
-    `sml_assets.log_batches` parses each Arrow batch of `value`s (`mapInArrow`, in Spark's Python
-    workers: `parse_log_line`'s verdicts, with a vectorised path for the common line); then the skew
-    rule (`skew_reason`) against the `kafka_timestamp` column (when there is one) and `now`
-    (default: the micro-batch's time, which Spark keeps in its offset log, so a replayed batch
-    decides the same), in Spark SQL. The first failing check names the reason, by kind.
+    `sml_assets.log_batches.judge_batches` parses each Arrow batch of `value`s (`mapInArrow`, in
+    Spark's Python workers: `parse_log_line`'s verdicts, with a vectorised path for the common line),
+    then applies the skew rule (`skew_reason`) against the `kafka_timestamp` column (when there is
+    one) and `now` (`with_clock`). The first failing check names the reason.
     """
-    from pyspark.sql import functions as F
+    from functools import partial
+
     from pyspark.sql.pandas.types import from_arrow_type
     from pyspark.sql.types import StructField, StructType
 
-    from sml_assets.log_batches import PARSED_FIELDS, parse_batches
+    from sml_assets.log_batches import JUDGED_FIELDS, NOW_COLUMN, judge_batches
 
-    added = [StructField(field.name, from_arrow_type(field.type)) for field in PARSED_FIELDS]
-    parsed = raw.mapInArrow(parse_batches, StructType([*raw.schema.fields, *added]))
-    event_time = F.col("event_time")
-    record = F.col("kafka_timestamp") if "kafka_timestamp" in raw.columns else F.lit(None).cast("timestamp")
-    ahead_ms = [
-        F.unix_millis(event_time) - F.unix_millis(moment)
-        for moment in (record, F.current_timestamp() if now is None else now)
-    ]
-    reason = F.when(F.col("_sml_parse_reason").isNotNull(), F.col("_sml_parse_reason"))
-    for ahead, reference in zip(ahead_ms, SKEW_REFERENCES):
-        reason = reason.when(
-            ahead > max_skew_s * 1000,
-            F.concat(F.lit("event time "), F.floor(ahead / 1000).cast("string"), F.lit(f" s ahead of {reference}")),
-        )
-    return parsed.select(*raw.columns, "line", "event_time", "method", "success", reason.alias("reject_reason"))
+    clocked = with_clock(raw, now)
+    kept = [field for field in clocked.schema.fields if field.name != NOW_COLUMN]
+    added = [StructField(field.name, from_arrow_type(field.type)) for field in JUDGED_FIELDS]
+    return clocked.mapInArrow(partial(judge_batches, max_skew_s=max_skew_s), StructType([*kept, *added]))
+
+
+def count_lines(raw: DataFrame, max_skew_s: int = DEFAULT_MAX_CLOCK_SKEW_S) -> list[dict[str, Any]]:
+    """The lines of `raw` (a clocked batch, `with_clock`) counted per window start and category, and
+    per kind of reject (rows without a start): `log_batches.count_batches` judges and counts each
+    partition in the Python workers, so only `value`, the record time and the clock go there and a
+    few rows per partition come back; those are summed here."""
+    from functools import partial
+
+    from pyspark.sql.pandas.types import from_arrow_type
+    from pyspark.sql.types import StructField, StructType
+
+    from sml_assets.log_batches import COUNT_FIELDS, NOW_COLUMN, RECORD_COLUMN, count_batches
+
+    needed = [name for name in ("value", RECORD_COLUMN, NOW_COLUMN) if name in raw.columns]
+    schema = StructType([StructField(field.name, from_arrow_type(field.type)) for field in COUNT_FIELDS])
+    totals: dict[tuple[int | None, str], dict[str, Any]] = {}
+    for row in raw.select(*needed).mapInArrow(partial(count_batches, max_skew_s=max_skew_s), schema).collect():
+        key = (row["start"], row["label"])
+        seen = totals.setdefault(key, {"start": key[0], "label": key[1], "lines": 0, "max_seconds": None})
+        seen["lines"] += int(row["lines"])
+        newest = row["max_seconds"]
+        if newest is not None:
+            seen["max_seconds"] = newest if seen["max_seconds"] is None else max(seen["max_seconds"], newest)
+    return list(totals.values())
 
 
 @dataclass(frozen=True)
@@ -359,46 +385,30 @@ class BatchCounts:
         return sum(self.rejects_by_kind.values())
 
 
-def process_batch(batch: DataFrame, batch_id: int, checkpoint_id: str, paths: StreamPaths) -> BatchCounts:
-    """Count the batch per window and category, and its rejects per kind, in one aggregation;
-    then, only when the batch has rejects, write them.
+def process_batch(
+    batch: DataFrame, batch_id: int, checkpoint_id: str, paths: StreamPaths, max_skew_s: int = DEFAULT_MAX_CLOCK_SKEW_S
+) -> BatchCounts:
+    """Count the batch (`with_clock`'s Kafka rows) per window and category, and its rejects per kind,
+    in one pass (`count_lines`); then, only when the batch has rejects, write them.
 
-    Writing the rejects reads the batch's offsets from Kafka and parses them again: caching the
-    parsed batch instead (MEMORY_AND_DISK) made a 500k-line run about twice as slow on 2 cores
-    (benchmarks/bench_logs.py). The batch's plan carries the batch time of Spark's offset log (the
-    skew rule's clock), so both passes, and a replay of the batch, reject the same lines, and a
-    replay overwrites the batch's folder with the same rows.
+    Writing the rejects reads the batch's offsets from Kafka and parses them again (`parse_lines`):
+    caching the batch instead (MEMORY_AND_DISK) made a 500k-line run about twice as slow on 2 cores
+    (benchmarks/bench_logs.py). The batch carries the batch time of Spark's offset log (the skew
+    rule's clock), so both passes, and a replay of the batch, reject the same lines, and a replay
+    overwrites the batch's folder with the same rows.
     """
     from pyspark.sql import functions as F
 
-    valid = F.col("reject_reason").isNull()
-    seconds = F.unix_seconds(F.col("event_time"))
-    window_s = int(WINDOW.total_seconds())
-    kind = F.regexp_replace(F.col("reject_reason"), r"^event time [0-9]+ s ahead", "event time s ahead")
-    category = F.concat(F.col("method"), F.when(F.col("success"), F.lit("_success")).otherwise(F.lit("_failure")))
-    narrow = batch.select(
-        "kafka_partition",
-        "kafka_offset",
-        "kafka_timestamp",
-        F.when(~valid, F.col("line")).alias("line"),
-        "reject_reason",
-        F.when(valid, seconds - F.pmod(seconds, F.lit(window_s))).alias("start"),
-        F.when(valid, category).otherwise(kind).alias("label"),
-        F.when(valid, seconds).alias("seconds"),
-    )
-    groups = (
-        narrow.groupBy("start", "label")
-        .agg(F.count(F.lit(1)).alias("lines"), F.max("seconds").alias("max_seconds"))
-        .collect()
-    )
-    if any(row["start"] is None for row in groups):
+    groups = count_lines(batch, max_skew_s)
+    if any(group["start"] is None for group in groups):
         (
-            narrow.where(F.col("reject_reason").isNotNull())
+            parse_lines(batch, max_skew_s)
+            .where(F.col("reject_reason").isNotNull())
             .select("kafka_partition", "kafka_offset", "kafka_timestamp", "line", "reject_reason")
             .write.mode("overwrite")
             .parquet(str(paths.rejects_of_batch(batch_id)))
         )
-    return batch_counts(checkpoint_id, batch_id, [row.asDict() for row in groups])
+    return batch_counts(checkpoint_id, batch_id, groups)
 
 
 def batch_counts(checkpoint_id: str, batch_id: int, groups: list[dict[str, Any]]) -> BatchCounts:
@@ -492,13 +502,13 @@ def run_log_summary_stream(
     """
     from sml_assets.resources.spark import is_remote
 
-    parsed = parse_lines(kafka_lines(spark, kafka_options, topic), max_skew_s)
+    clocked = with_clock(kafka_lines(spark, kafka_options, topic))
     started = time.monotonic()
     seen: list[tuple[BatchCounts, object]] = []
     remote = is_remote(spark)
 
     def each_batch(batch: DataFrame, batch_id: int) -> None:
-        counts = process_batch(batch, batch_id, checkpoint.checkpoint_id, paths)
+        counts = process_batch(batch, batch_id, checkpoint.checkpoint_id, paths, max_skew_s)
         answer = on_batch(counts.update)
         if remote:
             journal_batch(journal_dir, batch_id, (counts, answer))
@@ -506,7 +516,7 @@ def run_log_summary_stream(
             seen.append((counts, answer))
 
     query = (
-        parsed.writeStream.queryName(f"{QUERY_PREFIX}{checkpoint.checkpoint_id[:8]}_{run_token[:8]}".rstrip("_"))
+        clocked.writeStream.queryName(f"{QUERY_PREFIX}{checkpoint.checkpoint_id[:8]}_{run_token[:8]}".rstrip("_"))
         .foreachBatch(each_batch)
         .option("checkpointLocation", str(paths.windows_checkpoint))
         .trigger(availableNow=True)

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from benchmarks.common import log_values
 from sml_assets import log_batches
-from sml_assets.log_batches import parse_batch, reject_kind
+from sml_assets.log_batches import NOW_COLUMN, RECORD_COLUMN, count_batches, parse_batch, reject_kind
 from sml_assets.logs_stream import REJECT_KINDS, SKEW_KINDS
-from sml_assets.parsing import DeadLetter, LogRecord, parse_log_line
+from sml_assets.parsing import DeadLetter, LogRecord, parse_log_line, skew_reason
 from sml_assets_tests.helpers import encoded, mutate
 from sml_assets_tests.test_hostile_input import HOSTILE_LOGS, LINE
 from sml_assets_tests.test_log_summary_asset import MALFORMED, ZONED_DATES
@@ -128,3 +128,55 @@ def test_reasons_are_counted_by_the_kinds_spark_named_them() -> None:
     for value, outcome in reasons.items():
         if isinstance(outcome, DeadLetter):
             assert reject_kind(outcome.reason) in REJECT_KINDS, (value, outcome.reason)
+
+
+def test_count_batches_counts_what_parse_log_line_and_skew_reason_decide() -> None:
+    """Counts per window and category, and per kind of reject, of lines spread over three batches,
+    with skewed ones (against the record timestamp, the clock, both, and neither by a millisecond),
+    equal a recount line by line."""
+    now = datetime(2026, 11, 25, 16, 30, tzinfo=UTC)
+    base = datetime(2026, 11, 25, 16, 2, 3, tzinfo=UTC)
+    skewed = [
+        (f"10.0.0.1 - u [{moment:%a, %d %b %Y %H:%M:%S} GMT] GET /x 200 1".encode(), record)
+        for moment, record in (
+            (base + timedelta(seconds=61), base),
+            (base + timedelta(seconds=60), base),
+            (base + timedelta(seconds=61), base + timedelta(microseconds=1_000)),
+            (now + timedelta(seconds=61), now + timedelta(days=1)),
+            (now + timedelta(days=400), None),
+        )
+    ]
+    lines = [(value, base) for value in CORPUS] + skewed
+    expected_counts: dict[tuple[int | None, str], list[int | None]] = {}
+    for value, record in lines:
+        outcome = parse_log_line(value)
+        reason = outcome.reason if isinstance(outcome, DeadLetter) else skew_reason(outcome.time, record, now, 60)
+        if reason is not None:
+            key, second = (None, reject_kind(reason)), None
+        else:
+            assert isinstance(outcome, LogRecord)
+            second = int(outcome.time.timestamp())
+            key = (second - second % 300, outcome.category)
+        seen = expected_counts.setdefault(key, [0, None])
+        seen[0] = int(seen[0] or 0) + 1
+        seen[1] = second if seen[1] is None or second is None else max(int(seen[1]), second)
+    timestamps = pa.timestamp("us", tz="UTC")
+    batches = [
+        pa.record_batch(
+            {
+                "value": pa.array([value for value, _ in part], pa.binary()),
+                RECORD_COLUMN: pa.array([record for _, record in part], timestamps),
+                NOW_COLUMN: pa.array([now] * len(part), timestamps),
+            }
+        )
+        for part in (lines[:100], lines[100:101], lines[101:])
+    ]
+    got = {
+        (row["start"], row["label"]): [row["lines"], row["max_seconds"]]
+        for batch in count_batches(batches, 60)
+        for row in batch.to_pylist()
+    }
+    assert got == expected_counts
+    assert {"event time s ahead of the record timestamp", "event time s ahead of the clock"} <= {
+        label for start, label in got if start is None
+    }
