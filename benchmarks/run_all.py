@@ -205,6 +205,15 @@ def rows(results: dict[str, Any], sizes: Sizes) -> list[Row]:
             )
         table.append(Row(section, "fixed: Spark session start (once per process)", "s", r["spark_session_start_s"]))
         table.append(Row(section, "fixed: first materialization (fresh checkpoint)", "s", r["first_materialization_s"]))
+        if "warm_up_events_per_s" in r:
+            table.append(
+                Row(
+                    section,
+                    "first busy run of a process (JIT warm-up, not in steady)",
+                    "events/s",
+                    r["warm_up_events_per_s"],
+                )
+            )
         table.append(Row(section, "fixed: materialization with nothing new", "s", r["materialization_fixed_s"]))
     if "sensor" in results:
         r = results["sensor"]
