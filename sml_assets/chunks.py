@@ -382,11 +382,8 @@ def _fast_path_ok(
     return ok
 
 
-def record_times_us(timestamps: Sequence[tuple[int, int]], not_available: int) -> np.ndarray:
-    """Kafka `(kind, ms)` timestamps as epoch microseconds; `now` where the broker gave none."""
-    if not timestamps:
-        return np.empty(0, np.int64)
-    pairs = timestamp_pairs(timestamps)
+def record_times_us(pairs: np.ndarray, not_available: int) -> np.ndarray:
+    """Kafka `(kind, ms)` timestamps (`timestamp_pairs`) as epoch microseconds; `now` where the broker gave none."""
     stamps = pairs[:, 1] * 1000
     missing = pairs[:, 0] == not_available
     if missing.any():
@@ -396,5 +393,5 @@ def record_times_us(timestamps: Sequence[tuple[int, int]], not_available: int) -
 
 def timestamp_pairs(timestamps: Sequence[tuple[int, int]]) -> np.ndarray:
     """Kafka `(kind, ms)` timestamps as an (n, 2) array, through one iterator in C (twice as fast
-    faster than `np.array` of the tuples)."""
+    as `np.array` of the tuples)."""
     return np.fromiter(chain.from_iterable(timestamps), np.int64, 2 * len(timestamps)).reshape(-1, 2)

@@ -347,7 +347,7 @@ def _add_batch(
     """
     import numpy as np
 
-    from sml_assets.chunks import parse_values, record_times_us
+    from sml_assets.chunks import parse_values, record_times_us, timestamp_pairs
 
     topic = chunk.topic
     failures = list(map(Message.error, messages))
@@ -367,11 +367,12 @@ def _add_batch(
         messages = [messages[i] for i in chosen.tolist()]
         partitions, offsets = partitions[chosen], offsets[chosen]
     values = list(map(Message.value, messages))
-    stamps = list(map(Message.timestamp, messages))
+    stamps = timestamp_pairs(list(map(Message.timestamp, messages)))
     record_us = record_times_us(stamps, TIMESTAMP_NOT_AVAILABLE)
     parsed = parse_values(values, record_us)
     valid = parsed.valid.copy()
-    skewed = _skewed(parsed.event_time_us, valid, record_us, stamps, kafka.max_clock_skew_s)
+    missing = stamps[:, 0] == TIMESTAMP_NOT_AVAILABLE
+    skewed = _skewed(parsed.event_time_us, valid, record_us, missing, kafka.max_clock_skew_s)
     for index, _ in skewed:
         valid[index] = False
     chunk.parts.append(parsed.columns(topic, partitions, offsets, valid))
@@ -403,17 +404,16 @@ def _positions(numbers: list[int | None]) -> np.ndarray:
 
 
 def _skewed(
-    event_us: np.ndarray, valid: np.ndarray, record_us: np.ndarray, stamps: list[tuple[int, int]], max_skew_s: int
+    event_us: np.ndarray, valid: np.ndarray, record_us: np.ndarray, missing: np.ndarray, max_skew_s: int
 ) -> list[tuple[int, str]]:
-    """(index, reason) of the valid rows dated ahead of their record timestamp or of this machine's
-    clock by more than SML_MAX_CLOCK_SKEW: arrays pick the candidates, `skew_reason` decides."""
+    """(index, reason) of the valid rows dated ahead of their record timestamp (unless `missing`) or
+    of this machine's clock by more than SML_MAX_CLOCK_SKEW: arrays pick the candidates, `skew_reason` decides."""
     import numpy as np
 
-    from sml_assets.chunks import datetime_to_us, timestamp_pairs
+    from sml_assets.chunks import datetime_to_us
 
     now = datetime.now(UTC)
     now_us = datetime_to_us(now)
-    missing = timestamp_pairs(stamps)[:, 0] == TIMESTAMP_NOT_AVAILABLE
     margin = max_skew_s * 1_000_000 - 1_000
     candidates = valid & ((event_us - np.where(missing, now_us, record_us) > margin) | (event_us - now_us > margin))
     found = []

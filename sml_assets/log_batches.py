@@ -50,7 +50,7 @@ PARSED_FIELDS = (
     pa.field("success", pa.bool_()),
     pa.field("_sml_parse_reason", pa.string()),
 )
-"""What `parse_batches` adds to each batch: the line (trimmed, for the rejects), its event time in
+"""What `parsed_columns` gives for each value: the line (trimmed, for the rejects), its event time in
 UTC, method and success, and the kind of reason when `parse_log_line` rejects it (else null)."""
 KIND_OF = {
     "date has unknown month": "date is not a valid time",
@@ -68,19 +68,6 @@ def reject_kind(reason: str) -> str:
     if kind.startswith("date says "):
         return "date has the wrong weekday"
     return KIND_OF.get(kind, kind)
-
-
-def parse_batches(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """`mapInArrow`'s function: each batch with its `value` column parsed into `PARSED_FIELDS`."""
-    for batch in batches:
-        yield parse_batch(batch)
-
-
-def parse_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """`batch` (with a binary `value` column) and the `PARSED_FIELDS` of each of its values."""
-    columns = parsed_columns(batch.column(batch.schema.get_field_index("value")))
-    arrays = [*batch.columns, *(columns[field.name] for field in PARSED_FIELDS)]
-    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema([*batch.schema, *PARSED_FIELDS]))
 
 
 def parsed_columns(values: pa.Array) -> dict[str, pa.Array]:
@@ -229,7 +216,7 @@ def judged_columns(batch: pa.RecordBatch, max_skew_s: int) -> dict[str, pa.Array
     columns = parsed_columns(batch.column(names.index("value")))
     event_us = pc.cast(columns["event_time"], pa.int64())
     moments = [batch.column(names.index(name)) for name in (RECORD_COLUMN, NOW_COLUMN) if name in names]
-    candidate = pa.array([False] * len(batch))
+    candidate = pa.repeat(False, len(batch))
     for moment in moments:
         ahead_us = pc.subtract(event_us, pc.cast(moment, pa.int64()))
         candidate = pc.or_(candidate, pc.fill_null(pc.greater(ahead_us, max_skew_s * 1_000_000 + 999), False))

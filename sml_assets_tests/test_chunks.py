@@ -31,6 +31,7 @@ from sml_assets.chunks import (
     numpy_numbers,
     parse_values,
     record_times_us,
+    timestamp_pairs,
 )
 from sml_assets.parsing import EPOCH, METRIC_FIELDS, DeadLetter, MetricRecord, parse_metric
 from sml_assets_tests.helpers import HOSTILE_METRICS, METRIC, encoded, mutate
@@ -226,7 +227,7 @@ def test_valid_values_of_a_batch_come_back_as_columns_in_order() -> None:
 def test_a_missing_record_timestamp_becomes_now() -> None:
     before = datetime_to_us(datetime.now(UTC))
     stamps = record_times_us(
-        [(TIMESTAMP_CREATE_TIME, RECORD_MS), (TIMESTAMP_NOT_AVAILABLE, -1)], TIMESTAMP_NOT_AVAILABLE
+        timestamp_pairs([(TIMESTAMP_CREATE_TIME, RECORD_MS), (TIMESTAMP_NOT_AVAILABLE, -1)]), TIMESTAMP_NOT_AVAILABLE
     )
     assert stamps[0] == RECORD_MS * 1000
     assert before <= stamps[1] <= datetime_to_us(datetime.now(UTC))

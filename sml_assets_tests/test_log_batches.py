@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from benchmarks.common import log_values
 from sml_assets import log_batches
-from sml_assets.log_batches import NOW_COLUMN, RECORD_COLUMN, count_batches, parse_batch, reject_kind
+from sml_assets.log_batches import NOW_COLUMN, RECORD_COLUMN, count_batches, parsed_columns, reject_kind
 from sml_assets.logs_stream import REJECT_KINDS, SKEW_KINDS
 from sml_assets.parsing import DeadLetter, LogRecord, parse_log_line, skew_reason
 from sml_assets_tests.helpers import encoded, mutate
@@ -74,10 +74,11 @@ CORPUS: list[bytes | None] = [
 
 
 def verdicts(values: list[bytes | None]) -> list[tuple[object, ...]]:
-    """Each value's (event time, method, success, reason kind) as `parse_batch` gives them."""
-    batch = parse_batch(pa.record_batch([pa.array(values, pa.binary())], names=["value"]))
-    assert batch.column_names == ["value", "line", "event_time", "method", "success", "_sml_parse_reason"]
-    return [(row["event_time"], row["method"], row["success"], row["_sml_parse_reason"]) for row in batch.to_pylist()]
+    """Each value's (event time, method, success, reason kind) as `parsed_columns` gives them."""
+    columns = parsed_columns(pa.array(values, pa.binary()))
+    assert list(columns) == ["line", "event_time", "method", "success", "_sml_parse_reason"]
+    rows = pa.table(columns).to_pylist()
+    return [(row["event_time"], row["method"], row["success"], row["_sml_parse_reason"]) for row in rows]
 
 
 def expected(value: bytes | None) -> tuple[object, ...]:
