@@ -36,6 +36,7 @@ from sml_assets.logs_stream import SUMMARY_DIR, stream_paths
 from sml_assets.resources import resources_now
 from sml_assets.resources.kafka import KafkaUnavailableError
 from sml_assets.resources.storage import LocalStorage
+from sml_assets.run_lease import RUN_LOCK_WAIT_S, exclusive_run
 from sml_assets.settings import data_dir, setting_value
 from sml_assets.spark_storage import move
 from sml_assets.summarize import STATE_FILE, state_path
@@ -43,8 +44,17 @@ from sml_assets.summarize import STATE_FILE, state_path
 JOB = "summarize_logs_job"
 
 
-def discard_summary(storage: LocalStorage, now: datetime | None = None) -> Path:
+def discard_summary(storage: LocalStorage, now: datetime | None = None, wait_s: float = RUN_LOCK_WAIT_S) -> Path:
     """Move the stored summary, the checkpoints and the rejects into one folder; return it.
+
+    Under the run lock (`exclusive_run`): a log_summary run working on them (a CLI's, outside
+    Dagster's view) is waited for, not pulled from under."""
+    with exclusive_run(state_path(storage).parent, wait_s, waiting=lambda text: print(text, file=sys.stderr)):
+        return _discard(storage, now)
+
+
+def _discard(storage: LocalStorage, now: datetime | None) -> Path:
+    """`discard_summary`'s moves.
 
     The checkpoints and rejects go to a folder of the same name on SML_SPARK_STORAGE_URL (the same
     folder when that is the default, SML_DATA_DIR).

@@ -41,7 +41,9 @@ from sml_assets.resources.kafka import (
     lag_per_partition,
 )
 from sml_assets.resources.storage import LocalStorage
+from sml_assets.run_lease import exclusive_run
 from sml_assets.settings import setting_value
+from sml_assets.summarize import state_path
 
 
 def parse_timestamp(text: str) -> int:
@@ -227,7 +229,8 @@ def adopt_logs(kafka: KafkaResource, args: argparse.Namespace) -> int:
         data_dir=setting_value("SML_DATA_DIR"), spark_storage_url=setting_value("SML_SPARK_STORAGE_URL")
     )
     paths = stream_paths(storage)
-    aside = adopt_logs_topic(paths)
+    with exclusive_run(state_path(storage).parent, waiting=lambda text: print(text, file=sys.stderr)):
+        aside = adopt_logs_topic(paths)
     print(
         f"log_summary will read SML_LOGS_TOPIC={topic} (topic id {current!r}) from its earliest offset "
         f"into a new Spark checkpoint; the old one was moved to {aside or '(none existed)'}. Stored windows "

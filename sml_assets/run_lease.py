@@ -6,6 +6,11 @@ session id: a killed run's query lives on in that session on the server (an orph
 run reattaches to it to stop the query (`sml_assets.orphans`). The run's batch journal is
 `.batches-<token>/`. A lease whose lock can be taken, or a journal without a lease, belongs to a run
 that is gone; a held lease belongs to a live run, whose files are never touched.
+
+Two runs on one summary never work at once: each first takes `.run.lock` (`exclusive_run`), and a
+second run waits for the first to end. Their queries would otherwise share the checkpoint (over
+Connect the newer stops the older) and the later run's merge would start from the summary it read
+before the earlier run's batches were stored, dropping their counts.
 """
 
 from __future__ import annotations
@@ -14,7 +19,10 @@ import fcntl
 import json
 import os
 import shutil
+import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -23,6 +31,68 @@ JOURNAL_PREFIX = ".batches-"
 LEASE_SUFFIX = ".lease"
 TEMPORARY_PREFIX = ".lease-"
 TEMPORARY_SUFFIX = ".tmp"
+RUN_LOCK = ".run.lock"
+RUN_LOCK_WAIT_S = 900.0
+"""How long a run waits for another run on the same summary before failing (a run that rebuilds
+the summary from a whole topic takes minutes; a hung one should not queue runs forever)."""
+POLL_S = 0.5
+
+
+class ConcurrentRunError(RuntimeError):
+    """Another run on the same summary held the run lock for longer than the wait allows."""
+
+
+@contextmanager
+def exclusive_run(
+    folder: Path, wait_s: float = RUN_LOCK_WAIT_S, waiting: Callable[[str], None] | None = None
+) -> Iterator[float]:
+    """Hold `folder`'s run lock for the block; yields the seconds waited for another run.
+
+    `waiting` is told once whom the run waits for. The lock file keeps the holder's pid and start time
+    for that message; the kernel drops the lock when the holder dies, SIGKILL included."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / RUN_LOCK
+    started = time.monotonic()
+    with path.open("a+", encoding="utf-8") as handle:
+        told = False
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = _holder(path)
+                if time.monotonic() - started >= wait_s:
+                    raise ConcurrentRunError(
+                        f"another log_summary run on the same summary ({holder}) has held {path} for more than "
+                        f"{wait_s:.0f} s: two runs on one summary never work at once. Wait for it to end, or "
+                        "stop it if it hangs (the lock goes with its process), then run log_summary again"
+                    ) from None
+                if not told and waiting is not None:
+                    waiting(f"waiting for another log_summary run on the same summary ({holder}, lock {path})")
+                    told = True
+                time.sleep(POLL_S)
+        waited = time.monotonic() - started
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps({"pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))
+        handle.flush()
+        try:
+            yield waited
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            handle.flush()
+
+
+def _holder(path: Path) -> str:
+    """Who holds the run lock, as its file says (it may be between runs: then it says so)."""
+    try:
+        held = json.loads(path.read_text(encoding="utf-8") or "{}")
+    except (OSError, ValueError):
+        held = {}
+    if not isinstance(held, dict) or "pid" not in held:
+        return "pid unknown"
+    return f"pid {held['pid']}, since {held.get('since', '?')}"
 
 
 @dataclass

@@ -40,7 +40,7 @@ from sml_assets.python_workers import translate_worker_error
 from sml_assets.resources.kafka import KafkaResource
 from sml_assets.resources.spark import SparkResource, is_remote
 from sml_assets.resources.storage import LocalStorage
-from sml_assets.run_lease import RunLease, clear, other_runs, take_lease
+from sml_assets.run_lease import RunLease, clear, exclusive_run, other_runs, take_lease
 from sml_assets.spark_storage import StoragePath
 from sml_assets.windows import (
     BatchUpdate,
@@ -73,6 +73,8 @@ class LogSummaryReport:
     """Queries of killed runs stopped in the Spark Connect server before this run's query."""
     journals_removed: int = 0
     """Batch journals of killed runs removed at the start."""
+    waited_s: float = 0.0
+    """Seconds waited for another run on the same summary to end."""
 
 
 def state_path(storage: LocalStorage) -> Path:
@@ -149,16 +151,18 @@ def summarize_logs(
 ) -> LogSummaryReport:
     """Process the logs that arrived since the last run (availableNow), merge, write the CSV.
 
-    First, under this run's lease, what killed runs left is cleared (`clean_up_after_killed_runs`),
-    before the stored summary is read: an orphan query would otherwise merge behind this run's back."""
+    A run waits for another run on the same summary to end (`exclusive_run`). First, under this
+    run's lease, what killed runs left is cleared (`clean_up_after_killed_runs`), before the stored
+    summary is read: an orphan query would otherwise merge behind this run's back."""
     state = state_path(storage)
-    lease = take_lease(state.parent)
-    try:
-        orphans, journals = clean_up_after_killed_runs(spark, lease, log)
-        report = _summarize(kafka, spark, storage, log, lease)
-    finally:
-        lease.release()
-    return dataclasses.replace(report, orphans_stopped=orphans, journals_removed=journals)
+    with exclusive_run(state.parent, waiting=log.warning) as waited:
+        lease = take_lease(state.parent)
+        try:
+            orphans, journals = clean_up_after_killed_runs(spark, lease, log)
+            report = _summarize(kafka, spark, storage, log, lease)
+        finally:
+            lease.release()
+    return dataclasses.replace(report, orphans_stopped=orphans, journals_removed=journals, waited_s=waited)
 
 
 def clean_up_after_killed_runs(spark: SparkResource, lease: RunLease, log: logging.Logger) -> tuple[list[str], int]:
@@ -222,7 +226,7 @@ def _summarize(
         log.info(f"nothing new in {kafka.logs_topic} since the checkpoint's last committed batch: Spark not started")
     else:
         intended = {partition: m.high for partition, m in marks.items() if m.high > m.low}
-        run = _run_stream(kafka, spark, paths, checkpoint, merger, topic_id, lease, intended)
+        run = _run_stream(kafka, spark, paths, checkpoint, merger, topic_id, lease, intended, log)
         merger.adopt(run.answers)
     write_atomically(storage.summary_csv, render_csv(rows(merger.summary)))
     return LogSummaryReport(
@@ -245,17 +249,21 @@ def _run_stream(
     topic_id: str,
     lease: RunLease,
     intended: dict[int, int],
+    log: logging.Logger,
 ) -> StreamRun:
     """The Spark query, its "offsets went backwards" and failed-Python-worker errors translated into
     the fix to run; a query stopped short of `intended` (the offsets the run started for) fails the run.
 
     The batch journal (used over Spark Connect) sits beside the stored summary, which the server's
     worker writes too, and lives as long as the run's lease; over Connect the lease records the
-    session id before the query starts."""
+    session id before the query starts, and the session is released when the query is over (the
+    server would otherwise keep an idle one, with its state, until its idle time-out)."""
     session = spark.session()
     remote = is_remote(session)
     if remote:
-        lease.record(session.session_id)  # pyright: ignore[reportAttributeAccessIssue]
+        session_id: str = session.session_id  # pyright: ignore[reportAttributeAccessIssue]
+        lease.record(session_id)
+        log.info(f"Spark Connect session {session_id} at {spark.remote} (released when the query is over)")
     try:
         return run_log_summary_stream(
             session,
@@ -277,3 +285,6 @@ def _run_stream(
         if translated is None:
             raise
         raise translated from None
+    finally:
+        if remote:
+            session.stop()

@@ -105,6 +105,7 @@ def run_metadata(report: LogSummaryReport) -> dict[str, MetadataValue]:
         "checkpoint_rebuilt": MetadataValue.bool(report.rebuilt),
         "orphan_queries_stopped": MetadataValue.json(report.orphans_stopped),
         "journals_of_killed_runs_removed": MetadataValue.int(report.journals_removed),
+        "waited_for_other_run_s": MetadataValue.float(round(report.waited_s, 2)),
         "path": MetadataValue.path(str(report.csv_path)),
         "rejects_path": MetadataValue.path(str(report.rejects_dir)),
         "preview": MetadataValue.md(preview_markdown(summary_rows)),
