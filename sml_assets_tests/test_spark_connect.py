@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -343,3 +344,98 @@ def test_a_run_killed_over_spark_connect_at_a_milestone_is_made_whole_by_the_nex
     local = local_resources["storage"]
     assert (data / local.summary_file).read_text() == local.summary_csv.read_text()
     assert not list((data / SUMMARY_DIR).glob(".batches-*")), "a batch journal or lease was left behind"
+
+
+SESSION_LINE = "Spark Connect session "
+
+
+@dataclass
+class WatchedRun:
+    """A run in a new process whose output is read as it comes, so a test can wait on a line."""
+
+    process: subprocess.Popen[str]
+    output: list[str]
+    reader: threading.Thread
+
+    @classmethod
+    def start(cls, env: dict[str, str]) -> WatchedRun:
+        process = start_run(env)
+        output: list[str] = []
+        assert process.stdout is not None
+        reader = threading.Thread(target=lambda: output.extend(process.stdout or ()), daemon=True)
+        reader.start()
+        return cls(process, output, reader)
+
+    def said(self, text: str) -> str | None:
+        return next((line for line in list(self.output) if text in line), None)
+
+    def finish(self, timeout_s: float = 300) -> tuple[int, str]:
+        """Exit code and the `FAILED:` lines (the output is printed for the test's log)."""
+        code = self.process.wait(timeout=timeout_s)
+        self.reader.join(timeout=30)
+        print("".join(self.output)[-4000:])
+        return code, "".join(line for line in self.output if line.startswith("FAILED:"))
+
+    def session_id(self) -> str:
+        line = self.said(SESSION_LINE)
+        assert line is not None, "the run did not say which Spark Connect session it used"
+        return line.split(SESSION_LINE, 1)[1].split()[0]
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("over", ["connect", "local[2]"])
+def test_two_runs_at_once_the_second_waits_for_the_first_and_the_csv_is_one_runs(
+    over: str, connect_server: Any, connect_case: ConnectCase, kafka_bootstrap: str
+) -> None:
+    """The first run is frozen (SIGSTOP) once it has opened the checkpoint, holding the run lock: the
+    second must wait for it instead of working on the same checkpoint and summary beside it (which
+    made the first run's query stop, or its CSV go back to the summary it had read). Over Connect,
+    the first run releases its session when its query is over."""
+    env = dict(connect_case.env)
+    if over == "local[2]":
+        env.pop("SML_SPARK_REMOTE")
+    data, local_resources = connect_case.data, connect_case.local
+    produce(kafka_bootstrap, connect_case.topic, lines(random.Random(18), T0, 20_000))
+    assert materialize([logs.log_summary], resources=local_resources).success
+    first = WatchedRun.start(env)
+    second: WatchedRun | None = None
+    try:
+        wait_until(
+            lambda: LOG_MILESTONES["checkpoint opened"](data) or first.process.poll() is not None,
+            240,
+            "the first run to open the checkpoint",
+        )
+        first.process.send_signal(signal.SIGSTOP)
+        second = waiter = WatchedRun.start(env)
+        waiting = wait_until(
+            lambda: waiter.said("waiting for another log_summary run") or waiter.process.poll() is not None,
+            240,
+            "the second run to wait for the first",
+        )
+        assert waiting is not True and f"(pid {first.process.pid}, since " in str(waiting), (
+            f"the second run did not wait for the first (exit {second.process.poll()})"
+        )
+        first.process.send_signal(signal.SIGCONT)
+        assert first.finish() == (0, "")
+        assert second.finish() == (0, "")
+    finally:
+        for run in (first, second):
+            if run is not None and run.process.poll() is None:
+                run.process.send_signal(signal.SIGCONT)
+                run.process.kill()
+                run.process.wait(timeout=60)
+    local = local_resources["storage"]
+    assert (data / local.summary_file).read_text() == local.summary_csv.read_text()
+    assert not list((data / SUMMARY_DIR).glob(".batches-*")), "a batch journal or lease was left behind"
+    assert second is not None and second.said("nothing new in"), "the second run found lines the first had not read"
+    if over == "connect":
+        reattached = subprocess.run(
+            [sys.executable, "-c", ACTIVE_IN_SESSION, connect_server.url, first.session_id()],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        assert reattached.stdout.strip() == "SESSION_CLOSED", (
+            f"the first run's session was not released: {reattached.stdout}{reattached.stderr}"
+        )
