@@ -2,6 +2,11 @@
 for the project named in pyproject.toml's [tool.dg]), on the running local stack. Ctrl-C (or
 SIGTERM) stops both.
 
+log_summary runs on the stack's Spark Connect server (started here, left up like the other
+services): each run then opens a session in about a second on a Spark whose JIT is warm, instead of
+starting a JVM of its own (README, "Spark Connect"). SML_SPARK_REMOTE, when set, decides instead:
+another server's URL, or empty for Spark in each run's process.
+
 Runs with the project's venv; DAGSTER_HOME is persistent under SML_DATA_DIR.
 """
 
@@ -16,6 +21,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from common import StackError
 from common import data_dir as sml_data_dir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -43,6 +49,22 @@ def _wait_for_ui(url: str, dagster: subprocess.Popen[bytes], timeout_s: float) -
     return False
 
 
+def _spark_remote(env: dict[str, str]) -> str:
+    """SML_SPARK_REMOTE as the user set it, else the stack's Connect server's URL (started if down)."""
+    if "SML_SPARK_REMOTE" in env:
+        return env["SML_SPARK_REMOTE"]
+    import spark_connect
+
+    try:
+        spark_connect.up()
+    except StackError as error:
+        raise SystemExit(
+            f"{error}\nthe Spark Connect server did not start: see its log, or run with SML_SPARK_REMOTE= "
+            "(empty) to start Spark in each log_summary run's process instead"
+        ) from None
+    return spark_connect.SERVER.url
+
+
 def _default_sigint() -> None:
     """Let `dg dev` see Ctrl-C even when run.py was started with SIGINT ignored (in background)."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -56,6 +78,13 @@ def main() -> int:
     logs = data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     simulator_args = env.get("SML_RUN_SIMULATOR_ARGS", "--log-rate 20 --metrics-interval 5").split()
+    env["SML_SPARK_REMOTE"] = _spark_remote(env)
+    print(
+        f"log_summary: Spark Connect at {env['SML_SPARK_REMOTE']} (SML_SPARK_REMOTE)"
+        if env["SML_SPARK_REMOTE"]
+        else "log_summary: Spark in each run's process (SML_SPARK_REMOTE is empty)",
+        flush=True,
+    )
     children: list[subprocess.Popen[bytes]] = []
     with open(logs / "simulator.log", "ab") as simulator_log:
         children.append(

@@ -6,6 +6,8 @@ Kafka connector jars, all on loopback, logs and data under SML_DATA_DIR/stack.
     python3 devstack/stack.py status [--cluster] [SERVICE ...]
     python3 devstack/stack.py up spark-connect      # a Spark Connect server (SML_SPARK_REMOTE)
 
+`make run` starts the Spark Connect server too; `down` without names stops it with the rest.
+
 `--cluster` adds the cluster profile (CLUSTER_SERVICES: three Kafka nodes, an HDFS with two
 DataNodes, a Spark standalone master and two workers) to the services. Every command is
 idempotent. `status` exits 3 when a service is not up.
@@ -40,9 +42,10 @@ def _module(name: str) -> ModuleType:
     return importlib.import_module(name)
 
 
-def _selected(names: list[str], cluster: bool = False) -> list[str]:
+def _selected(names: list[str], cluster: bool = False, optional: bool = False) -> list[str]:
+    """The services named, else the default ones (and the optional ones too when `optional`)."""
     known = SERVICES + CLUSTER_SERVICES + OPTIONAL_SERVICES
-    chosen = [ALIASES.get(n, n) for n in names] or SERVICES
+    chosen = [ALIASES.get(n, n) for n in names] or SERVICES + (OPTIONAL_SERVICES if optional else [])
     chosen = chosen + (CLUSTER_SERVICES if cluster else [])
     unknown = [n for n in chosen if n not in known]
     if unknown:
@@ -106,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reset", action="store_true", help="with down: also delete the services' data")
     parser.add_argument("--cluster", action="store_true", help=f"also {', '.join(CLUSTER_SERVICES)}")
     args = parser.parse_intermixed_args(argv)
-    names = _selected(args.services, args.cluster)
+    names = _selected(args.services, args.cluster, optional=args.command == "down")
     if args.reset and args.command != "down":
         parser.error("--reset goes with down")
     if args.command == "up":

@@ -6,8 +6,10 @@ import os
 import subprocess
 import sys
 import time
+import types
 import uuid
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -180,3 +182,33 @@ def test_stack_status_reports_running_services_as_up(stack: None) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert all(line.split()[1] == "up" for line in result.stdout.splitlines())
+
+
+def test_stack_down_without_names_also_stops_the_spark_connect_server_make_run_started(tmp_path: Path) -> None:
+    """`make run` starts the Connect server beside the stack; `make stack-down` must not leave it up."""
+    server_dir = tmp_path / "stack" / "spark-connect"
+    server_dir.mkdir(parents=True)
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "devstack" / "stack.py"), "down", "--reset"],
+        env={**os.environ, "SML_DATA_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines()[0] == "[spark_connect] data removed", "the server is not stopped first"
+    assert not server_dir.exists()
+
+
+@pytest.mark.parametrize("value", ["", "sc://spark.example:15002"])
+def test_make_run_keeps_the_users_spark_remote_and_starts_no_server_then(value: str) -> None:
+    """`make run` starts the stack's Connect server only when SML_SPARK_REMOTE is unset; empty means
+    Spark in each run's process, a URL another server."""
+    from sml_assets_tests.faults import devstack_module
+
+    run = devstack_module("run")
+    server = types.SimpleNamespace(up=mock.Mock(side_effect=AssertionError("the Connect server was started")))
+    with mock.patch.dict(sys.modules, {"spark_connect": server}):
+        assert run._spark_remote({"SML_SPARK_REMOTE": value}) == value
+        with pytest.raises(AssertionError, match="the Connect server was started"):
+            run._spark_remote({})
