@@ -2,12 +2,16 @@
 
 Each figure is a new Python process, as each Dagster run is: (1) a session and a first tiny query;
 (2) one log_summary materialization of `--lines` new lines on a topic of its own (the run's whole
-wall time, process start included), local[2] and Connect alternating, each with its own SML_DATA_DIR.
+wall time, process start included), local[2] and Connect alternating, each with its own SML_DATA_DIR;
+(3) a backlog of `--backlog-lines` (what a run finds after an outage, or under a high load), one
+run per mode in a new process each `--backlog-repeats` times: the query's events/s as the run
+reports it (`rows_per_s`), which is where local[2] pays its JIT warm-up in every run (`make run`
+uses the Connect server, whose JIT stays warm).
 A run with nothing new starts no Spark session at all (`logs_stream.caught_up`), so Connect
 saves nothing there. The Connect server (devstack/spark_connect.py, free port, its own folder) is
 started once before the repeats (its start is reported, not counted) and stopped at the end.
 
-    python benchmarks/bench_spark_remote.py [--repeats 3] [--lines 20000]
+    python benchmarks/bench_spark_remote.py [--repeats 3] [--lines 20000] [--backlog-lines 500000] [--backlog-repeats 2]
 """
 
 from __future__ import annotations
@@ -45,7 +49,11 @@ from sml_assets.assets import logs
 from sml_assets.resources import resources_now
 resources = resources_now()
 keys = ("kafka", "spark", "storage")
-assert materialize([logs.log_summary], resources={key: resources[key] for key in keys}).success
+result = materialize([logs.log_summary], resources={key: resources[key] for key in keys})
+assert result.success
+[event] = result.get_asset_materialization_events()
+metadata = event.materialization.metadata
+print(metadata["rows_per_s"].value, metadata["input_rows"].value)
 """
 
 
@@ -73,7 +81,7 @@ def child(code: str, env: dict[str, str]) -> tuple[float, str]:
     return time.monotonic() - started, done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
 
 
-def measure(repeats: int, lines: int) -> dict[str, Stat]:
+def measure(repeats: int, lines: int, backlog_lines: int, backlog_repeats: int) -> dict[str, Stat]:
     folder = Path(tempfile.mkdtemp(prefix="sml-bench-connect-"))
     server = connect_server_class()(
         service="bench-spark-connect", port=free_port(), folder=folder, python=sys.executable, pythonpath=REPO
@@ -105,6 +113,20 @@ def measure(repeats: int, lines: int) -> dict[str, Stat]:
                     wall, _ = child(RUN, env)
                     figures.setdefault(f"{mode}_run_s", []).append(wall)
                 print(f"repeat {repeat + 1}: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in figures.items()), flush=True)
+            for repeat in range(backlog_repeats):
+                produce(topic, log_values(backlog_lines))
+                for mode, env in envs.items():
+                    wall, out = child(RUN, env)
+                    rate, read = out.split()
+                    if int(read) != backlog_lines:
+                        raise RuntimeError(f"the {mode} run read {read} lines of a backlog of {backlog_lines:,}")
+                    figures.setdefault(f"{mode}_backlog_events_per_s", []).append(float(rate))
+                    figures.setdefault(f"{mode}_backlog_run_s", []).append(wall)
+                print(
+                    f"backlog {repeat + 1}: "
+                    + ", ".join(f"{k} {v[-1]:,.1f}" for k, v in figures.items() if "backlog" in k),
+                    flush=True,
+                )
     finally:
         server.down()
         shutil.rmtree(folder, ignore_errors=True)
@@ -115,9 +137,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--lines", type=int, default=20_000)
+    parser.add_argument("--backlog-lines", type=int, default=500_000)
+    parser.add_argument("--backlog-repeats", type=int, default=2)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    return report(measure(args.repeats, args.lines), args.json, digits=2)
+    figures = measure(args.repeats, args.lines, args.backlog_lines, args.backlog_repeats)
+    return report(figures, args.json, digits=2)
 
 
 if __name__ == "__main__":
