@@ -34,8 +34,12 @@ def sqlite_database(tmp_path: Path) -> Iterator[MetricsDatabase]:
     database.engine().dispose()
 
 
-def _writers_alive() -> list[str]:
-    return [thread.name for thread in threading.enumerate() if thread.name.startswith("sml-commit")]
+@pytest.fixture
+def topic(new_topic: Callable[..., str], kafka_bootstrap: str) -> str:
+    """A topic of its own holding MESSAGES valid metrics messages: chunks of CHUNK at offsets 0, 5, 10..."""
+    name = new_topic()
+    produce(kafka_bootstrap, name, [good(n) for n in range(MESSAGES)])
+    return name
 
 
 def _trigger(database: MetricsDatabase, offset: int, action: str) -> None:
@@ -48,46 +52,42 @@ def _trigger(database: MetricsDatabase, offset: int, action: str) -> None:
         )
 
 
-def _drop_trigger(database: MetricsDatabase, offset: int) -> None:
-    with database.transaction() as connection:
-        connection.exec_driver_sql(f"DROP TRIGGER at_offset_{offset}")
-
-
 def _ingest(kafka: KafkaResource, database: MetricsDatabase) -> int:
     return ingest_metrics(kafka, database, LOG, consumer_name=CONSUMER, chunk_size=CHUNK).rows
 
 
-def test_a_failing_commit_fails_the_run_with_its_error_and_nothing_after_it_is_committed(
-    sqlite_database: MetricsDatabase,
-    new_topic: Callable[..., str],
-    kafka_for: Callable[[str], KafkaResource],
-    kafka_bootstrap: str,
+def _three_chunks_stored_then_a_rerun_reads_the_rest(
+    database: MetricsDatabase, kafka: KafkaResource, topic: str, trigger_offset: int
 ) -> None:
-    topic = new_topic()
-    produce(kafka_bootstrap, topic, [good(n) for n in range(MESSAGES)])
+    """After the fault: no writer thread, chunks 1-3 stored with their offsets and nothing after
+    them; without the trigger, a rerun stores the rest exactly once."""
+    assert not [thread.name for thread in threading.enumerate() if thread.name.startswith("sml-commit")]
+    assert database.stored_offsets(CONSUMER, topic) == {0: 3 * CHUNK}
+    assert assert_offsets_cover_exactly_what_is_stored(database, topic, CONSUMER) == 3 * CHUNK
+    with database.transaction() as connection:
+        connection.exec_driver_sql(f"DROP TRIGGER at_offset_{trigger_offset}")
+    assert _ingest(kafka, database) == MESSAGES - 3 * CHUNK
+    assert assert_offsets_cover_exactly_what_is_stored(database, topic, CONSUMER) == MESSAGES
+
+
+def test_a_failing_commit_fails_the_run_with_its_error_and_nothing_after_it_is_committed(
+    sqlite_database: MetricsDatabase, topic: str, kafka_for: Callable[[str], KafkaResource]
+) -> None:
+    """Chunk 4 (offsets 15-19) is refused while chunk 5 is being parsed: the run raises chunk 4's error."""
     sqlite_database.ensure_tables()
     _trigger(sqlite_database, 17, "RAISE(ABORT, 'offset 17 refused by the test')")
     with pytest.raises(OffsetConflictError, match="offset 17 refused by the test"):
         _ingest(kafka_for(topic), sqlite_database)
-    assert not _writers_alive()
-    assert sqlite_database.stored_offsets(CONSUMER, topic) == {0: 15}, "chunks 1-3 committed, 4 failed, none after"
-    assert assert_offsets_cover_exactly_what_is_stored(sqlite_database, topic, CONSUMER) == 15
-    _drop_trigger(sqlite_database, 17)
-    assert _ingest(kafka_for(topic), sqlite_database) == MESSAGES - 15
-    assert assert_offsets_cover_exactly_what_is_stored(sqlite_database, topic, CONSUMER) == MESSAGES
+    _three_chunks_stored_then_a_rerun_reads_the_rest(sqlite_database, kafka_for(topic), topic, 17)
 
 
 def test_an_interrupt_while_a_chunk_is_committed_leaves_it_whole_and_no_writer_running(
-    sqlite_database: MetricsDatabase,
-    new_topic: Callable[..., str],
-    kafka_for: Callable[[str], KafkaResource],
-    kafka_bootstrap: str,
+    sqlite_database: MetricsDatabase, topic: str, kafka_for: Callable[[str], KafkaResource]
 ) -> None:
-    """SIGINT (a SIGTERM of a Dagster run alike: both raise in the consuming thread) sent from inside
-    chunk 3's INSERT: the run raises it only after that commit has ended, whole, and nothing after."""
+    """SIGINT (a SIGTERM of a Dagster run alike: both raise in the main thread) sent from inside chunk
+    3's INSERT (offsets 10-14): the run raises it only after that commit has ended, whole; chunk 4
+    never starts."""
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "SIGINT must raise KeyboardInterrupt"
-    topic = new_topic()
-    produce(kafka_bootstrap, topic, [good(n) for n in range(MESSAGES)])
     main = threading.main_thread().ident
     assert main is not None
     interrupted_from: list[str] = []
@@ -106,9 +106,4 @@ def test_an_interrupt_while_a_chunk_is_committed_leaves_it_whole_and_no_writer_r
     with pytest.raises(KeyboardInterrupt):
         _ingest(kafka_for(topic), sqlite_database)
     assert interrupted_from and interrupted_from[0].startswith("sml-commit"), interrupted_from
-    assert not _writers_alive()
-    assert sqlite_database.stored_offsets(CONSUMER, topic) == {0: 15}, "chunk 3 ends whole, chunk 4 never starts"
-    assert assert_offsets_cover_exactly_what_is_stored(sqlite_database, topic, CONSUMER) == 15
-    _drop_trigger(sqlite_database, 12)
-    assert _ingest(kafka_for(topic), sqlite_database) == MESSAGES - 15
-    assert assert_offsets_cover_exactly_what_is_stored(sqlite_database, topic, CONSUMER) == MESSAGES
+    _three_chunks_stored_then_a_rerun_reads_the_rest(sqlite_database, kafka_for(topic), topic, 12)
