@@ -14,11 +14,9 @@ import shlex
 import time
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, Message, TopicPartition
@@ -302,7 +300,6 @@ def _drain(
     budget = max_messages
     client_errors: list[KafkaError] = []
     consumer = kafka.consumer(f"sml-{report.consumer}", error_cb=client_errors.append, **CONSUMER_TUNING)
-    writer = _ChunkWriter(database, report, committed, log)
     try:
         consumer.assign([TopicPartition(topic, p, run.start) for p, run in pending.items()])
         chunk = _Chunk(topic)
@@ -323,19 +320,15 @@ def _drain(
                 break
             budget -= _add_batch(consumer, chunk, pending, messages, budget, kafka)
             if len(chunk) >= chunk_size or (len(chunk) and (not pending or budget == 0)):
-                writer.submit(chunk)
+                _commit(database, report, chunk, committed, log)
                 chunk = _Chunk(topic)
         if len(chunk):
-            writer.submit(chunk)
-        writer.wait()
+            _commit(database, report, chunk, committed, log)
         report.capped = budget == 0 and bool(pending)
         if report.capped:
             log.info(f"{topic}: reached the cap of {max_messages:,} messages; the rest waits for the next run")
     finally:
-        try:
-            writer.close()
-        finally:
-            consumer.close()
+        consumer.close()
 
 
 def _add_batch(
@@ -446,88 +439,25 @@ def _dead_letter(topic: str, partition: int, offset: int, value: bytes | None, r
     }
 
 
-class _ChunkWriter:
-    """Commits each chunk on one writer thread while the consuming thread reads and parses the next.
-
-    While sqlite3 is inside `sqlite3_step` or psycopg waits for the server's COPY, the GIL is free
-    and the other core can parse. One commit at most is in flight and they run in order: `submit`
-    first waits for the previous one and raises its error, so nothing after a failed chunk is
-    committed, and each chunk's offset compare-and-set expects exactly what the one before stored.
-    The consumer, the report and the log stay on the consuming thread; the writer only runs
-    `commit_chunk`. An in-memory SQLite database (one connection per thread) commits inline.
-    """
-
-    def __init__(
-        self, database: MetricsDatabase, report: IngestReport, committed: dict[int, int | None], log: logging.Logger
-    ) -> None:
-        from sqlalchemy.pool import SingletonThreadPool
-
-        self._database, self._report, self._committed, self._log = database, report, committed, log
-        inline = isinstance(database.engine().pool, SingletonThreadPool)
-        self._thread = None if inline else ThreadPoolExecutor(1, thread_name_prefix="sml-commit")
-        self._in_flight: tuple[Future[None], _Chunk, int] | None = None
-
-    def submit(self, chunk: _Chunk) -> None:
-        """Wait for the commit in flight (raising its error), then start committing `chunk`."""
-        self.wait()
-        report, committed = self._report, self._committed
-        advances = [OffsetAdvance(p, committed[p], offset) for p, offset in sorted(chunk.next_offsets.items())]
-        rows = chunk.rows()
-        commit = partial(
-            self._database.commit_chunk,
-            report.consumer,
-            report.topic,
-            rows,
-            chunk.dead_letters,
-            advances,
-            topic_id=report.topic_id,
-        )
-        if self._thread is None:
-            commit()
-            self._count(chunk, len(rows))
-            return
-        self._in_flight = (self._thread.submit(commit), chunk, len(rows))
-
-    def wait(self) -> None:
-        """Until the commit in flight has ended: its error is raised here, its chunk counted."""
-        if self._in_flight is None:
-            return
-        future, chunk, rows = self._in_flight
-        try:
-            future.result()
-        finally:
-            if future.done():  # not when an interrupt ended the wait: `close` waits again
-                self._in_flight = None
-        self._count(chunk, rows)
-
-    def close(self) -> None:
-        """End the writer thread, after the commit in flight (whole or rolled back: one transaction).
-
-        Called when the drain ends, also on an error or a KeyboardInterrupt/SIGTERM in the consuming
-        thread (Python runs signal handlers on the main thread, never on the writer): that error is
-        the one raised, and a failure of the commit in flight is logged beside it.
-        """
-        try:
-            if self._in_flight is not None:
-                try:
-                    self.wait()
-                except Exception as error:
-                    self._log.error(f"{self._report.topic}: the chunk being committed failed as well: {error}")
-        finally:
-            if self._thread is not None:
-                self._thread.shutdown(wait=True)
-
-    def _count(self, chunk: _Chunk, rows: int) -> None:
-        report = self._report
-        self._committed.update(chunk.next_offsets)
-        report.rows += rows
-        report.dead_letters += len(chunk.dead_letters)
-        report.dead_letter_kinds.update(reason_kind(letter["reason"]) for letter in chunk.dead_letters)
-        report.chunks += 1
-        self._log.info(
-            f"{report.topic}: committed chunk {report.chunks} ({rows:,} rows, "
-            f"{len(chunk.dead_letters):,} dead letters); {report.messages:,} messages so far"
-        )
+def _commit(
+    database: MetricsDatabase,
+    report: IngestReport,
+    chunk: _Chunk,
+    committed: dict[int, int | None],
+    log: logging.Logger,
+) -> None:
+    advances = [OffsetAdvance(p, committed[p], next_offset) for p, next_offset in sorted(chunk.next_offsets.items())]
+    rows = chunk.rows()
+    database.commit_chunk(report.consumer, report.topic, rows, chunk.dead_letters, advances, topic_id=report.topic_id)
+    committed.update(chunk.next_offsets)
+    report.rows += len(rows)
+    report.dead_letters += len(chunk.dead_letters)
+    report.dead_letter_kinds.update(reason_kind(letter["reason"]) for letter in chunk.dead_letters)
+    report.chunks += 1
+    log.info(
+        f"{report.topic}: committed chunk {report.chunks} ({len(rows):,} rows, "
+        f"{len(chunk.dead_letters):,} dead letters); {report.messages:,} messages so far"
+    )
 
 
 def _lag_left(kafka: KafkaResource, topic: str, plan: list[PartitionRun], log: logging.Logger) -> dict[int, int]:
