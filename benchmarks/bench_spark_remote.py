@@ -6,7 +6,10 @@ wall time, process start included), local[2] and Connect alternating, each with 
 (3) a backlog of `--backlog-lines` (what a run finds after an outage, or under a high load), one
 run per mode in a new process each `--backlog-repeats` times: the query's events/s as the run
 reports it (`rows_per_s`), which is where local[2] pays its JIT warm-up in every run (`make run`
-uses the Connect server, whose JIT stays warm).
+uses the Connect server, whose JIT stays warm). For each Connect run of (2) and (3), the CPU seconds
+the server's process tree spent on it (its JVM, and its Python workers: the foreachBatch worker and
+the parse), read with psutil before and after the run: what a run costs the server whatever it reads,
+and what a line costs.
 A run with nothing new starts no Spark session at all (`logs_stream.caught_up`), so Connect
 saves nothing there. The Connect server (devstack/spark_connect.py, free port, its own folder) is
 started once before the repeats (its start is reported, not counted) and stopped at the end.
@@ -73,12 +76,43 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def child(code: str, env: dict[str, str]) -> tuple[float, str]:
+def child(
+    code: str,
+    env: dict[str, str],
+    figures: dict[str, list[float]] | None = None,
+    server_pid: int | None = None,
+    what: str = "",
+) -> tuple[float, str]:
+    """Run `code` in a new process: its wall time and last output line. With `server_pid`, the CPU
+    the Connect server spent meanwhile goes into `figures` (`server_<what>_jvm_cpu_s`, `..._python_cpu_s`)."""
+    before = server_cpu(server_pid) if server_pid else {}
     started = time.monotonic()
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         raise RuntimeError(f"benchmark child failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
-    return time.monotonic() - started, done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    elapsed = time.monotonic() - started
+    if server_pid and figures is not None:
+        after = server_cpu(server_pid)
+        for kind in ("jvm", "python"):
+            figures.setdefault(f"server_{what}_{kind}_cpu_s", []).append(after[kind] - before.get(kind, 0.0))
+    return elapsed, done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+
+
+def server_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds so far of the Connect server's JVM and of the Python processes under it (living,
+    and reaped: a reaped process's CPU is its parent's `children_*`, and only Python workers exit)."""
+    import psutil
+
+    server = psutil.Process(pid)
+    spent = {"jvm": 0.0, "python": 0.0}
+    for process in [server, *server.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+            spent["jvm" if process.name() == "java" else "python"] += times.user + times.system
+            spent["python"] += times.children_user + times.children_system  # reaped workers
+        except psutil.Error:
+            continue
+    return spent
 
 
 def measure(repeats: int, lines: int, backlog_lines: int, backlog_repeats: int) -> dict[str, Stat]:
@@ -102,21 +136,23 @@ def measure(repeats: int, lines: int, backlog_lines: int, backlog_repeats: int) 
             for mode in envs:  # warm-up: the server's first query loads the Kafka source and a Python worker
                 produce(topic, log_values(100))
                 child(RUN, envs[mode])
+            server_pid = server.daemon.pid()
+            small, backlog = log_values(lines), log_values(backlog_lines)
             for repeat in range(repeats):
                 for mode, env in envs.items():
                     _, out = child(SESSION, env)
                     session_s, query_s = map(float, (out or "").split())
                     figures.setdefault(f"{mode}_session_s", []).append(session_s)
                     figures.setdefault(f"{mode}_first_query_s", []).append(query_s)
-                produce(topic, log_values(lines))
+                produce(topic, small)
                 for mode, env in envs.items():
-                    wall, _ = child(RUN, env)
+                    wall, _ = child(RUN, env, figures, server_pid if mode == "connect" else None, "run")
                     figures.setdefault(f"{mode}_run_s", []).append(wall)
                 print(f"repeat {repeat + 1}: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in figures.items()), flush=True)
             for repeat in range(backlog_repeats):
-                produce(topic, log_values(backlog_lines))
+                produce(topic, backlog)
                 for mode, env in envs.items():
-                    wall, out = child(RUN, env)
+                    wall, out = child(RUN, env, figures, server_pid if mode == "connect" else None, "backlog")
                     rate, read = out.split()
                     if int(read) != backlog_lines:
                         raise RuntimeError(f"the {mode} run read {read} lines of a backlog of {backlog_lines:,}")

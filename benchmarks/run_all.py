@@ -293,6 +293,13 @@ def rows(results: dict[str, Any], sizes: Sizes) -> list[Row]:
                 table.append(
                     Row(section, f"whole run, process start included: {label}", "s", r[f"{mode}_backlog_run_s"])
                 )
+        for what, size in (("run", sizes.spark_remote_lines), ("backlog", sizes.spark_remote_backlog_lines)):
+            if f"server_{what}_jvm_cpu_s" in r:
+                section = "2d what a run over Connect costs the server, whatever it reads (CPU)"
+                for kind, label in (("jvm", "JVM"), ("python", "Python workers")):
+                    table.append(
+                        Row(section, f"{label}, a {size:,}-line run", "CPU s", r[f"server_{what}_{kind}_cpu_s"])
+                    )
     if "memory" in results:
         small, large = results["memory"]
         section = "4 ingest peak RSS"

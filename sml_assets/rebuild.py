@@ -36,10 +36,10 @@ from sml_assets.logs_stream import SUMMARY_DIR, stream_paths
 from sml_assets.resources import resources_now
 from sml_assets.resources.kafka import KafkaUnavailableError
 from sml_assets.resources.storage import LocalStorage
-from sml_assets.run_lease import RUN_LOCK_WAIT_S, exclusive_run
+from sml_assets.run_lease import RUN_LOCK_WAIT_S
 from sml_assets.settings import data_dir, setting_value
 from sml_assets.spark_storage import move
-from sml_assets.summarize import STATE_FILE, state_path
+from sml_assets.summarize import STATE_FILE, state_path, summary_lock
 
 JOB = "summarize_logs_job"
 
@@ -49,7 +49,7 @@ def discard_summary(storage: LocalStorage, now: datetime | None = None, wait_s: 
 
     Under the run lock (`exclusive_run`): a log_summary run working on them (a CLI's, outside
     Dagster's view) is waited for, not pulled from under."""
-    with exclusive_run(state_path(storage).parent, wait_s, waiting=lambda text: print(text, file=sys.stderr)):
+    with summary_lock(storage, waiting=lambda text: print(text, file=sys.stderr), wait_s=wait_s):
         return _discard(storage, now)
 
 

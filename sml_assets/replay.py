@@ -41,9 +41,8 @@ from sml_assets.resources.kafka import (
     lag_per_partition,
 )
 from sml_assets.resources.storage import LocalStorage
-from sml_assets.run_lease import exclusive_run
 from sml_assets.settings import setting_value
-from sml_assets.summarize import state_path
+from sml_assets.summarize import summary_lock
 
 
 def parse_timestamp(text: str) -> int:
@@ -229,7 +228,7 @@ def adopt_logs(kafka: KafkaResource, args: argparse.Namespace) -> int:
         data_dir=setting_value("SML_DATA_DIR"), spark_storage_url=setting_value("SML_SPARK_STORAGE_URL")
     )
     paths = stream_paths(storage)
-    with exclusive_run(state_path(storage).parent, waiting=lambda text: print(text, file=sys.stderr)):
+    with summary_lock(storage, waiting=lambda text: print(text, file=sys.stderr)):
         aside = adopt_logs_topic(paths)
     print(
         f"log_summary will read SML_LOGS_TOPIC={topic} (topic id {current!r}) from its earliest offset "

@@ -85,7 +85,8 @@ def exclusive_run(
 
 
 def _holder(path: Path) -> str:
-    """Who holds the run lock, as its file says (it may be between runs: then it says so)."""
+    """Who holds the run lock, as its file says ("pid unknown" in the instant between a holder taking
+    the lock and writing its pid)."""
     try:
         held = json.loads(path.read_text(encoding="utf-8") or "{}")
     except (OSError, ValueError):

@@ -21,6 +21,8 @@ import dataclasses
 import logging
 import os
 import tempfile
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +42,7 @@ from sml_assets.python_workers import translate_worker_error
 from sml_assets.resources.kafka import KafkaResource
 from sml_assets.resources.spark import SparkResource, is_remote
 from sml_assets.resources.storage import LocalStorage
-from sml_assets.run_lease import RunLease, clear, exclusive_run, other_runs, take_lease
+from sml_assets.run_lease import RUN_LOCK_WAIT_S, RunLease, clear, exclusive_run, other_runs, take_lease
 from sml_assets.spark_storage import StoragePath
 from sml_assets.windows import (
     BatchUpdate,
@@ -79,6 +81,14 @@ class LogSummaryReport:
 
 def state_path(storage: LocalStorage) -> Path:
     return storage.subdir(SUMMARY_DIR) / STATE_FILE
+
+
+def summary_lock(
+    storage: LocalStorage, waiting: Callable[[str], None], wait_s: float = RUN_LOCK_WAIT_S
+) -> AbstractContextManager[float]:
+    """The run lock of `storage`'s summary (`exclusive_run`), beside the summary state: the runs,
+    `rebuild log-summary` and `replay adopt-logs` all take this one."""
+    return exclusive_run(state_path(storage).parent, wait_s, waiting)
 
 
 def load_summary(path: Path) -> Summary:
@@ -154,9 +164,8 @@ def summarize_logs(
     A run waits for another run on the same summary to end (`exclusive_run`). First, under this
     run's lease, what killed runs left is cleared (`clean_up_after_killed_runs`), before the stored
     summary is read: an orphan query would otherwise merge behind this run's back."""
-    state = state_path(storage)
-    with exclusive_run(state.parent, waiting=log.warning) as waited:
-        lease = take_lease(state.parent)
+    with summary_lock(storage, waiting=log.warning) as waited:
+        lease = take_lease(state_path(storage).parent)
         try:
             orphans, journals = clean_up_after_killed_runs(spark, lease, log)
             report = _summarize(kafka, spark, storage, log, lease)

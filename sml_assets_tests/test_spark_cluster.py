@@ -125,8 +125,13 @@ def start_run(env: dict) -> subprocess.Popen[str]:
 def finish(run: subprocess.Popen[str], timeout_s: float = 300) -> tuple[int, str]:
     """Exit code and the run's `FAILED:` lines (the whole output is printed for the test's log)."""
     output, _ = run.communicate(timeout=timeout_s)
+    return outcome(run.returncode, output)
+
+
+def outcome(code: int, output: str) -> tuple[int, str]:
+    """`code` and the `FAILED:` lines of a run's `output`, whose tail is printed for the test's log."""
     print(output[-4000:])
-    return run.returncode, "\n".join(line for line in output.splitlines() if line.startswith("FAILED:"))
+    return code, "\n".join(line for line in output.splitlines() if line.startswith("FAILED:"))
 
 
 def lines(rng: random.Random, first: datetime, count: int) -> list[bytes]:

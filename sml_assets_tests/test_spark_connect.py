@@ -39,6 +39,7 @@ from sml_assets_tests.test_spark_cluster import (
     finish,
     lines,
     local_reference,
+    outcome,
     run_env,
     start_run,
 )
@@ -373,8 +374,7 @@ class WatchedRun:
         """Exit code and the `FAILED:` lines (the output is printed for the test's log)."""
         code = self.process.wait(timeout=timeout_s)
         self.reader.join(timeout=30)
-        print("".join(self.output)[-4000:])
-        return code, "".join(line for line in self.output if line.startswith("FAILED:"))
+        return outcome(code, "".join(self.output))
 
     def session_id(self) -> str:
         line = self.said(SESSION_LINE)
