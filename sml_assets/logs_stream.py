@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sml_assets.parsing import DEFAULT_MAX_CLOCK_SKEW_S, SKEW_REFERENCES
-from sml_assets.resources.storage import LocalStorage
 from sml_assets.spark_storage import StoragePath, move, remove_tree
 from sml_assets.windows import (
     CATEGORIES,
@@ -48,6 +47,8 @@ from sml_assets.windows import (
 if TYPE_CHECKING:
     import pandas as pd
     from pyspark.sql import Column, DataFrame, SparkSession
+
+    from sml_assets.resources.storage import LocalStorage
 
 SKEW_KINDS = tuple(f"event time s ahead of {reference}" for reference in SKEW_REFERENCES)
 REJECT_KINDS = (
@@ -506,15 +507,7 @@ def run_log_summary_stream(
     started = time.monotonic()
     seen: list[tuple[BatchCounts, object]] = []
     remote = is_remote(spark)
-
-    def each_batch(batch: DataFrame, batch_id: int) -> None:
-        counts = process_batch(batch, batch_id, checkpoint.checkpoint_id, paths, max_skew_s)
-        answer = on_batch(counts.update)
-        if remote:
-            journal_batch(journal_dir, batch_id, (counts, answer))
-        else:
-            seen.append((counts, answer))
-
+    each_batch = batch_function(checkpoint.checkpoint_id, paths, on_batch, journal_dir if remote else seen, max_skew_s)
     query = (
         clocked.writeStream.queryName(f"{QUERY_PREFIX}{checkpoint.checkpoint_id[:8]}_{run_token[:8]}".rstrip("_"))
         .foreachBatch(each_batch)
@@ -533,6 +526,31 @@ def run_log_summary_stream(
     if intended:
         check_read_to_end(f"{query.name} (id {query.id})", topic, paths, run.end_offsets, intended)
     return run
+
+
+def batch_function(
+    checkpoint_id: str,
+    paths: StreamPaths,
+    on_batch: Callable[[BatchUpdate], object],
+    answers: Path | list[tuple[BatchCounts, object]],
+    max_skew_s: int = DEFAULT_MAX_CLOCK_SKEW_S,
+) -> Callable[[DataFrame, int], None]:
+    """The query's foreachBatch function: `process_batch`, then `on_batch`; each batch's counts and
+    answer appended to `answers`, or, when it is a folder (over Spark Connect, where the function
+    runs in the server's Python worker), journaled there (`journal_batch`).
+
+    The server's worker unpickles it, importing this module and `on_batch`'s for every query: both
+    must stay free of Dagster and the resources (`sml_assets.summary_merge`)."""
+
+    def each_batch(batch: DataFrame, batch_id: int) -> None:
+        counts = process_batch(batch, batch_id, checkpoint_id, paths, max_skew_s)
+        answer = on_batch(counts.update)
+        if isinstance(answers, Path):
+            journal_batch(answers, batch_id, (counts, answer))
+        else:
+            answers.append((counts, answer))
+
+    return each_batch
 
 
 def check_read_to_end(

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import tempfile
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -44,16 +42,14 @@ from sml_assets.resources.spark import SparkResource, is_remote
 from sml_assets.resources.storage import LocalStorage
 from sml_assets.run_lease import RUN_LOCK_WAIT_S, RunLease, clear, exclusive_run, other_runs, take_lease
 from sml_assets.spark_storage import StoragePath
+from sml_assets.summary_merge import SummaryMerger, write_atomically
 from sml_assets.windows import (
-    BatchUpdate,
     MergeResult,
     Summary,
     SummaryShapeError,
     from_json,
-    merge_increments,
     render_csv,
     rows,
-    to_json,
 )
 
 STATE_FILE = "summary_state.json"
@@ -108,52 +104,6 @@ def load_summary(path: Path) -> Summary:
             f"stored log summary {path} is unreadable ({error}): run '{REBUILD_COMMAND}' "
             "to rebuild the summary from the topic"
         ) from error
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write beside the target, fsync, then rename over it: readers see the old or the new file.
-
-    mkstemp creates the file 0600; the summary is for other readers too, so it becomes 0644."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-@dataclass
-class SummaryMerger:
-    """The foreachBatch side: merge each batch and persist the summary before Spark commits it,
-    so a crash replays the batch and the batch-id check skips what was already stored.
-
-    Over Spark Connect it is called in the server's Python worker (one per query, so the summary
-    carries from batch to batch there); `adopt` then brings its answers back to the run."""
-
-    path: Path
-    summary: Summary
-    results: list[MergeResult] = field(default_factory=list)
-
-    def __call__(self, batch: BatchUpdate) -> MergeResult:
-        result = merge_increments(self.summary, batch)
-        if not result.replayed:
-            write_atomically(self.path, to_json(result.summary))
-        self.summary = result.summary
-        self.results.append(result)
-        return result
-
-    def adopt(self, answers: tuple[object, ...]) -> None:
-        """Take the run's merge results as the query returned them (the same ones, in process)."""
-        results = [answer for answer in answers if isinstance(answer, MergeResult)]
-        if results:
-            self.results = results
-            self.summary = results[-1].summary
 
 
 def summarize_logs(

@@ -83,3 +83,48 @@ def test_a_changed_delay_stops_summarize_logs_before_kafka_and_spark_and_rebuild
     assert not state.exists()
     assert [p.name for p in state.parent.glob("discarded-*/summary_state.json")] == [state.name]
     assert load_summary(state) == Summary()
+
+
+WORKER_LOAD = """
+import pickle, sys
+import pyspark.sql.connect.session, pyspark.worker
+before = set(sys.modules)
+with open(sys.argv[1], "rb") as handle:
+    each_batch = pickle.load(handle)
+assert callable(each_batch)
+print(" ".join(sorted(set(sys.modules) - before)))
+"""
+"""What the Spark Connect server's foreachBatch worker does (pyspark's foreach_batch_worker): it has
+imported pyspark's Connect client and worker, then unpickles the function (`read_command`)."""
+
+
+def test_the_batch_function_the_connect_server_unpickles_imports_neither_dagster_nor_the_resources(
+    tmp_path: Path,
+) -> None:
+    """Every run over Spark Connect starts a new worker in the server that pays for each module the
+    function names; Dagster alone was 1.3 CPU-s of it (sml_assets.summary_merge)."""
+    from pyspark.serializers import CloudPickleSerializer
+
+    from sml_assets.logs_stream import batch_function
+    from sml_assets.summary_merge import SummaryMerger
+
+    storage = LocalStorage(data_dir=str(tmp_path / "data"))
+    merger = SummaryMerger(path=state_path(storage), summary=STORED)
+    each_batch = batch_function("q", stream_paths(storage), merger, tmp_path / "journal")
+    pickled = tmp_path / "each_batch.pickle"
+    pickled.write_bytes(CloudPickleSerializer().dumps(each_batch))
+    loaded = subprocess.run(
+        [sys.executable, "-c", WORKER_LOAD, str(pickled)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        timeout=120,
+    ).stdout.split()
+    assert "sml_assets.summary_merge" in loaded and "sml_assets.logs_stream" in loaded
+    heavy = sorted(
+        {name.split(".")[0] for name in loaded if name.split(".")[0] == "dagster"}
+        | {name for name in loaded if name.startswith("sml_assets.resources")}
+    )
+    assert heavy == [], f"the foreachBatch function imports {heavy} in every run's server worker"
