@@ -71,6 +71,9 @@ class SparkConnect:
                 "spark.sql.session.timeZone": "UTC",
                 "spark.sql.legacy.timeParserPolicy": "CORRECTED",
                 "spark.sql.streaming.numRecentProgressUpdates": "1000",
+                # Spark 4.2.0 keeps a Python daemon (~47 MiB) per Connect session, forever (SPARK-54055):
+                # one per log_summary run. Without the daemon each task's worker exits with its task.
+                "spark.python.use.daemon": "false",
             }
             cmd = [
                 str(home / "bin" / "spark-submit"),

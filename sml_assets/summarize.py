@@ -38,7 +38,7 @@ from sml_assets.logs_stream import (
 )
 from sml_assets.python_workers import translate_worker_error
 from sml_assets.resources.kafka import KafkaResource
-from sml_assets.resources.spark import SparkResource, is_remote
+from sml_assets.resources.spark import DAEMON_SETTING, SparkResource, daemon_warning, is_remote
 from sml_assets.resources.storage import LocalStorage
 from sml_assets.run_lease import RUN_LOCK_WAIT_S, RunLease, clear, exclusive_run, other_runs, take_lease
 from sml_assets.spark_storage import StoragePath
@@ -223,6 +223,9 @@ def _run_stream(
         session_id: str = session.session_id  # pyright: ignore[reportAttributeAccessIssue]
         lease.record(session_id)
         log.info(f"Spark Connect session {session_id} at {spark.remote} (released when the query is over)")
+        leak = daemon_warning(str(spark.remote), session.conf.get(DAEMON_SETTING, None))
+        if leak:
+            log.warning(leak)
     try:
         return run_log_summary_stream(
             session,

@@ -28,7 +28,7 @@ from dagster import materialize
 
 from sml_assets.assets import logs
 from sml_assets.logs_stream import CHECKPOINT_DIR, QUERY_PREFIX, SUMMARY_DIR
-from sml_assets.resources.spark import SparkResource
+from sml_assets.resources.spark import SparkResource, daemon_warning
 from sml_assets_tests.conftest import REPO_ROOT, TEST_PREFIX
 from sml_assets_tests.faults import devstack_module, free_port, wait_until
 from sml_assets_tests.helpers import produce
@@ -67,6 +67,23 @@ def connect_server(stack: None, tmp_path_factory: pytest.TempPathFactory) -> Ite
     finally:
         server.down()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def server_python(server: Any) -> list[str]:
+    """The command lines of the Python processes under the Connect server's JVM: its workers.
+
+    Each run is a new Connect session; the server must not keep a process per session after its run
+    (idle task workers are stopped after a minute, a session's daemon never: SPARK-54055)."""
+    import psutil
+
+    found = []
+    for process in psutil.Process(server.daemon.pid()).children(recursive=True):
+        try:
+            if "python" in process.name():
+                found.append(" ".join(process.cmdline()))
+        except psutil.NoSuchProcess:
+            continue
+    return found
 
 
 @dataclass(frozen=True)
@@ -109,6 +126,17 @@ def test_an_unreachable_connect_server_fails_the_run_within_seconds_naming_the_s
     ) in message
 
 
+def test_a_connect_server_that_keeps_a_python_daemon_per_session_is_named_with_the_fix() -> None:
+    """Checked by hand against a server started without the setting: the run logs this warning."""
+    for unset_or_on in (None, "true"):
+        warning = daemon_warning("sc://h:15002", unset_or_on)
+        assert warning is not None
+        assert warning.startswith("the Spark Connect server at sc://h:15002 starts its Python workers through a daemon")
+        assert "(spark.python.use.daemon=true)" in warning and "--conf spark.python.use.daemon=false" in warning
+    assert daemon_warning("sc://h:15002", "false") is None
+    assert daemon_warning("sc://h:15002", " False") is None
+
+
 @pytest.mark.cluster
 def test_log_summary_over_spark_connect_equals_local_across_two_runs(
     connect_server: Any, connect_case: ConnectCase, kafka_bootstrap: str
@@ -124,6 +152,13 @@ def test_log_summary_over_spark_connect_equals_local_across_two_runs(
         assert finish(start_run(env)) == (0, "")
         print(f"run over Spark Connect (new process): {time.monotonic() - started:.1f} s")
         assert connect_csv.read_text() == local.summary_csv.read_text()
+        deadline = time.monotonic() + 90
+        while (kept := server_python(connect_server)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not kept, (
+            f"the Connect server still has {len(kept)} Python process(es) 90 s after the run "
+            f"(a daemon per session is kept: spark.python.use.daemon): {kept}"
+        )
     server_log = connect_server.daemon.logfile.read_text()
     assert "INFO MicroBatchExecution" not in server_log, (
         "the server logs each batch at INFO: spark.log.level is not WARN"

@@ -137,6 +137,27 @@ class SparkResource(ConfigurableResource):
         return spark
 
 
+DAEMON_SETTING = "spark.python.use.daemon"
+
+
+def daemon_warning(url: str, use_daemon: str | None) -> str | None:
+    """What to tell the user when the Connect server at `url` starts its Python workers through a
+    daemon (`use_daemon` is its `spark.python.use.daemon`, "true" when unset), else None.
+
+    Spark 4.2.0 keys its Python worker factories by session, and a Connect session's factory, with
+    its daemon process, lives until the server stops (SPARK-54055): every log_summary run is a new
+    session, so the server grows by one daemon (about 47 MiB) per run, 288 a day under the schedule."""
+    if (use_daemon or "true").strip().lower() == "false":
+        return None
+    return (
+        f"the Spark Connect server at {url} starts its Python workers through a daemon "
+        f"({DAEMON_SETTING}={use_daemon or 'true'}): Spark 4.2.0 keeps one daemon process (about 47 MiB) "
+        "per Connect session until the server stops (SPARK-54055), so each log_summary run leaves one "
+        f"behind; start the server with --conf {DAEMON_SETTING}=false (devstack/spark_connect.py does), "
+        "or restart it daily"
+    )
+
+
 def is_remote(spark: SparkSession) -> bool:
     """True for a Spark Connect session, which has no SparkContext (and no JVM in this process)."""
     return type(spark).__module__.startswith("pyspark.sql.connect")
