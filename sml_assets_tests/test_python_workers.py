@@ -103,6 +103,8 @@ def test_a_connect_server_whose_workers_lack_pyarrow_fails_the_run_naming_its_py
         )
         exit_code, failed = finish(start_run(env))
     finally:
+        if server.daemon.logfile.exists():
+            print(f"server log tail:\n{server.daemon.logfile.read_text()[-6000:]}")
         server.down()
     assert exit_code == 1
     assert (

@@ -124,7 +124,13 @@ def start_run(env: dict) -> subprocess.Popen[str]:
 
 def finish(run: subprocess.Popen[str], timeout_s: float = 300) -> tuple[int, str]:
     """Exit code and the run's `FAILED:` lines (the whole output is printed for the test's log)."""
-    output, _ = run.communicate(timeout=timeout_s)
+    try:
+        output, _ = run.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        run.kill()
+        output, _ = run.communicate()
+        print(output[-8000:])
+        raise AssertionError(f"the run did not end within {timeout_s:g} s (killed; output tail above)") from None
     return outcome(run.returncode, output)
 
 
