@@ -75,8 +75,13 @@ class LogSummaryReport:
     """Seconds waited for another run on the same summary to end."""
 
 
+def summary_folder(storage: LocalStorage) -> Path:
+    """The summary's folder: its state, the run lock and the runs' leases."""
+    return storage.subdir(SUMMARY_DIR)
+
+
 def state_path(storage: LocalStorage) -> Path:
-    return storage.subdir(SUMMARY_DIR) / STATE_FILE
+    return summary_folder(storage) / STATE_FILE
 
 
 def summary_lock(
@@ -84,7 +89,7 @@ def summary_lock(
 ) -> AbstractContextManager[float]:
     """The run lock of `storage`'s summary (`exclusive_run`), beside the summary state: the runs,
     `rebuild log-summary` and `replay adopt-logs` all take this one."""
-    return exclusive_run(state_path(storage).parent, wait_s, waiting)
+    return exclusive_run(summary_folder(storage), wait_s, waiting)
 
 
 def load_summary(path: Path) -> Summary:
@@ -115,7 +120,7 @@ def summarize_logs(
     run's lease, what killed runs left is cleared (`clean_up_after_killed_runs`), before the stored
     summary is read: an orphan query would otherwise merge behind this run's back."""
     with summary_lock(storage, waiting=log.warning) as waited:
-        lease = take_lease(state_path(storage).parent)
+        lease = take_lease(summary_folder(storage))
         try:
             orphans, journals = clean_up_after_killed_runs(spark, lease, log)
             report = _summarize(kafka, spark, storage, log, lease)

@@ -2,9 +2,9 @@
 written before Spark commits the batch.
 
 Over Spark Connect this runs in a Python worker the server starts for every query, which unpickles
-the batch function and so imports the modules it names: this one and `sml_assets.logs_stream` keep
-to the standard library, `sml_assets.windows` and pyspark (no Dagster, no resources), because every
-module imported there is paid again by every run (about 1.3 CPU-s for Dagster alone).
+the batch function and so imports the modules it names: this one and `sml_assets.logs_stream` import
+neither Dagster nor the resources (`test_summarize.py` unpickles it as the worker does), because
+every module imported there is paid again by every run (about 1.3 CPU-s for Dagster alone).
 """
 
 from __future__ import annotations

@@ -128,8 +128,7 @@ def finish(run: subprocess.Popen[str], timeout_s: float = 300) -> tuple[int, str
         output, _ = run.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         run.kill()
-        output, _ = run.communicate()
-        print(output[-8000:])
+        outcome(run.returncode, run.communicate()[0])
         raise AssertionError(f"the run did not end within {timeout_s:g} s (killed; output tail above)") from None
     return outcome(run.returncode, output)
 
