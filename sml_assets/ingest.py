@@ -241,8 +241,9 @@ def _read_positions(
     The id is read before and after, so a topic recreated meanwhile cannot pair new watermarks
     with old positions.
     """
-    topic_id = kafka.topic_id(topic)
-    watermarks = kafka.watermarks(topic)
+    described = kafka.describe_topic(topic)
+    topic_id = described.topic_id
+    watermarks = kafka.watermarks(topic, described.partitions)
     positions = database.stored_positions(consumer, topic)
     if kafka.topic_id(topic) != topic_id:
         raise TopicRecreatedError(
@@ -463,7 +464,7 @@ def _commit(
 def _lag_left(kafka: KafkaResource, topic: str, plan: list[PartitionRun], log: logging.Logger) -> dict[int, int]:
     """Lag against the end offsets now (new messages may have arrived during the run)."""
     try:
-        ends = {p: marks.high for p, marks in kafka.watermarks(topic).items()}
+        ends = {p: marks.high for p, marks in kafka.watermarks(topic, [run.partition for run in plan]).items()}
     except KafkaUnavailableError as error:
         log.warning(f"lag left is computed from the end offsets at the start of the run: {error}")
         ends = {run.partition: run.target for run in plan}

@@ -161,8 +161,9 @@ def _summarize(
     paths = stream_paths(storage)
     state = state_path(storage)
     before = load_summary(state)
-    topic_id = kafka.topic_id(kafka.logs_topic)
-    marks = kafka.watermarks(kafka.logs_topic)
+    described = kafka.describe_topic(kafka.logs_topic)
+    topic_id = described.topic_id
+    marks = kafka.watermarks(kafka.logs_topic, described.partitions)
     checkpoint = open_checkpoint(paths, expected_id=before.query_id)
     check_checkpoint_topic(paths, checkpoint, kafka.logs_topic, topic_id)
     rebuilt = checkpoint.fresh and before.query_id is not None
