@@ -6,7 +6,11 @@ wall time, process start included), local[2] and Connect alternating, each with 
 (3) a backlog of `--backlog-lines` (what a run finds after an outage, or under a high load), one
 run per mode in a new process each `--backlog-repeats` times: the query's events/s as the run
 reports it (`rows_per_s`), which is where local[2] pays its JIT warm-up in every run (`make run`
-uses the Connect server, whose JIT stays warm). For each Connect run of (2) and (3), the CPU seconds
+uses the Connect server, whose JIT stays warm). Each repeat also runs a backlog of
+`--small-backlog-lines` first: the steady rate is the extra lines per extra second of query between
+the two (`steady_events_per_s`), what a line costs once a run has started, and the rest of the
+small run's query is what a run pays whatever it reads (`query_fixed_s`: its Python workers,
+the session, the batch's tasks). For each Connect run of (2) and (3), the CPU seconds
 the server's process tree spent on it (its JVM, and its Python workers: the foreachBatch worker and
 the parse), read with psutil before and after the run: what a run costs the server whatever it reads,
 and what a line costs.
@@ -14,7 +18,8 @@ A run with nothing new starts no Spark session at all (`logs_stream.caught_up`),
 saves nothing there. The Connect server (devstack/spark_connect.py, free port, its own folder) is
 started once before the repeats (its start is reported, not counted) and stopped at the end.
 
-    python benchmarks/bench_spark_remote.py [--repeats 3] [--lines 20000] [--backlog-lines 500000] [--backlog-repeats 2]
+    python benchmarks/bench_spark_remote.py [--repeats 3] [--lines 20000] [--backlog-lines 1000000]
+        [--small-backlog-lines 100000] [--backlog-repeats 2]
 """
 
 from __future__ import annotations
@@ -115,7 +120,20 @@ def server_cpu(pid: int) -> dict[str, float]:
     return spent
 
 
-def measure(repeats: int, lines: int, backlog_lines: int, backlog_repeats: int) -> dict[str, Stat]:
+def steady(small_lines: int, small_rate: float, lines: int, rate: float) -> tuple[float, float]:
+    """Events/s once a run has started, and the query seconds a run pays whatever it reads, from
+    the query rates of a small and a large backlog: (extra lines / extra seconds, small run's rest)."""
+    extra_s = lines / rate - small_lines / small_rate
+    if lines <= small_lines or extra_s <= 0:
+        raise RuntimeError(
+            f"{lines:,} lines took no longer than {small_lines:,} ({extra_s:+.2f} s): "
+            "the backlogs are too close for a steady rate; use a larger --backlog-lines"
+        )
+    per_s = (lines - small_lines) / extra_s
+    return per_s, small_lines / small_rate - small_lines / per_s
+
+
+def measure(repeats: int, lines: int, backlog_lines: int, backlog_repeats: int, small_lines: int) -> dict[str, Stat]:
     folder = Path(tempfile.mkdtemp(prefix="sml-bench-connect-"))
     server = connect_server_class()(
         service="bench-spark-connect", port=free_port(), folder=folder, python=sys.executable, pythonpath=REPO
@@ -137,7 +155,7 @@ def measure(repeats: int, lines: int, backlog_lines: int, backlog_repeats: int) 
                 produce(topic, log_values(100))
                 child(RUN, envs[mode])
             server_pid = server.daemon.pid()
-            small, backlog = log_values(lines), log_values(backlog_lines)
+            small, backlog, small_backlog = log_values(lines), log_values(backlog_lines), log_values(small_lines)
             for repeat in range(repeats):
                 for mode, env in envs.items():
                     _, out = child(SESSION, env)
@@ -150,14 +168,23 @@ def measure(repeats: int, lines: int, backlog_lines: int, backlog_repeats: int) 
                     figures.setdefault(f"{mode}_run_s", []).append(wall)
                 print(f"repeat {repeat + 1}: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in figures.items()), flush=True)
             for repeat in range(backlog_repeats):
-                produce(topic, backlog)
-                for mode, env in envs.items():
-                    wall, out = child(RUN, env, figures, server_pid if mode == "connect" else None, "backlog")
-                    rate, read = out.split()
-                    if int(read) != backlog_lines:
-                        raise RuntimeError(f"the {mode} run read {read} lines of a backlog of {backlog_lines:,}")
-                    figures.setdefault(f"{mode}_backlog_events_per_s", []).append(float(rate))
-                    figures.setdefault(f"{mode}_backlog_run_s", []).append(wall)
+                rates: dict[tuple[str, str], float] = {}
+                for what, values in (("small_backlog", small_backlog), ("backlog", backlog)):
+                    produce(topic, values)
+                    for mode, env in envs.items():
+                        wall, out = child(RUN, env, figures, server_pid if mode == "connect" else None, what)
+                        rate, read = out.split()
+                        if int(read) != len(values):
+                            raise RuntimeError(f"the {mode} run read {read} lines of a backlog of {len(values):,}")
+                        rates[mode, what] = float(rate)
+                        figures.setdefault(f"{mode}_{what}_events_per_s", []).append(float(rate))
+                        figures.setdefault(f"{mode}_{what}_run_s", []).append(wall)
+                for mode in envs:
+                    per_s, fixed_s = steady(
+                        small_lines, rates[mode, "small_backlog"], backlog_lines, rates[mode, "backlog"]
+                    )
+                    figures.setdefault(f"{mode}_steady_events_per_s", []).append(per_s)
+                    figures.setdefault(f"{mode}_query_fixed_s", []).append(fixed_s)
                 print(
                     f"backlog {repeat + 1}: "
                     + ", ".join(f"{k} {v[-1]:,.1f}" for k, v in figures.items() if "backlog" in k),
@@ -173,11 +200,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--lines", type=int, default=20_000)
-    parser.add_argument("--backlog-lines", type=int, default=500_000)
+    parser.add_argument("--backlog-lines", type=int, default=1_000_000)
+    parser.add_argument("--small-backlog-lines", type=int, default=100_000)
     parser.add_argument("--backlog-repeats", type=int, default=2)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    figures = measure(args.repeats, args.lines, args.backlog_lines, args.backlog_repeats)
+    figures = measure(args.repeats, args.lines, args.backlog_lines, args.backlog_repeats, args.small_backlog_lines)
     return report(figures, args.json, digits=2)
 
 
