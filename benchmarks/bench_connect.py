@@ -47,9 +47,10 @@ from benchmarks.common import (
     report,
     unique,
 )
+from sml_assets.ingest import DEFAULT_CHUNK_SIZE
 
 REPO = Path(__file__).resolve().parent.parent
-BATCH = 5_000
+BATCH = DEFAULT_CHUNK_SIZE
 """Connect's `batch.size` (Debezium's JDBC sink) and consumer `max.poll.records`: sml's chunk size,
 where the defaults (500 each) would make Connect slower."""
 CONNECT_START_TIMEOUT_S = 180.0

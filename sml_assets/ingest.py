@@ -36,7 +36,12 @@ if TYPE_CHECKING:
     from sml_assets.chunks import MetricColumns
 
 DEFAULT_MAX_MESSAGES = 100_000
-DEFAULT_CHUNK_SIZE = 5_000
+DEFAULT_CHUNK_SIZE = 10_000
+"""Messages per transaction. Each commit waits for the database to make it durable (PostgreSQL
+flushes its write-ahead log, about 9 ms here): 10,000 instead of 5,000 took PostgreSQL from 0.51x to
+0.56x the plain loop (200,000 messages, three interleaved runs each, 2026-11-29), SQLite from 0.67x to
+0.68x; 20,000 added 0.01x more. A killed run reads at most one chunk again; memory stays flat
+(librdkafka's prefetch, capped at 16 MiB, is most of it)."""
 DEFAULT_CONSUMER = "server_metrics"
 CONSUMER_TUNING: dict[str, int] = {
     "queued.min.messages": 1_000_000,
