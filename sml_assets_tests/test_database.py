@@ -13,6 +13,7 @@ from sqlalchemy.dialects import mssql
 from sqlalchemy.engine import make_url
 from sqlalchemy.schema import CreateIndex, CreateTable
 
+from sml_assets.chunks import MetricColumns
 from sml_assets.resources.database import (
     DatabaseUnavailableError,
     MetricsDatabase,
@@ -24,6 +25,7 @@ from sml_assets.resources.database import (
 )
 from sml_assets.resources.tables import metrics_schema
 from sml_assets_tests.conftest import drop_postgres_test_data
+from sml_assets_tests.faults import TcpProxy
 
 TOPIC = "metrics-test"
 EVENT_TIME = datetime(2026, 11, 25, 16, 0, 3, 250_000, tzinfo=UTC)
@@ -140,6 +142,108 @@ def test_a_second_first_chunk_for_a_partition_conflicts(sqlite_db: MetricsDataba
     with pytest.raises(OffsetConflictError):
         sqlite_db.commit_chunk("c", TOPIC, [row(1)], [], [OffsetAdvance(0, None, 2)])
     assert count(sqlite_db) == 1
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def either_db(request: pytest.FixtureRequest) -> MetricsDatabase:
+    return request.getfixturevalue("sqlite_db" if request.param == "sqlite" else "postgres_db")
+
+
+@pytest.fixture
+def own_topic(unique_name: str) -> str:
+    """A topic name of the test's own: the offsets and dead letters tables are shared on PostgreSQL
+    (`drop_postgres_test_data` deletes what starts with the test's unique name)."""
+    return f"{unique_name}-metrics"
+
+
+def columns(topic: str, *offsets: int) -> MetricColumns:
+    return MetricColumns.from_rows(topic, [row(offset, kafka_topic=topic) for offset in offsets])
+
+
+def written(database: MetricsDatabase, topic: str) -> tuple[int, int, dict[int, int]]:
+    """Rows and dead letters of `topic`, and consumer c's stored offsets."""
+    tables = database.tables
+    with database.transaction() as connection:
+        rows, letters = (
+            connection.execute(select(func.count()).select_from(table).where(table.c.kafka_topic == topic)).scalar_one()
+            for table in (tables.metrics, tables.dead_letters)
+        )
+    return rows, letters, database.stored_offsets("c", topic)
+
+
+@pytest.mark.integration
+def test_rows_added_batch_by_batch_are_invisible_until_the_chunk_commits_with_its_offsets(
+    either_db: MetricsDatabase, own_topic: str
+) -> None:
+    """On PostgreSQL the batches reach the server as they are added (one binary COPY); elsewhere at commit."""
+    with either_db.chunk_transaction("c", own_topic) as chunk:
+        assert chunk.streams == (either_db.engine().dialect.name == "postgresql")
+        for offset in (0, 1, 3):
+            chunk.add(columns(own_topic, offset))
+        assert (written(either_db, own_topic), chunk.rows) == ((0, 0, {}), 3)
+        chunk.commit([dead_letter(2, topic=own_topic)], [OffsetAdvance(0, None, 4)])
+    assert written(either_db, own_topic) == (3, 1, {0: 4})
+
+
+@pytest.mark.integration
+def test_a_chunk_left_without_commit_or_by_an_error_writes_nothing_and_the_next_one_commits(
+    either_db: MetricsDatabase, own_topic: str
+) -> None:
+    with either_db.chunk_transaction("c", own_topic) as chunk:
+        chunk.add(columns(own_topic, 0, 1))
+    with (
+        pytest.raises(RuntimeError, match="the broker went away"),
+        either_db.chunk_transaction("c", own_topic) as chunk,
+    ):
+        chunk.add(columns(own_topic, 0, 1))
+        raise RuntimeError("the broker went away")
+    assert written(either_db, own_topic) == (0, 0, {})
+    either_db.commit_chunk("c", own_topic, columns(own_topic, 0, 1), [], [OffsetAdvance(0, None, 2)])
+    assert written(either_db, own_topic) == (2, 0, {0: 2})
+
+
+@pytest.mark.integration
+def test_a_message_already_written_fails_a_streamed_chunk_as_a_conflict_and_writes_none_of_it(
+    postgres_db: MetricsDatabase, own_topic: str
+) -> None:
+    postgres_db.commit_chunk("other", own_topic, columns(own_topic, 1), [], [OffsetAdvance(0, None, 2)])
+    with (
+        pytest.raises(OffsetConflictError, match="already in"),
+        postgres_db.chunk_transaction("c", own_topic) as chunk,
+    ):
+        chunk.add(columns(own_topic, 0))
+        chunk.add(columns(own_topic, 1, 2))
+        chunk.commit([dead_letter(3, topic=own_topic)], [OffsetAdvance(0, None, 4)])
+    assert written(postgres_db, own_topic) == (1, 0, {})
+
+
+@pytest.mark.integration
+def test_a_connection_lost_while_a_chunk_streams_fails_naming_the_url_and_writes_nothing(
+    postgres_db: MetricsDatabase, own_topic: str
+) -> None:
+    """The database going away mid-COPY (connections reset: the driver says "consuming input
+    failed: SSL error", no word of a connection) is a `DatabaseUnavailableError` naming the URL,
+    as a refused connection is, not a driver error out of the COPY."""
+    real = make_url(postgres_db.url)
+    proxy = TcpProxy(real.port or 5432)
+    proxied = MetricsDatabase(
+        url=real.set(port=proxy.port).render_as_string(hide_password=False),
+        table=postgres_db.table,
+        connect_timeout_s=2,
+    )
+    try:
+        with (
+            pytest.raises(DatabaseUnavailableError, match=rf"SML_METRICS_DB_URL=.*:\*\*\*@127.0.0.1:{proxy.port}/"),
+            proxied.chunk_transaction("c", own_topic) as chunk,
+        ):
+            chunk.add(columns(own_topic, 0))
+            proxy.cut()
+            chunk.add(columns(own_topic, 1))
+            chunk.commit([], [OffsetAdvance(0, None, 2)])
+    finally:
+        proxy.close()
+        proxied.engine().dispose()
+    assert written(postgres_db, own_topic) == (0, 0, {})
 
 
 def test_offsets_are_kept_per_consumer_and_partition(sqlite_db: MetricsDatabase) -> None:

@@ -26,7 +26,7 @@ from dagster import (
 )
 from sqlalchemy import BigInteger, Column, Float, Integer, MetaData, String, Table, func, insert, select, update
 
-from sml_assets import parsing
+from sml_assets import ingest, parsing
 from sml_assets.assets import metrics as metrics_assets
 from sml_assets.assets.metrics import server_metrics
 from sml_assets.assets.topics import LOGS_TOPIC_KEY, METRICS_TOPIC_KEY, snapshot_metrics_topic
@@ -34,6 +34,7 @@ from sml_assets.automation import build_metrics_backlog_sensor, ingest_metrics_j
 from sml_assets.ingest import DEFAULT_CONSUMER
 from sml_assets.migrate import main as migrate_main
 from sml_assets.replay import main as replay_main
+from sml_assets.resources import bulk
 from sml_assets.resources.database import MetricsDatabase
 from sml_assets.resources.kafka import KafkaResource
 from sml_assets.resources.storage import LocalStorage
@@ -84,6 +85,35 @@ def test_counts_match_what_was_produced_across_partitions_and_a_second_run_adds_
     second = metadata(run(kafka, database))
     assert (second["rows inserted"], second["dead letters"]) == (0, 0)
     assert table_count(database, topic) == 303
+
+
+def test_chunks_handed_over_in_several_batches_store_every_message_once(
+    database: MetricsDatabase,
+    kafka_for: Callable[[str], KafkaResource],
+    new_topic: Callable[..., str],
+    kafka_bootstrap: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On PostgreSQL a chunk goes to the server in consume batches of SEND_BATCH (one COPY); here
+    batches of 7 in chunks of 50, dead letters among them, so most chunks span several batches."""
+    monkeypatch.setattr(ingest, "SEND_BATCH", 7)
+    sent: list[int] = []
+    write = bulk.CopyStream.write
+    monkeypatch.setattr(bulk.CopyStream, "write", lambda stream, rows: sent.append(len(rows)) or write(stream, rows))
+    topic = new_topic(partitions=2)
+    for partition in range(2):
+        values = [good(n) for n in range(120)]
+        values[33 + partition] = b"id: 7, cpu: high, mem: 41.0, disk: 77.5"
+        produce(kafka_bootstrap, topic, values, partition=partition)
+    found = metadata(run(kafka_for(topic), database, chunk_size=50))
+    assert (found["rows inserted"], found["dead letters"], found["lag left"]) == (238, 2, 0)
+    if database.engine().dialect.name == "postgresql":
+        assert sum(sent) == 238 and max(sent) <= 7, sent
+    else:
+        assert sent == []
+    assert table_count(database, topic) == 238
+    assert database.stored_offsets(DEFAULT_CONSUMER, topic) == {0: 120, 1: 120}
+    assert metadata(run(kafka_for(topic), database, chunk_size=50))["rows inserted"] == 0
 
 
 def test_a_run_learns_the_partitions_with_the_topic_id_and_asks_no_topic_metadata(

@@ -14,7 +14,7 @@ All three write the same values; `sml_assets_tests/test_bulk.py` reads them back
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, closing, contextmanager, suppress
 from datetime import datetime
 from functools import lru_cache
 from itertools import chain
@@ -93,10 +93,83 @@ _PG_FLOAT8 = ">f8"
 
 
 def _copy_binary(connection: Connection, table: Table, rows: MetricColumns, stamps: Mapping[str, Any]) -> None:
+    stream = CopyStream(connection, table, stamps)
+    try:
+        stream.write(rows)
+        stream.finish()
+    except BaseException as error:
+        stream.abort(error)
+        raise
+
+
+def streams_copy(connection: Connection) -> bool:
+    """Whether `CopyStream` can write on this connection: PostgreSQL through psycopg 3."""
+    return connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg"
+
+
+class CopyStream:
+    """A chunk's rows as one binary `COPY ... FROM STDIN`, sent batch by batch as they are parsed,
+    on the transaction's connection: the server inserts one batch while the client parses the next,
+    where a `COPY` of the whole chunk after its parse left one of them idle at a time. The rows are
+    in the table only when the transaction commits; `abort` ends the `COPY` with an error instead.
+    Driver errors come out as SQLAlchemy's (IntegrityError for a duplicate key, found by the server
+    as it inserts, or at `finish`)."""
+
+    def __init__(self, connection: Connection, table: Table, stamps: Mapping[str, Any]) -> None:
+        self._connection = connection
+        self._table = table
+        self._stamps = {name: _pg_constant(value) for name, value in stamps.items()}
+        self._open: ExitStack | None = None
+        self._copy: Any = None
+        self._statement = ""
+
+    def write(self, rows: MetricColumns) -> None:
+        """Send `rows` (all of the chunk's topic); the first call starts the `COPY`."""
+        if not len(rows):
+            return
+        columns, body = _pg_records(rows, self._stamps)
+        copy = self._start(columns) if self._copy is None else self._copy
+        with _driver_errors(self._connection, self._statement):
+            copy.write(body)
+
+    def finish(self) -> None:
+        """End the `COPY`: the server has inserted every row when this returns."""
+        if self._open is None:
+            return
+        with _driver_errors(self._connection, self._statement):
+            self._copy.write(_PG_TRAILER)
+            opened, self._open, self._copy = self._open, None, None
+            opened.close()
+
+    def abort(self, error: BaseException | None) -> None:
+        """End an unfinished `COPY` with an error, so that the transaction can be rolled back."""
+        if self._open is None:
+            return
+        opened, self._open, self._copy = self._open, None, None
+        failure = error if error is not None else RuntimeError("the chunk was not committed")
+        with suppress(Exception):
+            opened.__exit__(type(failure), failure, failure.__traceback__)
+
+    def _start(self, columns: list[str]) -> Any:
+        preparer = self._connection.dialect.identifier_preparer
+        names = ", ".join(preparer.quote(name) for name in columns)
+        self._statement = f"COPY {preparer.format_table(self._table)} ({names}) FROM STDIN (FORMAT BINARY)"
+        opened = ExitStack()
+        with _driver_errors(self._connection, self._statement):
+            cursor = opened.enter_context(closing(self._connection.connection.dbapi_connection.cursor()))  # type: ignore[union-attr]
+            self._copy = opened.enter_context(cursor.copy(self._statement))
+            self._copy.write(_PG_SIGNATURE)
+        self._open = opened
+        return self._copy
+
+
+def _pg_records(rows: MetricColumns, stamps: Mapping[str, Any]) -> tuple[list[str], bytes]:
+    """The column names and the binary `COPY` rows of `rows`, every row with the same `stamps`
+    (already in their binary form, `_pg_constant`)."""
     fields = {
         name: values if isinstance(values, np.ndarray) else _pg_constant(values)
-        for name, values in {**_fields(rows), **stamps}.items()
-    }
+        for name, values in _fields(rows).items()
+    } | dict(stamps)
     layout: list[tuple[str, Any]] = [("count", ">i2")]
     for name, values in fields.items():
         layout.append((f"{name}_size", ">i4"))
@@ -115,13 +188,7 @@ def _copy_binary(connection: Connection, table: Table, rows: MetricColumns, stam
             continue
         records[f"{name}_size"] = records.dtype[name].itemsize
         records[name] = np.asarray(values, np.int64) - _PG_EPOCH_US if name == "event_time" else values
-    preparer = connection.dialect.identifier_preparer
-    columns = ", ".join(preparer.quote(name) for name in fields)
-    statement = f"COPY {preparer.format_table(table)} ({columns}) FROM STDIN (FORMAT BINARY)"
-    with _dbapi_cursor(connection, statement) as cursor, cursor.copy(statement) as copy:
-        copy.write(_PG_SIGNATURE)
-        copy.write(records.tobytes())
-        copy.write(_PG_TRAILER)
+    return list(fields), records.tobytes()
 
 
 def _pg_constant(value: Any) -> Any:
@@ -208,14 +275,26 @@ def _as_list(values: Any, count: int) -> list[Any]:
 def _dbapi_cursor(connection: Connection, statement: str) -> Iterator[Any]:
     """A cursor of the transaction's own DBAPI connection; driver errors come out as SQLAlchemy's
     (IntegrityError, OperationalError, ...), as they would from `connection.execute`."""
-    dialect = connection.dialect
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        yield cursor
-    except dialect.loaded_dbapi.Error as error:
-        raise sa_exc.DBAPIError.instance(statement, None, error, dialect.loaded_dbapi.Error, dialect=dialect) from error
+        with _driver_errors(connection, statement):
+            yield cursor
     finally:
         cursor.close()
+
+
+@contextmanager
+def _driver_errors(connection: Connection, statement: str) -> Iterator[None]:
+    """The DBAPI driver's errors raised inside, as SQLAlchemy's, a lost connection flagged as
+    SQLAlchemy flags it (`connection_invalidated`), as `connection.execute` would."""
+    dialect = connection.dialect
+    try:
+        yield
+    except dialect.loaded_dbapi.Error as error:
+        lost = dialect.is_disconnect(error, connection.connection.dbapi_connection, None)
+        raise sa_exc.DBAPIError.instance(
+            statement, None, error, dialect.loaded_dbapi.Error, connection_invalidated=lost, dialect=dialect
+        ) from error
 
 
 def _row_dicts(rows: MetricColumns) -> list[dict[str, Any]]:

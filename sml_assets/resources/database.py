@@ -1,6 +1,6 @@
 """The metrics database: one SQLAlchemy engine from a URL (SQLite, PostgreSQL or SQL Server).
 
-Every write of `server_metrics` goes through `commit_chunk`: rows, dead letters and the stored
+Every write of `server_metrics` goes through `chunk_transaction`: rows, dead letters and the stored
 offsets they cover change in one transaction, which is what makes a killed run safe to rerun.
 Stored positions belong to one target table and one Kafka topic id (a recreated topic has a new
 id), so neither a new table nor a recreated topic can be read from positions that are not theirs.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -150,6 +150,90 @@ class OffsetAdvance:
     next_offset: int
 
 
+class ChunkTransaction:
+    """A chunk's open transaction (`MetricsDatabase.chunk_transaction`).
+
+    On PostgreSQL through psycopg the rows go to the server as they are added, in one binary `COPY`
+    (`bulk.CopyStream`), so it inserts one batch while the next is parsed; elsewhere they are kept
+    and written at `commit`, in each database's fastest way (`bulk.write_metrics`). Every row gets
+    the chunk's `ingested_at` (the time it was opened) and topic id.
+    """
+
+    def __init__(self, database: MetricsDatabase, connection: Connection, consumer: str, topic: str, topic_id: str):
+        from sml_assets.resources.bulk import CopyStream, streams_copy
+
+        self.database = database
+        self.consumer = consumer
+        self.topic = topic
+        self.topic_id = topic_id
+        self.opened_at = datetime.now(UTC)
+        self.rows = 0
+        self.committed = False
+        self._connection = connection
+        self._transaction = connection.begin()
+        self._stamps = {"ingested_at": self.opened_at, "kafka_topic_id": topic_id}
+        self._stream = (
+            CopyStream(connection, database.tables.metrics, self._stamps) if streams_copy(connection) else None
+        )
+        self._kept: list[MetricColumns] = []
+
+    @property
+    def streams(self) -> bool:
+        """Whether added rows go to the server at once (else they are written at `commit`)."""
+        return self._stream is not None
+
+    def add(self, rows: MetricColumns) -> None:
+        """Rows of this chunk's topic (and topic id), in the table once `commit` returns."""
+        if not len(rows):
+            return
+        self.rows += len(rows)
+        if self._stream is None:
+            self._kept.append(rows)
+            return
+        with self.database.chunk_errors(self.consumer, self.topic):
+            self._stream.write(rows)
+
+    def commit(self, dead_letters: Sequence[Mapping[str, Any]], advances: Sequence[OffsetAdvance]) -> None:
+        """Write what is left, the dead letters and the offset advances, and commit."""
+        from sqlalchemy import insert
+
+        from sml_assets.chunks import MetricColumns
+        from sml_assets.resources.bulk import write_metrics
+
+        tables = self.database.tables
+        connection = self._connection
+        with self.database.chunk_errors(self.consumer, self.topic):
+            if self._stream is not None:
+                self._stream.finish()
+            elif self._kept:
+                rows = MetricColumns.concat(self.topic, self._kept)
+                write_metrics(connection, tables.metrics, rows, self._stamps)
+            if dead_letters:
+                connection.execute(
+                    insert(tables.dead_letters),
+                    [
+                        dict(
+                            row,
+                            recorded_at=self.opened_at,
+                            kafka_topic_id=self.topic_id,
+                            target_table=tables.metrics.name,
+                        )
+                        for row in dead_letters
+                    ],
+                )
+            for advance in advances:
+                self.database._advance(connection, self.consumer, self.topic, self.topic_id, advance, self.opened_at)
+            self._transaction.commit()
+        self.committed = True
+
+    def abandon(self, error: BaseException | None) -> None:
+        """Roll back: nothing of the chunk is written (`error`, if any, is why)."""
+        if self._stream is not None:
+            self._stream.abort(error)
+        with suppress(Exception):  # a lost connection has rolled back already
+            self._transaction.rollback()
+
+
 class MetricsDatabase(ConfigurableResource):
     """Where `server_metrics` lands; swapping SQLite for SQL Server is a URL, not a code path."""
 
@@ -284,40 +368,56 @@ class MetricsDatabase(ConfigurableResource):
         advances: Sequence[OffsetAdvance],
         topic_id: str = LEGACY_TOPIC_ID,
     ) -> None:
-        """Insert rows and dead letters of topic id `topic_id` and advance the stored offsets, all or nothing.
+        """Insert rows and dead letters of topic id `topic_id` and advance the stored offsets, all or
+        nothing: one `chunk_transaction` given all its rows at once.
+        Rows come as columns or as dicts with the metrics table's keys.
+        """
+        from sml_assets.chunks import MetricColumns
+
+        columns = rows if isinstance(rows, MetricColumns) else MetricColumns.from_rows(topic, rows)
+        with self.chunk_transaction(consumer, topic, topic_id) as chunk:
+            chunk.add(columns)
+            chunk.commit(dead_letters, advances)
+
+    @contextmanager
+    def chunk_transaction(
+        self, consumer: str, topic: str, topic_id: str = LEGACY_TOPIC_ID
+    ) -> Iterator[ChunkTransaction]:
+        """One chunk's transaction: its rows are added as they are parsed (`ChunkTransaction.add`),
+        then `commit` inserts the dead letters and advances the stored offsets, all or nothing.
+        Leaving the block without `commit`, or with an error, rolls everything back.
 
         Each advance is a compare-and-set on the offset (and topic id) the run started from, so a
         second run of the same consumer, or an adopt or reset meanwhile, fails the chunk with
         `OffsetConflictError` instead of writing a message twice.
-        Rows come as columns (the ingest loop) or as dicts with the metrics table's keys.
         """
         from sqlalchemy import exc as sa_exc
-        from sqlalchemy import insert
 
-        from sml_assets.chunks import MetricColumns
-        from sml_assets.resources.bulk import write_metrics
-
-        tables = self.tables
-        table_name = tables.metrics.name
-        now = datetime.now(UTC)
-        columns = rows if isinstance(rows, MetricColumns) else MetricColumns.from_rows(topic, rows)
         try:
-            with self.transaction() as connection:
-                if len(columns):
-                    write_metrics(connection, tables.metrics, columns, {"ingested_at": now, "kafka_topic_id": topic_id})
-                if dead_letters:
-                    connection.execute(
-                        insert(tables.dead_letters),
-                        [
-                            dict(row, recorded_at=now, kafka_topic_id=topic_id, target_table=table_name)
-                            for row in dead_letters
-                        ],
-                    )
-                for advance in advances:
-                    self._advance(connection, consumer, topic, topic_id, advance, now)
+            connection = self.engine().connect()
+        except sa_exc.DBAPIError as error:
+            raise self._unavailable(error) from None
+        with connection:
+            chunk = ChunkTransaction(self, connection, consumer, topic, topic_id)
+            try:
+                yield chunk
+            except BaseException as error:
+                chunk.abandon(error)
+                raise
+            if not chunk.committed:
+                chunk.abandon(None)
+
+    @contextmanager
+    def chunk_errors(self, consumer: str, topic: str) -> Iterator[None]:
+        """A chunk's database errors as sml's: a message already written is an `OffsetConflictError`,
+        a lost connection a `DatabaseUnavailableError` naming the URL."""
+        from sqlalchemy import exc as sa_exc
+
+        try:
+            yield
         except sa_exc.IntegrityError as error:
             raise OffsetConflictError(
-                f"{topic}: a message of this chunk is already in {tables.metrics.name} or "
+                f"{topic}: a message of this chunk is already in {self.tables.metrics.name} or "
                 f"{DEAD_LETTERS_TABLE} ({first_line(error)}); another run of consumer {consumer!r} wrote "
                 "it, or the stored offsets were reset without the replay tool. "
                 "Nothing of this chunk was written."
