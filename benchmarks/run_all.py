@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -89,6 +90,13 @@ class Row:
     ratio: str = ""
     target: str = ""
     met: bool | None = None
+
+
+def load_verdict(start: Sequence[float], end: Sequence[float], cores: int) -> str:
+    """What the 1-minute load averages around the run say of its absolute figures."""
+    if max(start[0], end[0]) > cores:
+        return " (above the core count: measured under load, compare the ratios)"
+    return " (at most the core count: nothing else competed much)"
 
 
 def part(script: str, *args: str) -> Any:
@@ -463,8 +471,8 @@ def main() -> int:
     print(
         f"\nsml benchmarks{' (--quick)' if args.quick else ''}: {host['cores']} cores, {host['cpu']}, "
         f"{host['memory_gib']} GiB; broker {BOOTSTRAP}; {elapsed / 60:.1f} min; load average (1/5/15 min) "
-        f"{load_at_start} at the start, {host['load_1_5_15']} at the end (above the core count: measured "
-        "under load, compare the ratios)\n"
+        f"{load_at_start} at the start, {host['load_1_5_15']} at the end"
+        f"{load_verdict(load_at_start, host['load_1_5_15'], host['cores'])}\n"
     )
     print(text)
     RESULTS.mkdir(exist_ok=True)
