@@ -368,13 +368,13 @@ def _add_batch(
     messages: list[Message],
     budget: int,
     kafka: KafkaResource,
-) -> int:
+) -> None:
     """Parse the messages of one `consume()` that belong to the run, as one batch: their rows go to
     the chunk's `transaction`, their dead letters and positions to `chunk`.
 
     A message counts if its partition is pending and its offset lies in [next offset, target);
     at most `budget` of them, in order. Partitions that reach their target are paused and leave
-    `pending`. Returns how many messages were taken.
+    `pending`; `chunk` counts the messages taken.
     """
     import numpy as np
 
@@ -393,7 +393,7 @@ def _add_batch(
         take[np.flatnonzero(take)[budget:]] = False
     chosen = np.flatnonzero(take)
     if len(chosen) == 0:
-        return 0
+        return
     if len(chosen) < len(messages):
         messages = [messages[i] for i in chosen.tolist()]
         partitions, offsets = partitions[chosen], offsets[chosen]
@@ -421,7 +421,6 @@ def _add_batch(
         if run.done:
             consumer.pause([TopicPartition(topic, partition)])
             del pending[partition]
-    return len(messages)
 
 
 def _positions(numbers: list[int | None]) -> np.ndarray:

@@ -307,13 +307,13 @@ def evaluate(
 
 def test_sensor_skips_below_the_threshold_fires_at_it_and_not_while_a_run_is_in_flight(
     database: MetricsDatabase,
-    kafka_for: Callable[[str], KafkaResource],
     new_topic: Callable[..., str],
     kafka_bootstrap: str,
     tmp_path: Path,
 ) -> None:
     topic = new_topic(partitions=2)
-    kafka = kafka_for(topic)
+    # A logs topic of its own: the sensor also observes the logs topic, which `make run` writes to.
+    kafka = KafkaResource(bootstrap_servers=kafka_bootstrap, metrics_topic=topic, logs_topic=new_topic(), timeout_s=10)
     database.ensure_tables()
     sensor = build_metrics_backlog_sensor(threshold=1000)
     instance = DagsterInstance.ephemeral()
