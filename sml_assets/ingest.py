@@ -148,11 +148,11 @@ class IngestReport:
 
 
 class _Chunk:
-    """Messages taken since the last commit: how many, their rows, dead letters, and how far each partition got."""
+    """Messages taken since the last commit (their rows are in the chunk's transaction): how many,
+    their dead letters, and how far each partition got."""
 
     def __init__(self, topic: str) -> None:
         self.topic = topic
-        self.rows = 0
         self.dead_letters: list[dict[str, Any]] = []
         self.next_offsets: dict[int, int] = {}
         self.messages = 0
@@ -406,9 +406,7 @@ def _add_batch(
     skewed = _skewed(parsed.event_time_us, valid, record_us, missing, kafka.max_clock_skew_s)
     for index, _ in skewed:
         valid[index] = False
-    rows = parsed.columns(topic, partitions, offsets, valid)
-    transaction.add(rows)
-    chunk.rows += len(rows)
+    transaction.add(parsed.columns(topic, partitions, offsets, valid))
     for index, reason in sorted([*parsed.dead_letters, *skewed]):
         chunk.dead_letters.append(
             _dead_letter(topic, int(partitions[index]), int(offsets[index]), values[index], reason)
@@ -481,12 +479,12 @@ def _commit(
     advances = [OffsetAdvance(p, committed[p], next_offset) for p, next_offset in sorted(chunk.next_offsets.items())]
     transaction.commit(chunk.dead_letters, advances)
     committed.update(chunk.next_offsets)
-    report.rows += chunk.rows
+    report.rows += transaction.rows
     report.dead_letters += len(chunk.dead_letters)
     report.dead_letter_kinds.update(reason_kind(letter["reason"]) for letter in chunk.dead_letters)
     report.chunks += 1
     log.info(
-        f"{report.topic}: committed chunk {report.chunks} ({chunk.rows:,} rows, "
+        f"{report.topic}: committed chunk {report.chunks} ({transaction.rows:,} rows, "
         f"{len(chunk.dead_letters):,} dead letters); {report.messages:,} messages so far"
     )
 

@@ -50,10 +50,9 @@ which is exactly what SQLAlchemy's SQLite DateTime stores."""
 def write_metrics(connection: Connection, table: Table, rows: MetricColumns, stamps: Mapping[str, Any]) -> None:
     """Insert `rows` into `table` with the same `stamps` (column -> a datetime or a text, such as
     `ingested_at` and `kafka_topic_id`) on every row, in the connection's open transaction."""
-    dialect = connection.dialect
-    if dialect.name == "postgresql" and dialect.driver == "psycopg":
+    if streams_copy(connection):
         _copy_binary(connection, table, rows, stamps)
-    elif dialect.name == "sqlite":
+    elif connection.dialect.name == "sqlite":
         _sqlite_tuples(connection, table, rows, stamps)
     else:
         _insert_many(connection, table, _row_dicts(rows), stamps)

@@ -291,14 +291,17 @@ class MetricsDatabase(ConfigurableResource):
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """One transaction; connection failures become a `DatabaseUnavailableError` naming the URL."""
+        with self._connect() as connection, connection.begin():
+            yield connection
+
+    def _connect(self) -> Connection:
+        """A connection of the engine; a failure to connect is a `DatabaseUnavailableError` naming the URL."""
         from sqlalchemy import exc as sa_exc
 
         try:
-            connection = self.engine().connect()
+            return self.engine().connect()
         except sa_exc.DBAPIError as error:
             raise self._unavailable(error) from None
-        with connection, connection.begin():
-            yield connection
 
     def ensure_tables(self) -> None:
         """Create the three tables if missing; safe to call on every run and from parallel runs.
@@ -391,13 +394,7 @@ class MetricsDatabase(ConfigurableResource):
         second run of the same consumer, or an adopt or reset meanwhile, fails the chunk with
         `OffsetConflictError` instead of writing a message twice.
         """
-        from sqlalchemy import exc as sa_exc
-
-        try:
-            connection = self.engine().connect()
-        except sa_exc.DBAPIError as error:
-            raise self._unavailable(error) from None
-        with connection:
+        with self._connect() as connection:
             chunk = ChunkTransaction(self, connection, consumer, topic, topic_id)
             try:
                 yield chunk
