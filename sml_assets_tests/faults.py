@@ -38,10 +38,13 @@ SUBPROCESS_ENV = {**os.environ, "DAGSTER_HOME": "", "PYTHONPATH": str(REPO_ROOT)
 METRICS_RUN_SCRIPT = """
 import sys
 from dagster import materialize
+from sml_assets import ingest
 from sml_assets.assets.metrics import server_metrics
 from sml_assets.resources.database import MetricsDatabase
 from sml_assets.resources.kafka import KafkaResource
-bootstrap, topic, url, table, consumer, chunk = sys.argv[1:7]
+bootstrap, topic, url, table, consumer, chunk, send_batch = sys.argv[1:8]
+if send_batch:
+    ingest.SEND_BATCH = int(send_batch)
 materialize(
     [server_metrics],
     resources={"kafka": KafkaResource(bootstrap_servers=bootstrap, metrics_topic=topic),
@@ -52,9 +55,16 @@ materialize(
 
 
 def start_metrics_run(
-    bootstrap: str, topic: str, database: MetricsDatabase, consumer: str, chunk_size: int, **popen: Any
+    bootstrap: str,
+    topic: str,
+    database: MetricsDatabase,
+    consumer: str,
+    chunk_size: int,
+    send_batch: int | None = None,
+    **popen: Any,
 ) -> subprocess.Popen[bytes]:
-    """A `server_metrics` materialization in a child process, there to be killed or raced."""
+    """A `server_metrics` materialization in a child process, there to be killed or raced;
+    `send_batch` replaces `ingest.SEND_BATCH` there (the messages per COPY write on PostgreSQL)."""
     popen.setdefault("stdout", subprocess.DEVNULL)
     popen.setdefault("stderr", subprocess.DEVNULL)
     return subprocess.Popen(
@@ -68,6 +78,7 @@ def start_metrics_run(
             database.table,
             consumer,
             str(chunk_size),
+            "" if send_batch is None else str(send_batch),
         ],
         env=SUBPROCESS_ENV,
         **popen,

@@ -78,6 +78,23 @@ def linger(seconds: float) -> None:
     wait_until(lambda: time.monotonic() >= deadline, seconds + 1, "jitter")
 
 
+def where_the_kill_lands(process: subprocess.Popen[bytes], database: MetricsDatabase) -> str:
+    """Said with each trial, so a reader sees what the trials covered: a run that had already
+    ended, or (PostgreSQL) one with a COPY open, and how many rows the server had taken from it."""
+    if process.poll() is not None:
+        return "after the run had ended"
+    if not database.url.startswith("postgresql"):
+        return "during the run"
+    from sqlalchemy import text
+
+    with database.engine().connect() as connection:
+        taken = connection.execute(
+            text("SELECT tuples_processed FROM pg_stat_progress_copy WHERE relid = to_regclass(:table)"),
+            {"table": database.tables.metrics.fullname},
+        ).scalar()
+    return "during the run" if taken is None else f"during the run, a COPY open with {taken} rows"
+
+
 @dataclass
 class MetricsTrial:
     seed: int
@@ -97,6 +114,9 @@ def metrics_kill_trial(
 ) -> None:
     rng = trial.rng
     partitions, chunk_size = rng.choice([1, 2, 3]), rng.choice([50, 250, 1000])
+    # The chunks of a trial are smaller than ingest.SEND_BATCH: on PostgreSQL half the trials
+    # stream each chunk in 4 COPY writes instead of 1, so the kill can land between two of them.
+    send_batch = rng.choice([None, chunk_size // 4])
     topic, logs_topic = new_topic(partitions=partitions), new_topic()
     truth = simulate(
         kafka_bootstrap,
@@ -120,25 +140,28 @@ def metrics_kill_trial(
     assert truth["acked"] == METRICS_BACKLOG
     database = trial_database(trial.backend)
     database.ensure_tables()
-    process = start_metrics_run(kafka_bootstrap, topic, database, CONSUMER, chunk_size, start_new_session=True)
+    process = start_metrics_run(
+        kafka_bootstrap, topic, database, CONSUMER, chunk_size, send_batch, start_new_session=True
+    )
     try:
         if rng.random() < 0.2:
-            linger(rng.uniform(0.5, 5.0))
+            linger(rng.uniform(0.2, 1.5))
         else:
-            goal = int(rng.uniform(0.0, 0.9) * METRICS_BACKLOG)
+            goal = int(rng.uniform(0.0, 0.95) * METRICS_BACKLOG)
             wait_until(
                 lambda: committed(database, topic) >= goal or process.poll() is not None,
                 180,
                 f"trial {trial.seed}: {goal} messages committed",
             )
-            linger(rng.uniform(0.0, 0.3))
+            linger(rng.uniform(0.0, 0.03))
+        landed = where_the_kill_lands(process, database)
     finally:
         kill_group(process)
     assert process.returncode in (0, -signal.SIGKILL), f"the run failed by itself (exit {process.returncode})"
     before = assert_offsets_cover_exactly_what_is_stored(database, topic)
     print(
-        f"trial seed={trial.seed} {trial.backend} partitions={partitions} chunk={chunk_size}: "
-        f"killed with {before:,} of {METRICS_BACKLOG:,} committed"
+        f"trial seed={trial.seed} {trial.backend} partitions={partitions} chunk={chunk_size} "
+        f"send_batch={send_batch or 'default'}: killed {landed} with {before:,} of {METRICS_BACKLOG:,} committed"
     )
 
     kafka = KafkaResource(bootstrap_servers=kafka_bootstrap, metrics_topic=topic, timeout_s=10)
