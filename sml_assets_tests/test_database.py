@@ -15,6 +15,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from sml_assets.chunks import MetricColumns
 from sml_assets.resources.database import (
+    SQLITE_PAGE_SIZE,
     DatabaseUnavailableError,
     MetricsDatabase,
     OffsetAdvance,
@@ -414,3 +415,20 @@ def test_a_sqlite_file_is_written_through_a_write_ahead_log_and_memory_is_left_a
     with in_memory.transaction() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "memory"
     in_memory.engine().dispose()
+
+
+def test_a_new_sqlite_file_gets_large_pages_and_one_that_exists_keeps_its_own(tmp_path: Path) -> None:
+    older = tmp_path / "older.db"
+    made_elsewhere = create_engine(f"sqlite:///{older}")
+    with made_elsewhere.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE kept (x INTEGER)")
+    made_elsewhere.dispose()
+    for path, page_size in ((tmp_path / "new.db", SQLITE_PAGE_SIZE), (older, 4096)):
+        database = MetricsDatabase(url=f"sqlite:///{path}", table="server_matric")
+        database.ensure_tables()
+        database.commit_chunk("c", TOPIC, [row(0), row(1)], [], [OffsetAdvance(0, None, 2)])
+        with database.transaction() as connection:
+            assert connection.exec_driver_sql("PRAGMA page_size").scalar_one() == page_size, path.name
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal", path.name
+        assert count(database, "metrics") == 2
+        database.engine().dispose()
