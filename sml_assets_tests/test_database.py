@@ -421,6 +421,7 @@ def test_a_new_sqlite_file_gets_large_pages_and_one_that_exists_keeps_its_own(tm
     older = tmp_path / "older.db"
     made_elsewhere = create_engine(f"sqlite:///{older}")
     with made_elsewhere.begin() as connection:
+        connection.exec_driver_sql("PRAGMA page_size=4096")
         connection.exec_driver_sql("CREATE TABLE kept (x INTEGER)")
     made_elsewhere.dispose()
     for path, page_size in ((tmp_path / "new.db", SQLITE_PAGE_SIZE), (older, 4096)):
