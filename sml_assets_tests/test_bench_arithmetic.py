@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.bench_spark_remote import steady
+from benchmarks.run_all import load_verdict
 
 
 def test_the_steady_rate_is_extra_lines_per_extra_second_and_the_rest_is_fixed() -> None:
@@ -18,3 +19,9 @@ def test_the_steady_rate_is_extra_lines_per_extra_second_and_the_rest_is_fixed()
 def test_backlogs_too_close_for_a_steady_rate_are_refused(lines: int, rate: float) -> None:
     with pytest.raises(RuntimeError, match="too close for a steady rate"):
         steady(100_000, 25_000.0, lines, rate)
+
+
+def test_the_header_says_under_load_only_when_a_1_minute_load_passed_the_core_count() -> None:
+    assert "nothing else competed" in load_verdict([0.4, 0.6, 0.9], [1.5, 1.5, 1.2], 2)
+    assert "measured under load" in load_verdict([2.1, 1.0, 0.9], [1.5, 1.5, 1.2], 2)
+    assert "measured under load" in load_verdict([0.4, 0.6, 0.9], [2.5, 1.5, 1.2], 2)

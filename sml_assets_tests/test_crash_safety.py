@@ -22,6 +22,7 @@ from random import Random
 
 import pytest
 from dagster import materialize
+from sqlalchemy import text
 
 from sml_assets.assets import logs
 from sml_assets.logs_stream import CHECKPOINT_DIR, SUMMARY_DIR
@@ -85,8 +86,6 @@ def where_the_kill_lands(process: subprocess.Popen[bytes], database: MetricsData
         return "after the run had ended"
     if not database.url.startswith("postgresql"):
         return "during the run"
-    from sqlalchemy import text
-
     with database.engine().connect() as connection:
         taken = connection.execute(
             text("SELECT tuples_processed FROM pg_stat_progress_copy WHERE relid = to_regclass(:table)"),
@@ -115,7 +114,7 @@ def metrics_kill_trial(
     rng = trial.rng
     partitions, chunk_size = rng.choice([1, 2, 3]), rng.choice([50, 250, 1000])
     # The chunks of a trial are smaller than ingest.SEND_BATCH: on PostgreSQL half the trials
-    # stream each chunk in 4 COPY writes instead of 1, so the kill can land between two of them.
+    # stream each chunk in 4 or 5 COPY writes instead of 1, so the kill can land between two of them.
     send_batch = rng.choice([None, chunk_size // 4])
     topic, logs_topic = new_topic(partitions=partitions), new_topic()
     truth = simulate(
