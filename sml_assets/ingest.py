@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, Message, TopicPartition
 
+from sml_assets.chunk_writer import ChunkWriter, CommittedChunk
 from sml_assets.parsing import EPOCH, reason_kind, skew_reason
 from sml_assets.resources.database import (
     LEGACY_TOPIC_ID,
-    ChunkTransaction,
     MetricsDatabase,
     OffsetAdvance,
     StoredPosition,
@@ -148,8 +148,8 @@ class IngestReport:
 
 
 class _Chunk:
-    """Messages taken since the last commit (their rows are in the chunk's transaction): how many,
-    their dead letters, and how far each partition got."""
+    """Messages taken since the last commit (their rows handed to the writer): how many, their dead
+    letters, and how far each partition got."""
 
     def __init__(self, topic: str) -> None:
         self.topic = topic
@@ -304,6 +304,7 @@ def _drain(
     max_messages: int,
     chunk_size: int,
 ) -> None:
+    """Read chunk after chunk on this thread while a `ChunkWriter` commits the previous ones."""
     topic = report.topic
     committed = {partition: run.stored for partition, run in pending.items()}
     budget = max_messages
@@ -311,19 +312,30 @@ def _drain(
     consumer = kafka.consumer(f"sml-{report.consumer}", error_cb=client_errors.append, **CONSUMER_TUNING)
     try:
         consumer.assign([TopicPartition(topic, p, run.start) for p, run in pending.items()])
-        while pending and budget > 0:
-            with database.chunk_transaction(report.consumer, topic, report.topic_id) as transaction:
-                chunk = _Chunk(topic)
-                stalled = _fill(consumer, kafka, transaction, chunk, pending, min(chunk_size, budget), client_errors)
-                budget -= len(chunk)
-                if len(chunk):
-                    _commit(transaction, report, chunk, committed, log)
-            if stalled:
-                log.warning(
-                    f"{topic}: no message for {kafka.timeout_s:g}s although partitions "
-                    f"{sorted(pending)} have not reached their end offsets; stopping, the next run resumes"
-                )
-                break
+        writer = ChunkWriter(database, report.consumer, topic, report.topic_id)
+        try:
+            with writer:
+                while pending and budget > 0:
+                    chunk = _Chunk(topic)
+                    stalled = _fill(consumer, kafka, writer, chunk, pending, min(chunk_size, budget), client_errors)
+                    budget -= len(chunk)
+                    if len(chunk):
+                        advances = [
+                            OffsetAdvance(p, committed[p], next_offset)
+                            for p, next_offset in sorted(chunk.next_offsets.items())
+                        ]
+                        writer.commit(chunk.dead_letters, advances)
+                        committed.update(chunk.next_offsets)
+                    _report_commits(report, writer.committed(), log)
+                    if stalled:
+                        log.warning(
+                            f"{topic}: no message for {kafka.timeout_s:g}s although partitions "
+                            f"{sorted(pending)} have not reached their end offsets; stopping, the next run resumes"
+                        )
+                        break
+                writer.close()
+        finally:
+            _report_commits(report, writer.committed(), log)
         report.capped = budget == 0 and bool(pending)
         if report.capped:
             log.info(f"{topic}: reached the cap of {max_messages:,} messages; the rest waits for the next run")
@@ -334,21 +346,20 @@ def _drain(
 def _fill(
     consumer: Consumer,
     kafka: KafkaResource,
-    transaction: ChunkTransaction,
+    writer: ChunkWriter,
     chunk: _Chunk,
     pending: dict[int, PartitionRun],
     size: int,
     client_errors: list[KafkaError],
 ) -> bool:
     """Consume into `chunk` until it holds `size` messages or every partition reached its target,
-    each batch parsed and handed to the transaction at once: batches of SEND_BATCH when the
-    transaction streams its rows to the server, else as large as the chunk (fewer, larger batches
-    cost less where nothing runs beside the parse: SQLite lost 2-3 % with SEND_BATCH). True when
-    the broker sent nothing for `kafka.timeout_s` although messages remain (the run then commits
-    what it has and stops)."""
+    each batch parsed and handed to the writer at once: batches of SEND_BATCH when the writer
+    streams rows to the server, else as large as the chunk (fewer, larger batches cost less where
+    nothing runs beside the parse: SQLite lost 2-3 % with SEND_BATCH). True when the broker sent
+    nothing for `kafka.timeout_s` although messages remain (the run then commits what it has and stops)."""
     last_message = time.monotonic()
     while pending and len(chunk) < size:
-        batch = SEND_BATCH if transaction.streams else size
+        batch = SEND_BATCH if writer.streams else size
         messages = consumer.consume(num_messages=min(size - len(chunk), batch), timeout=min(1.0, kafka.timeout_s))
         if messages:
             last_message = time.monotonic()
@@ -356,21 +367,21 @@ def _fill(
             if client_errors:
                 raise kafka.unavailable(f"consuming {chunk.topic}", client_errors[-1])
             return True
-        _add_batch(consumer, chunk, transaction, pending, messages, size - len(chunk), kafka)
+        _add_batch(consumer, chunk, writer, pending, messages, size - len(chunk), kafka)
     return False
 
 
 def _add_batch(
     consumer: Consumer,
     chunk: _Chunk,
-    transaction: ChunkTransaction,
+    writer: ChunkWriter,
     pending: dict[int, PartitionRun],
     messages: list[Message],
     budget: int,
     kafka: KafkaResource,
 ) -> None:
     """Parse the messages of one `consume()` that belong to the run, as one batch: their rows go to
-    the chunk's `transaction`, their dead letters and positions to `chunk`.
+    the `writer`, their dead letters and positions to `chunk`.
 
     A message counts if its partition is pending and its offset lies in [next offset, target);
     at most `budget` of them, in order. Partitions that reach their target are paused and leave
@@ -406,7 +417,7 @@ def _add_batch(
     skewed = _skewed(parsed.event_time_us, valid, record_us, missing, kafka.max_clock_skew_s)
     for index, _ in skewed:
         valid[index] = False
-    transaction.add(parsed.columns(topic, partitions, offsets, valid))
+    writer.add(parsed.columns(topic, partitions, offsets, valid))
     for index, reason in sorted([*parsed.dead_letters, *skewed]):
         chunk.dead_letters.append(
             _dead_letter(topic, int(partitions[index]), int(offsets[index]), values[index], reason)
@@ -469,24 +480,17 @@ def _dead_letter(topic: str, partition: int, offset: int, value: bytes | None, r
     }
 
 
-def _commit(
-    transaction: ChunkTransaction,
-    report: IngestReport,
-    chunk: _Chunk,
-    committed: dict[int, int | None],
-    log: logging.Logger,
-) -> None:
-    advances = [OffsetAdvance(p, committed[p], next_offset) for p, next_offset in sorted(chunk.next_offsets.items())]
-    transaction.commit(chunk.dead_letters, advances)
-    committed.update(chunk.next_offsets)
-    report.rows += transaction.rows
-    report.dead_letters += len(chunk.dead_letters)
-    report.dead_letter_kinds.update(reason_kind(letter["reason"]) for letter in chunk.dead_letters)
-    report.chunks += 1
-    log.info(
-        f"{report.topic}: committed chunk {report.chunks} ({transaction.rows:,} rows, "
-        f"{len(chunk.dead_letters):,} dead letters); {report.messages:,} messages so far"
-    )
+def _report_commits(report: IngestReport, chunks: list[CommittedChunk], log: logging.Logger) -> None:
+    """Count and log the chunks the writer committed."""
+    for chunk in chunks:
+        report.rows += chunk.rows
+        report.dead_letters += len(chunk.dead_letters)
+        report.dead_letter_kinds.update(reason_kind(letter["reason"]) for letter in chunk.dead_letters)
+        report.chunks += 1
+        log.info(
+            f"{report.topic}: committed chunk {report.chunks} ({chunk.rows:,} rows, "
+            f"{len(chunk.dead_letters):,} dead letters); {report.messages:,} messages so far"
+        )
 
 
 def _lag_left(kafka: KafkaResource, topic: str, plan: list[PartitionRun], log: logging.Logger) -> dict[int, int]:

@@ -98,8 +98,8 @@ def test_chunks_handed_over_in_several_batches_store_every_message_once(
     batches of 7 in chunks of 50, dead letters among them, so most chunks span several batches."""
     monkeypatch.setattr(ingest, "SEND_BATCH", 7)
     sent: list[int] = []
-    write = bulk.CopyStream.write
-    monkeypatch.setattr(bulk.CopyStream, "write", lambda stream, rows: sent.append(len(rows)) or write(stream, rows))
+    send = bulk.CopyStream.send
+    monkeypatch.setattr(bulk.CopyStream, "send", lambda stream, rows: sent.append(rows.count) or send(stream, rows))
     topic = new_topic(partitions=2)
     for partition in range(2):
         values = [good(n) for n in range(120)]

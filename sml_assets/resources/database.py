@@ -9,7 +9,7 @@ id), so neither a new table nor a recreated topic can be read from positions tha
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import URL
 
     from sml_assets.chunks import MetricColumns
+    from sml_assets.resources.bulk import EncodedRows
     from sml_assets.resources.tables import MetricsSchema
 
 URL_VARIABLE = "SML_METRICS_DB_URL"
@@ -120,6 +121,13 @@ def engine_options(url: URL, connect_timeout_s: float) -> dict[str, Any]:
         options["connect_args"] = {"connect_timeout": max(1, round(connect_timeout_s))}
     elif backend == "sqlite":
         options["connect_args"] = {"timeout": connect_timeout_s}
+        if not is_sqlite_file(url):
+            from sqlalchemy.pool import StaticPool
+
+            # One in-memory database for every thread (SQLAlchemy's default gives each thread its
+            # own): the ingest writes its chunks on a thread of its own (`chunk_writer`).
+            options["poolclass"] = StaticPool
+            options["connect_args"]["check_same_thread"] = False
     return options
 
 
@@ -161,32 +169,45 @@ class OffsetAdvance:
     next_offset: int
 
 
+def chunk_stamps(opened_at: datetime, topic_id: str) -> dict[str, Any]:
+    """The values every row of a chunk gets: when the chunk was opened and the topic's id."""
+    return {"ingested_at": opened_at, "kafka_topic_id": topic_id}
+
+
 class ChunkTransaction:
     """A chunk's open transaction (`MetricsDatabase.chunk_transaction`).
 
     On PostgreSQL through psycopg the rows go to the server as they are added, in one binary `COPY`
     (`bulk.CopyStream`), so it inserts one batch while the next is parsed; elsewhere they are kept
-    and written at `commit`, in each database's fastest way (`bulk.write_metrics`). Every row gets
-    the chunk's `ingested_at` (the time it was opened) and topic id.
+    and written at `commit`, in each database's fastest way (`bulk.write_encoded`). Every row gets
+    the chunk's `ingested_at` (`opened_at`: when the chunk was opened, by default now) and topic id.
     """
 
-    def __init__(self, database: MetricsDatabase, connection: Connection, consumer: str, topic: str, topic_id: str):
+    def __init__(
+        self,
+        database: MetricsDatabase,
+        connection: Connection,
+        consumer: str,
+        topic: str,
+        topic_id: str,
+        opened_at: datetime | None = None,
+    ):
         from sml_assets.resources.bulk import CopyStream, streams_copy
 
         self.database = database
         self.consumer = consumer
         self.topic = topic
         self.topic_id = topic_id
-        self.opened_at = datetime.now(UTC)
+        self.opened_at = opened_at or datetime.now(UTC)
         self.rows = 0
         self.committed = False
         self._connection = connection
         self._transaction = connection.begin()
-        self._stamps = {"ingested_at": self.opened_at, "kafka_topic_id": topic_id}
+        self._stamps = chunk_stamps(self.opened_at, topic_id)
         self._stream = (
-            CopyStream(connection, database.tables.metrics, self._stamps) if streams_copy(connection) else None
+            CopyStream(connection, database.tables.metrics, self._stamps) if streams_copy(connection.dialect) else None
         )
-        self._kept: list[MetricColumns] = []
+        self._kept: list[EncodedRows] = []
 
     @property
     def streams(self) -> bool:
@@ -195,21 +216,30 @@ class ChunkTransaction:
 
     def add(self, rows: MetricColumns) -> None:
         """Rows of this chunk's topic (and topic id), in the table once `commit` returns."""
-        if not len(rows):
+        from sml_assets.resources.bulk import encode_metrics, sqlite_variable_limit
+
+        if len(rows):
+            limit = sqlite_variable_limit(self._connection)
+            self.add_encoded(
+                encode_metrics(self._connection.dialect, self.database.tables.metrics, rows, self._stamps, limit)
+            )
+
+    def add_encoded(self, rows: EncodedRows) -> None:
+        """Rows encoded with this chunk's stamps (`MetricsDatabase.row_encoder`), as `add`."""
+        if not rows.count:
             return
-        self.rows += len(rows)
+        self.rows += rows.count
         if self._stream is None:
             self._kept.append(rows)
             return
         with self.database.chunk_errors(self.consumer, self.topic):
-            self._stream.write(rows)
+            self._stream.send(rows)
 
     def commit(self, dead_letters: Sequence[Mapping[str, Any]], advances: Sequence[OffsetAdvance]) -> None:
         """Write what is left, the dead letters and the offset advances, and commit."""
         from sqlalchemy import insert
 
-        from sml_assets.chunks import MetricColumns
-        from sml_assets.resources.bulk import write_metrics
+        from sml_assets.resources.bulk import write_encoded
 
         tables = self.database.tables
         connection = self._connection
@@ -217,8 +247,7 @@ class ChunkTransaction:
             if self._stream is not None:
                 self._stream.finish()
             elif self._kept:
-                rows = MetricColumns.concat(self.topic, self._kept)
-                write_metrics(connection, tables.metrics, rows, self._stamps)
+                write_encoded(connection, tables.metrics, self._kept, self._stamps)
             if dead_letters:
                 connection.execute(
                     insert(tables.dead_letters),
@@ -395,7 +424,7 @@ class MetricsDatabase(ConfigurableResource):
 
     @contextmanager
     def chunk_transaction(
-        self, consumer: str, topic: str, topic_id: str = LEGACY_TOPIC_ID
+        self, consumer: str, topic: str, topic_id: str = LEGACY_TOPIC_ID, opened_at: datetime | None = None
     ) -> Iterator[ChunkTransaction]:
         """One chunk's transaction: its rows are added as they are parsed (`ChunkTransaction.add`),
         then `commit` inserts the dead letters and advances the stored offsets, all or nothing.
@@ -406,7 +435,7 @@ class MetricsDatabase(ConfigurableResource):
         `OffsetConflictError` instead of writing a message twice.
         """
         with self._connect() as connection:
-            chunk = ChunkTransaction(self, connection, consumer, topic, topic_id)
+            chunk = ChunkTransaction(self, connection, consumer, topic, topic_id, opened_at)
             try:
                 yield chunk
             except BaseException as error:
@@ -414,6 +443,27 @@ class MetricsDatabase(ConfigurableResource):
                 raise
             if not chunk.committed:
                 chunk.abandon(None)
+
+    def row_encoder(self) -> Callable[[MetricColumns, Mapping[str, Any]], EncodedRows]:
+        """`bulk.encode_metrics` for this database's dialect, table and SQLite parameter limit (read
+        once): rows encoded with a chunk's stamps before its transaction opens (`chunk_writer`)."""
+        from sml_assets.resources.bulk import encode_metrics, sqlite_variable_limit
+
+        dialect, table, limit = self.engine().dialect, self.tables.metrics, 0
+        if dialect.name == "sqlite":
+            with self._connect() as connection:
+                limit = sqlite_variable_limit(connection)
+
+        def encode(rows: MetricColumns, stamps: Mapping[str, Any]) -> EncodedRows:
+            return encode_metrics(dialect, table, rows, stamps, limit)
+
+        return encode
+
+    def streams_rows(self) -> bool:
+        """Whether a chunk's rows go to the server as they are added (`ChunkTransaction.streams`)."""
+        from sml_assets.resources.bulk import streams_copy
+
+        return streams_copy(self.engine().dialect)
 
     @contextmanager
     def chunk_errors(self, consumer: str, topic: str) -> Iterator[None]:
