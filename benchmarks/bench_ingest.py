@@ -1,7 +1,9 @@
 """Metrics ingestion rows/s: sml's `server_metrics` code path into SQLite and PostgreSQL, next to
 a plain Python consume-and-parse loop that writes nothing and shares no code with sml (batched
 `consume`, one compiled regex per value, a tuple per row) and the original's approach (kafka-python,
-a pandas DataFrame per 1,000 messages, `DataFrame.to_sql`, then commit).
+a pandas DataFrame per 1,000 messages, `DataFrame.to_sql`, then commit). Beside them, each
+database's part alone (`write_alone`): the same rows, parsed before the clock starts, written by
+sml's own chunk transactions on one thread, no Kafka: what bounds sml from above on that database.
 
 Every contender reads the same topic from offset 0 into a table of its own, in alternating order,
 after one plain loop over the topic that is not counted: the first read of a new topic was the
@@ -24,6 +26,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import numpy as np
 import pandas as pd
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -41,8 +44,9 @@ from benchmarks.common import (
     report,
     unique,
 )
-from sml_assets.ingest import ingest_metrics
-from sml_assets.resources.database import MetricsDatabase
+from sml_assets.chunks import MetricColumns, parse_values
+from sml_assets.ingest import DEFAULT_CHUNK_SIZE, ingest_metrics
+from sml_assets.resources.database import MetricsDatabase, OffsetAdvance
 from sml_assets.resources.kafka import KafkaResource
 
 SEED_BATCH = 1_000
@@ -52,7 +56,15 @@ RAW_TUNING = {"queued.min.messages": 1_000_000}
 """The prefetch that made a bare consume() fastest (0.7 us/message against 5.4 with the defaults)."""
 PLAIN_BATCH = 5_000
 PLAIN_LINE = re.compile(rb"id: (\d+), cpu: ([\d.]+), mem: ([\d.]+), disk: ([\d.]+)(?:, ts: (\d+))?")
-CONTENDERS = ("plain", "sml_sqlite", "sml_postgres", "original_sqlite", "original_postgres")
+CONTENDERS = (
+    "plain",
+    "sml_sqlite",
+    "sml_postgres",
+    "original_sqlite",
+    "original_postgres",
+    "write_sqlite",
+    "write_postgres",
+)
 
 
 def plain_loop(topic: str, messages: int) -> float:
@@ -102,6 +114,41 @@ def sml_ingest(topic: str, url: str, messages: int) -> float:
     database.engine().dispose()
     _expect(report.messages, report.rows, messages, "sml ingest")
     return messages / elapsed
+
+
+def parsed_rows(topic: str, messages: int) -> MetricColumns:
+    """The columns sml parses from the benchmark's `messages` values (all valid), partition 0."""
+    values = metrics_values(messages)
+    parsed = parse_values(values, np.zeros(len(values), np.int64))
+    _expect(len(values), int(parsed.valid.sum()), messages, "parse of the benchmark's values")
+    offsets = np.arange(len(values), dtype=np.int64)
+    return parsed.columns(topic, np.zeros(len(values), np.int64), offsets, parsed.valid)
+
+
+def write_alone(rows: MetricColumns, url: str) -> float:
+    """The database's part of a run alone: `rows` (already parsed) into a fresh table in sml's chunk
+    transactions of DEFAULT_CHUNK_SIZE rows (rows, offset compare-and-set, commit), one after the
+    other on this thread; no Kafka, no parse, no writer thread."""
+    database = MetricsDatabase(url=url, table=unique("alone"))
+    database.ensure_tables()
+    consumer, topic_id, stored = unique("c"), "bench-topic-id", None
+    started = time.perf_counter()
+    for start in range(0, len(rows), DEFAULT_CHUNK_SIZE):
+        end = min(start + DEFAULT_CHUNK_SIZE, len(rows))
+        part = slice(start, end)
+        chunk = MetricColumns(
+            rows.topic,
+            rows.partition[part],
+            rows.offset[part],
+            rows.server_id[part],
+            {key: values[part] for key, values in rows.metrics.items()},
+            rows.event_time_us[part],
+        )
+        database.commit_chunk(consumer, rows.topic, chunk, [], [OffsetAdvance(0, stored, end)], topic_id)
+        stored = end
+    elapsed = time.perf_counter() - started
+    database.engine().dispose()
+    return len(rows) / elapsed
 
 
 def seed_parse(value: bytes) -> dict[str, float]:
@@ -165,6 +212,7 @@ def run(messages: int, repeats: int) -> dict[str, Stat]:
         own_pg_schema() as pg_url,
         metrics_topic(messages) as topic,
     ):
+        rows = parsed_rows(topic, messages)
         warm_up = plain_loop(topic, messages)
         print(f"  ingest warm-up: one plain loop over the topic, not counted ({warm_up:,.0f} rows/s)", file=sys.stderr)
         for index in range(repeats):
@@ -174,6 +222,8 @@ def run(messages: int, repeats: int) -> dict[str, Stat]:
                 url = pg_url if name.endswith("postgres") else sqlite_url
                 if name == "plain":
                     rate = plain_loop(topic, messages)
+                elif name.startswith("write"):
+                    rate = write_alone(rows, url)
                 elif name.startswith("sml"):
                     rate = sml_ingest(topic, url, messages)
                 else:

@@ -72,9 +72,10 @@ FULL = Sizes(
     connect_messages=200_000,
     connect_repeats=2,
 )
-"""Five ingest repeats: the five contenders take turns in the first place (`bench_ingest.run` rotates
-them), so each runs once in every position, and the median of five steadies the plain loop, the
-most variable figure (290,000 to 459,000 rows/s over two runs of three repeats)."""
+"""Five ingest repeats: the five contenders that read Kafka take turns in the first place
+(`bench_ingest.run` rotates all seven, the two write-alone ones included), and the median of five
+steadies the plain loop, the most variable figure (290,000 to 459,000 rows/s over two runs of three
+repeats)."""
 QUICK = Sizes(
     ingest_messages=50_000,
     ingest_repeats=2,
@@ -194,6 +195,17 @@ def rows(results: dict[str, Any], sizes: Sizes) -> list[Row]:
                 )
             )
             table.append(Row(section, f"original (kafka-python+pandas.to_sql) -> {name}", "rows/s", original))
+            alone = r.get(f"write_{db}")
+            if alone:
+                table.append(
+                    Row(
+                        section,
+                        f"  the write alone: parsed rows, sml's chunk transactions, no Kafka -> {name}",
+                        "rows/s",
+                        alone,
+                        f"sml {sml['median'] / alone['median']:.2f}x it",
+                    )
+                )
     if "connect" in results:
         r = results["connect"]
         section = f"1b vs Kafka Connect, {sizes.connect_messages:,} JSON msgs -> PostgreSQL"
