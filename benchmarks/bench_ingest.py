@@ -116,39 +116,37 @@ def sml_ingest(topic: str, url: str, messages: int) -> float:
     return messages / elapsed
 
 
-def parsed_rows(topic: str, messages: int) -> MetricColumns:
-    """The columns sml parses from the benchmark's `messages` values (all valid), partition 0."""
+def parsed_chunks(topic: str, messages: int) -> list[MetricColumns]:
+    """The columns sml parses from the benchmark's `messages` values (all valid, partition 0), cut
+    into chunks of DEFAULT_CHUNK_SIZE as a run cuts them."""
     values = metrics_values(messages)
     parsed = parse_values(values, np.zeros(len(values), np.int64))
     _expect(len(values), int(parsed.valid.sum()), messages, "parse of the benchmark's values")
     offsets = np.arange(len(values), dtype=np.int64)
-    return parsed.columns(topic, np.zeros(len(values), np.int64), offsets, parsed.valid)
+    partitions = np.zeros(len(values), np.int64)
+    return [
+        parsed.columns(
+            topic, partitions, offsets, parsed.valid & (offsets >= start) & (offsets < start + DEFAULT_CHUNK_SIZE)
+        )
+        for start in range(0, len(values), DEFAULT_CHUNK_SIZE)
+    ]
 
 
-def write_alone(rows: MetricColumns, url: str) -> float:
-    """The database's part of a run alone: `rows` (already parsed) into a fresh table in sml's chunk
-    transactions of DEFAULT_CHUNK_SIZE rows (rows, offset compare-and-set, commit), one after the
-    other on this thread; no Kafka, no parse, no writer thread."""
+def write_alone(chunks: list[MetricColumns], url: str) -> float:
+    """The database's part of a run alone: `chunks` (already parsed) into a fresh table, each in
+    one of sml's chunk transactions (rows, offset compare-and-set, commit), one after the other on
+    this thread; no Kafka, no parse, no writer thread."""
     database = MetricsDatabase(url=url, table=unique("alone"))
     database.ensure_tables()
-    consumer, topic_id, stored = unique("c"), "bench-topic-id", None
+    consumer, stored = unique("c"), None
     started = time.perf_counter()
-    for start in range(0, len(rows), DEFAULT_CHUNK_SIZE):
-        end = min(start + DEFAULT_CHUNK_SIZE, len(rows))
-        part = slice(start, end)
-        chunk = MetricColumns(
-            rows.topic,
-            rows.partition[part],
-            rows.offset[part],
-            rows.server_id[part],
-            {key: values[part] for key, values in rows.metrics.items()},
-            rows.event_time_us[part],
-        )
-        database.commit_chunk(consumer, rows.topic, chunk, [], [OffsetAdvance(0, stored, end)], topic_id)
+    for chunk in chunks:
+        end = int(chunk.offset[-1]) + 1
+        database.commit_chunk(consumer, chunk.topic, chunk, [], [OffsetAdvance(0, stored, end)], "bench-topic-id")
         stored = end
     elapsed = time.perf_counter() - started
     database.engine().dispose()
-    return len(rows) / elapsed
+    return sum(map(len, chunks)) / elapsed
 
 
 def seed_parse(value: bytes) -> dict[str, float]:
@@ -212,7 +210,7 @@ def run(messages: int, repeats: int) -> dict[str, Stat]:
         own_pg_schema() as pg_url,
         metrics_topic(messages) as topic,
     ):
-        rows = parsed_rows(topic, messages)
+        chunks = parsed_chunks(topic, messages)
         warm_up = plain_loop(topic, messages)
         print(f"  ingest warm-up: one plain loop over the topic, not counted ({warm_up:,.0f} rows/s)", file=sys.stderr)
         for index in range(repeats):
@@ -223,7 +221,7 @@ def run(messages: int, repeats: int) -> dict[str, Stat]:
                 if name == "plain":
                     rate = plain_loop(topic, messages)
                 elif name.startswith("write"):
-                    rate = write_alone(rows, url)
+                    rate = write_alone(chunks, url)
                 elif name.startswith("sml"):
                     rate = sml_ingest(topic, url, messages)
                 else:

@@ -1,6 +1,6 @@
 """A chunk's transaction on a thread of its own, while the consume loop reads and parses the next chunk.
 
-The loop parses and encodes each batch on its thread (`MetricsDatabase.row_encoder`: PostgreSQL's
+The loop parses and encodes each batch on its thread (`MetricsDatabase.encode_rows`: PostgreSQL's
 binary `COPY` rows, SQLite's parameter tuples) and hands it over; the writer thread opens the chunk's
 transaction, sends the rows (PostgreSQL: batch by batch, as they come), then the dead letters and
 the offset compare-and-set, and commits: chunk after chunk, in order, each all or nothing as
@@ -8,8 +8,8 @@ before. A run killed at any moment leaves at most the chunks not yet committed t
 
 Why a thread: a run was one thread busy all along on a 2-core machine, half of it in the
 database's own work (SQLite's B-tree inserts and commits, PostgreSQL's wait for the server's
-insert), which lets the GIL go. Alone the SQLite run did 0.95x a plain consume-and-parse loop that
-writes nothing; with the writer, 1.18x (200,000 messages, medians of four interleaved runs,
+insert), which lets the GIL go. Alone the SQLite run did 0.94x a plain consume-and-parse loop that
+writes nothing; with the writer, 1.23x (200,000 messages, medians of four interleaved pairs of runs,
 2026-11-29; benchmarks/bench_ingest.py).
 """
 
@@ -18,8 +18,8 @@ from __future__ import annotations
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -60,14 +60,6 @@ class _Stop:
     """No more work: a chunk still open is rolled back."""
 
 
-@dataclass
-class OpenChunk:
-    """The chunk the loop is filling: when it was opened (every row's `ingested_at`) and its rows so far."""
-
-    opened_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    rows: int = 0
-
-
 class ChunkWriter:
     """Writes the chunks of one consumer and topic id on its own thread (a context manager).
 
@@ -82,7 +74,6 @@ class ChunkWriter:
         self._consumer = consumer
         self._topic = topic
         self._topic_id = topic_id
-        self._encode: Callable[[MetricColumns, Mapping[str, Any]], EncodedRows] = database.row_encoder()
         self.streams = database.streams_rows()
         """Whether the rows of a chunk go to the server as they are added (PostgreSQL)."""
         self._work: queue.Queue[_Add | _Commit | _Stop] = queue.Queue(PENDING_BATCHES)
@@ -90,7 +81,8 @@ class ChunkWriter:
         self._error: BaseException | None = None
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name=f"sml-writer-{topic}", daemon=True)
-        self.chunk = OpenChunk()
+        self._opened_at = datetime.now(UTC)
+        """When the chunk the loop is filling was opened: every row's `ingested_at`."""
 
     def __enter__(self) -> ChunkWriter:
         self._thread.start()
@@ -102,15 +94,13 @@ class ChunkWriter:
     def add(self, rows: MetricColumns) -> None:
         """Encode `rows` (of the chunk being filled) here and hand them to the writer."""
         if len(rows):
-            self.chunk.rows += len(rows)
-            self._put(
-                _Add(self.chunk.opened_at, self._encode(rows, chunk_stamps(self.chunk.opened_at, self._topic_id)))
-            )
+            stamps = chunk_stamps(self._opened_at, self._topic_id)
+            self._put(_Add(self._opened_at, self._database.encode_rows(rows, stamps)))
 
     def commit(self, dead_letters: Sequence[Mapping[str, Any]], advances: Sequence[OffsetAdvance]) -> None:
         """Hand over the end of the chunk (its dead letters and offset advances) and open the next one."""
-        self._put(_Commit(self.chunk.opened_at, dead_letters, advances))
-        self.chunk = OpenChunk()
+        self._put(_Commit(self._opened_at, dead_letters, advances))
+        self._opened_at = datetime.now(UTC)
 
     def committed(self) -> list[CommittedChunk]:
         """The chunks committed since the last call, in order."""

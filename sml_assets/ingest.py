@@ -308,39 +308,36 @@ def _drain(
     topic = report.topic
     committed = {partition: run.stored for partition, run in pending.items()}
     budget = max_messages
+    writer = ChunkWriter(database, report.consumer, topic, report.topic_id)
     client_errors: list[KafkaError] = []
     consumer = kafka.consumer(f"sml-{report.consumer}", error_cb=client_errors.append, **CONSUMER_TUNING)
     try:
         consumer.assign([TopicPartition(topic, p, run.start) for p, run in pending.items()])
-        writer = ChunkWriter(database, report.consumer, topic, report.topic_id)
-        try:
-            with writer:
-                while pending and budget > 0:
-                    chunk = _Chunk(topic)
-                    stalled = _fill(consumer, kafka, writer, chunk, pending, min(chunk_size, budget), client_errors)
-                    budget -= len(chunk)
-                    if len(chunk):
-                        advances = [
-                            OffsetAdvance(p, committed[p], next_offset)
-                            for p, next_offset in sorted(chunk.next_offsets.items())
-                        ]
-                        writer.commit(chunk.dead_letters, advances)
-                        committed.update(chunk.next_offsets)
-                    _report_commits(report, writer.committed(), log)
-                    if stalled:
-                        log.warning(
-                            f"{topic}: no message for {kafka.timeout_s:g}s although partitions "
-                            f"{sorted(pending)} have not reached their end offsets; stopping, the next run resumes"
-                        )
-                        break
-                writer.close()
-        finally:
-            _report_commits(report, writer.committed(), log)
-        report.capped = budget == 0 and bool(pending)
-        if report.capped:
-            log.info(f"{topic}: reached the cap of {max_messages:,} messages; the rest waits for the next run")
+        with writer:
+            while pending and budget > 0:
+                chunk = _Chunk(topic)
+                stalled = _fill(consumer, kafka, writer, chunk, pending, min(chunk_size, budget), client_errors)
+                budget -= len(chunk)
+                if len(chunk):
+                    advances = [
+                        OffsetAdvance(p, committed[p], offset) for p, offset in sorted(chunk.next_offsets.items())
+                    ]
+                    writer.commit(chunk.dead_letters, advances)
+                    committed.update(chunk.next_offsets)
+                _report_commits(report, writer.committed(), log)
+                if stalled:
+                    log.warning(
+                        f"{topic}: no message for {kafka.timeout_s:g}s although partitions "
+                        f"{sorted(pending)} have not reached their end offsets; stopping, the next run resumes"
+                    )
+                    break
+            writer.close()
     finally:
+        _report_commits(report, writer.committed(), log)
         consumer.close()
+    report.capped = budget == 0 and bool(pending)
+    if report.capped:
+        log.info(f"{topic}: reached the cap of {max_messages:,} messages; the rest waits for the next run")
 
 
 def _fill(

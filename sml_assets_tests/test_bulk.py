@@ -13,7 +13,13 @@ from sqlalchemy import Engine, create_engine, select, text
 
 from sml_assets.chunks import MetricColumns, datetime_to_us
 from sml_assets.parsing import METRIC_FIELDS
-from sml_assets.resources.bulk import SQLITE_ROWS_PER_STATEMENT, _insert_many, _row_dicts, write_metrics
+from sml_assets.resources.bulk import (
+    SQLITE_ROWS_PER_STATEMENT,
+    _insert_many,
+    _row_dicts,
+    _sqlite_inserts,
+    write_metrics,
+)
 from sml_assets.resources.database import LEGACY_TOPIC_ID
 from sml_assets.resources.tables import metrics_schema
 
@@ -116,6 +122,25 @@ def test_sqlite_statements_of_many_rows_store_every_row(tmp_path: Path) -> None:
     fast = stored(engine, "fast")
     assert len(fast) == count and fast == stored(engine, "generic")
     assert [row[-1] for row in fast] == [TOPIC_ID] * count
+    engine.dispose()
+
+
+def test_sqlite_statements_stay_within_an_older_sqlite_s_999_parameters(tmp_path: Path) -> None:
+    """SQLite before 3.32 takes at most 999 parameters a statement: the statements get fewer rows."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'bulk.db'}")
+    rows = many_columns("metrics-bulk", 250)
+    fast, generic = metrics_schema("fast").metrics, metrics_schema("generic").metrics
+    for table in (fast, generic):
+        table.metadata.create_all(engine)
+    inserts = _sqlite_inserts(engine.dialect, fast, rows, stamps(TOPIC_ID), 999)
+    assert max(len(parameters) for _, sets in inserts for parameters in sets) <= 999
+    assert sum(statement.count("), (") + 1 for statement, sets in inserts for _ in sets) == 250
+    with engine.begin() as connection:
+        cursor = connection.connection.dbapi_connection.cursor()
+        for statement, sets in inserts:
+            cursor.executemany(statement, sets)
+        _insert_many(connection, generic, _row_dicts(rows), stamps(TOPIC_ID))
+    assert stored(engine, "fast") == stored(engine, "generic")
     engine.dispose()
 
 

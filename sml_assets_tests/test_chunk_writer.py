@@ -36,6 +36,12 @@ def topic(unique_name: str) -> str:
     return f"{unique_name}-metrics"
 
 
+def commit_offsets_0_and_1(writer: ChunkWriter, topic: str) -> None:
+    """Hand over a first chunk: the rows of offsets 0 and 1, the stored offset set to 2."""
+    writer.add(columns(topic, 0, 1))
+    writer.commit([], [OffsetAdvance(0, None, 2)])
+
+
 @pytest.mark.integration
 def test_chunks_are_committed_in_order_with_their_dead_letters_and_offsets(
     database: MetricsDatabase, topic: str
@@ -65,8 +71,7 @@ def test_a_failed_chunk_is_raised_in_the_loop_and_nothing_after_it_is_written(
     database: MetricsDatabase, topic: str
 ) -> None:
     with pytest.raises(OffsetConflictError, match="no longer"), ChunkWriter(database, "c", topic, "t-id") as writer:
-        writer.add(columns(topic, 0, 1))
-        writer.commit([], [OffsetAdvance(0, None, 2)])
+        commit_offsets_0_and_1(writer, topic)
         writer.add(columns(topic, 2))
         writer.commit([], [OffsetAdvance(0, 1, 3)])  # the stored offset is 2: a conflict
         writer.add(columns(topic, 3))
@@ -81,8 +86,7 @@ def test_leaving_with_an_error_rolls_back_the_open_chunk_and_keeps_the_committed
     database: MetricsDatabase, topic: str
 ) -> None:
     with pytest.raises(RuntimeError, match="the broker went away"), ChunkWriter(database, "c", topic, "t-id") as writer:
-        writer.add(columns(topic, 0, 1))
-        writer.commit([], [OffsetAdvance(0, None, 2)])
+        commit_offsets_0_and_1(writer, topic)
         writer.add(columns(topic, 2, 3))
         raise RuntimeError("the broker went away")
     assert written(database, topic) == (2, 0, {0: 2})

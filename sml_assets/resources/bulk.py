@@ -17,13 +17,13 @@ All three write the same values; `sml_assets_tests/test_bulk.py` reads them back
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, closing, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
+from functools import cache, lru_cache
 from itertools import chain
-from sqlite3 import SQLITE_LIMIT_VARIABLE_NUMBER
 from typing import Any
 
 import numpy as np
@@ -69,18 +69,16 @@ class EncodedRows:
     """Anything else: the columns, written by one SQLAlchemy executemany."""
 
 
-def encode_metrics(
-    dialect: Dialect, table: Table, rows: MetricColumns, stamps: Mapping[str, Any], sqlite_variables: int
-) -> EncodedRows:
+def encode_metrics(dialect: Dialect, table: Table, rows: MetricColumns, stamps: Mapping[str, Any]) -> EncodedRows:
     """`rows` with the same `stamps` (column -> a datetime or a text, such as `ingested_at` and
-    `kafka_topic_id`) on every row, encoded for `dialect` (`sqlite_variables`: SQLite's limit of
-    parameters per statement, `sqlite_variable_limit`)."""
+    `kafka_topic_id`) on every row, encoded for `dialect`; no connection needed."""
     if not len(rows):
         return EncodedRows(0)
     if streams_copy(dialect):
         return EncodedRows(len(rows), copy=_pg_records(rows, {name: _pg_constant(v) for name, v in stamps.items()}))
     if dialect.name == "sqlite":
-        return EncodedRows(len(rows), inserts=_sqlite_inserts(dialect, table, rows, stamps, sqlite_variables))
+        inserts = _sqlite_inserts(dialect, table, rows, stamps, sqlite_variable_limit())
+        return EncodedRows(len(rows), inserts=inserts)
     return EncodedRows(len(rows), columns=rows)
 
 
@@ -89,6 +87,8 @@ def write_encoded(
 ) -> None:
     """Insert encoded batches (not `COPY` ones: `CopyStream.send` takes those) into `table` in the
     connection's open transaction; `stamps` are those they were encoded with."""
+    if any(part.copy is not None for part in parts):
+        raise ValueError("rows encoded for a COPY go through CopyStream.send")
     inserts = [insert for part in parts for insert in part.inserts]
     for statement, parameters in inserts:
         with _dbapi_cursor(connection, statement) as cursor:
@@ -96,8 +96,6 @@ def write_encoded(
     kept = [part.columns for part in parts if part.columns is not None]
     if kept:
         _insert_many(connection, table, _row_dicts(MetricColumns.concat(kept[0].topic, kept)), stamps)
-    if any(part.copy is not None for part in parts):
-        raise ValueError("rows encoded for a COPY go through CopyStream.send")
 
 
 def write_metrics(connection: Connection, table: Table, rows: MetricColumns, stamps: Mapping[str, Any]) -> None:
@@ -105,15 +103,16 @@ def write_metrics(connection: Connection, table: Table, rows: MetricColumns, sta
     if streams_copy(connection.dialect):
         _copy_binary(connection, table, rows, stamps)
     else:
-        encoded = encode_metrics(connection.dialect, table, rows, stamps, sqlite_variable_limit(connection))
-        write_encoded(connection, table, [encoded], stamps)
+        write_encoded(connection, table, [encode_metrics(connection.dialect, table, rows, stamps)], stamps)
 
 
-def sqlite_variable_limit(connection: Connection) -> int:
-    """How many parameters one statement of this SQLite connection takes (0 on other databases)."""
-    if connection.dialect.name != "sqlite":
-        return 0
-    return int(connection.connection.dbapi_connection.getlimit(SQLITE_LIMIT_VARIABLE_NUMBER))  # type: ignore[union-attr]
+@cache
+def sqlite_variable_limit() -> int:
+    """Parameters one SQLite statement takes in this process: the limit the library Python's
+    `sqlite3` links was built with (32,766 since 3.32, 999 before), which every connection starts
+    with and sml never lowers; read once, from a connection to an in-memory database."""
+    with closing(sqlite3.connect(":memory:")) as probe:
+        return probe.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
 
 
 def warm_up() -> None:

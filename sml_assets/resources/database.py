@@ -9,7 +9,7 @@ id), so neither a new table nor a recreated topic can be read from positions tha
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -216,16 +216,11 @@ class ChunkTransaction:
 
     def add(self, rows: MetricColumns) -> None:
         """Rows of this chunk's topic (and topic id), in the table once `commit` returns."""
-        from sml_assets.resources.bulk import encode_metrics, sqlite_variable_limit
-
         if len(rows):
-            limit = sqlite_variable_limit(self._connection)
-            self.add_encoded(
-                encode_metrics(self._connection.dialect, self.database.tables.metrics, rows, self._stamps, limit)
-            )
+            self.add_encoded(self.database.encode_rows(rows, self._stamps))
 
     def add_encoded(self, rows: EncodedRows) -> None:
-        """Rows encoded with this chunk's stamps (`MetricsDatabase.row_encoder`), as `add`."""
+        """Rows encoded with this chunk's stamps (`MetricsDatabase.encode_rows`), as `add`."""
         if not rows.count:
             return
         self.rows += rows.count
@@ -444,20 +439,12 @@ class MetricsDatabase(ConfigurableResource):
             if not chunk.committed:
                 chunk.abandon(None)
 
-    def row_encoder(self) -> Callable[[MetricColumns, Mapping[str, Any]], EncodedRows]:
-        """`bulk.encode_metrics` for this database's dialect, table and SQLite parameter limit (read
-        once): rows encoded with a chunk's stamps before its transaction opens (`chunk_writer`)."""
-        from sml_assets.resources.bulk import encode_metrics, sqlite_variable_limit
+    def encode_rows(self, rows: MetricColumns, stamps: Mapping[str, Any]) -> EncodedRows:
+        """`rows` with a chunk's `stamps` in the form this database's write takes (`bulk.encode_metrics`):
+        made on the parsing thread, before the chunk's transaction opens (`chunk_writer`)."""
+        from sml_assets.resources.bulk import encode_metrics
 
-        dialect, table, limit = self.engine().dialect, self.tables.metrics, 0
-        if dialect.name == "sqlite":
-            with self._connect() as connection:
-                limit = sqlite_variable_limit(connection)
-
-        def encode(rows: MetricColumns, stamps: Mapping[str, Any]) -> EncodedRows:
-            return encode_metrics(dialect, table, rows, stamps, limit)
-
-        return encode
+        return encode_metrics(self.engine().dialect, self.tables.metrics, rows, stamps)
 
     def streams_rows(self) -> bool:
         """Whether a chunk's rows go to the server as they are added (`ChunkTransaction.streams`)."""
