@@ -45,7 +45,7 @@ from benchmarks.common import (
     unique,
 )
 from sml_assets.chunks import MetricColumns, parse_values
-from sml_assets.ingest import DEFAULT_CHUNK_SIZE, ingest_metrics
+from sml_assets.ingest import default_chunk_size, ingest_metrics
 from sml_assets.resources.database import MetricsDatabase, OffsetAdvance
 from sml_assets.resources.kafka import KafkaResource
 
@@ -116,26 +116,32 @@ def sml_ingest(topic: str, url: str, messages: int) -> float:
     return messages / elapsed
 
 
-def parsed_chunks(topic: str, messages: int) -> list[MetricColumns]:
+def parsed_chunks(topic: str, messages: int, size: int) -> list[MetricColumns]:
     """The columns sml parses from the benchmark's `messages` values (all valid, partition 0), cut
-    into chunks of DEFAULT_CHUNK_SIZE as a run cuts them."""
+    into chunks of `size` as a run cuts them."""
     values = metrics_values(messages)
     parsed = parse_values(values, np.zeros(len(values), np.int64))
     _expect(len(values), int(parsed.valid.sum()), messages, "parse of the benchmark's values")
     offsets = np.arange(len(values), dtype=np.int64)
     partitions = np.zeros(len(values), np.int64)
     return [
-        parsed.columns(
-            topic, partitions, offsets, parsed.valid & (offsets >= start) & (offsets < start + DEFAULT_CHUNK_SIZE)
-        )
-        for start in range(0, len(values), DEFAULT_CHUNK_SIZE)
+        parsed.columns(topic, partitions, offsets, parsed.valid & (offsets >= start) & (offsets < start + size))
+        for start in range(0, len(values), size)
     ]
 
 
+def chunk_size_of(url: str) -> int:
+    """The chunk size a run into `url` uses (`ingest.default_chunk_size`)."""
+    database = MetricsDatabase(url=url)
+    size = default_chunk_size(database)
+    database.engine().dispose()
+    return size
+
+
 def write_alone(chunks: list[MetricColumns], url: str) -> float:
-    """The database's part of a run alone: `chunks` (already parsed) into a fresh table, each in
-    one of sml's chunk transactions (rows, offset compare-and-set, commit), one after the other on
-    this thread; no Kafka, no parse, no writer thread."""
+    """The database's part of a run alone: `chunks` (already parsed, cut as a run into `url` cuts
+    them) into a fresh table, each in one of sml's chunk transactions (rows, offset compare-and-set,
+    commit), one after the other on this thread; no Kafka, no parse, no writer thread."""
     database = MetricsDatabase(url=url, table=unique("alone"))
     database.ensure_tables()
     consumer, stored = unique("c"), None
@@ -210,7 +216,8 @@ def run(messages: int, repeats: int) -> dict[str, Stat]:
         own_pg_schema() as pg_url,
         metrics_topic(messages) as topic,
     ):
-        chunks = parsed_chunks(topic, messages)
+        sqlite_chunks = parsed_chunks(topic, messages, chunk_size_of(f"sqlite:///{tmp}/sizing.db"))
+        pg_chunks = parsed_chunks(topic, messages, chunk_size_of(pg_url))
         warm_up = plain_loop(topic, messages)
         print(f"  ingest warm-up: one plain loop over the topic, not counted ({warm_up:,.0f} rows/s)", file=sys.stderr)
         for index in range(repeats):
@@ -221,7 +228,7 @@ def run(messages: int, repeats: int) -> dict[str, Stat]:
                 if name == "plain":
                     rate = plain_loop(topic, messages)
                 elif name.startswith("write"):
-                    rate = write_alone(chunks, url)
+                    rate = write_alone(pg_chunks if name.endswith("postgres") else sqlite_chunks, url)
                 elif name.startswith("sml"):
                     rate = sml_ingest(topic, url, messages)
                 else:

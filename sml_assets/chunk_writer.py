@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 
 PENDING_BATCHES = 8
 """Batches and commits handed over but not yet written: the loop runs at most this far ahead of
-the database (with PostgreSQL's 2,500-row batches about two chunks), so memory stays flat."""
+the database (PostgreSQL: 8 batches of 2,500 messages, within a chunk; elsewhere at most a few
+chunks), so memory stays flat."""
 
 
 @dataclass

@@ -42,11 +42,17 @@ if TYPE_CHECKING:
 
 DEFAULT_MAX_MESSAGES = 100_000
 DEFAULT_CHUNK_SIZE = 10_000
-"""Messages per transaction. Each commit waits for the database to make it durable (PostgreSQL
-flushes its write-ahead log, about 9 ms here): 10,000 instead of 5,000 took PostgreSQL from 0.51x to
-0.56x the plain loop (200,000 messages, three interleaved runs each, 2026-11-29), SQLite from 0.67x to
-0.68x; 20,000 added 0.01x more. A killed run reads at most one chunk again; memory stays flat
-(librdkafka's prefetch, capped at 16 MiB, is most of it)."""
+"""Messages per transaction where a chunk's rows are kept until its commit (SQLite, SQL Server):
+the writer holds them, so this bounds memory. Each commit waits for the database to make it
+durable: 10,000 instead of 5,000 took SQLite from 0.67x to 0.68x the plain loop (2026-11-29); 50,000
+was slower there (406,000 rows/s against 435,000 for 10,000, 200,000 messages). A killed run reads
+at most one chunk again."""
+STREAMED_CHUNK_SIZE = 50_000
+"""Messages per transaction where a chunk's rows stream to the server as they are parsed
+(PostgreSQL): the client keeps none of them, so a larger chunk costs no memory, and each chunk's
+end pauses the server's insert (its last batch, the compare-and-set, the commit's flush, the next
+COPY's start). 50,000 instead of 10,000: 394,000 rows/s instead of 369,000 (medians of five,
+200,000 messages, 2026-11-29); 100,000 gave 405,000. A killed run reads at most one chunk again."""
 SEND_BATCH = 2_500
 """Messages per `consume()` within a chunk whose transaction streams its rows (PostgreSQL): each
 batch is parsed and sent at once, so the server inserts one batch while the next is parsed."""
@@ -132,6 +138,8 @@ class IngestReport:
     rows: int = 0
     dead_letters: int = 0
     chunks: int = 0
+    chunk_size: int = 0
+    """Messages per transaction the run used."""
     duration_s: float = 0.0
     capped: bool = False
     lag_left: dict[int, int] = field(default_factory=dict)
@@ -169,23 +177,25 @@ def ingest_metrics(
     topic: str | None = None,
     consumer_name: str = DEFAULT_CONSUMER,
     max_messages: int = DEFAULT_MAX_MESSAGES,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    chunk_size: int | None = None,
 ) -> IngestReport:
     """Drain the metrics topic from the stored offsets to the end offsets read at the start.
 
     Stops early after `max_messages` (the rest waits for the next run) or when the broker sends
-    nothing for `kafka.timeout_s` although messages should remain.
+    nothing for `kafka.timeout_s` although messages should remain. `chunk_size` (messages per
+    transaction) defaults to `default_chunk_size(database)`.
     """
-    if max_messages < 1 or chunk_size < 1:
+    if max_messages < 1 or (chunk_size is not None and chunk_size < 1):
         raise ValueError(f"max_messages ({max_messages}) and chunk_size ({chunk_size}) must be at least 1")
     topic = topic or kafka.metrics_topic
     started = time.monotonic()
     database.ensure_tables()
+    chunk_size = chunk_size or default_chunk_size(database)
     topic_id, watermarks, stored = _read_positions(kafka, database, topic, consumer_name)
     table = database.tables.metrics.name
     plan = [_plan_partition(topic, marks, stored.get(marks.partition), log) for marks in watermarks.values()]
     _refuse_positions_past_end(topic, table, consumer_name, watermarks, plan)
-    report = IngestReport(topic, consumer_name, plan, topic_id=topic_id, new_table=not stored)
+    report = IngestReport(topic, consumer_name, plan, topic_id=topic_id, new_table=not stored, chunk_size=chunk_size)
     if report.new_table:
         lost = {marks.partition: marks.low for marks in watermarks.values() if marks.low > 0}
         log.info(
@@ -201,7 +211,8 @@ def ingest_metrics(
     waiting = sum(run.target - run.start for run in pending.values())
     log.info(
         f"{topic}: {waiting:,} messages wait in {len(pending)} of {len(plan)} partitions; "
-        f"reading up to {max_messages:,} into {database.tables.metrics.name} at {database.masked_url}"
+        f"reading up to {max_messages:,} into {database.tables.metrics.name} at {database.masked_url}, "
+        f"{chunk_size:,} a transaction"
     )
     if pending:
         with _old_objects_frozen():
@@ -293,6 +304,11 @@ def _plan_partition(topic: str, marks: Watermarks, stored: int | None, log: logg
         )
         start = marks.low
     return PartitionRun(marks.partition, stored, start, marks.high, start, skipped)
+
+
+def default_chunk_size(database: MetricsDatabase) -> int:
+    """STREAMED_CHUNK_SIZE where a chunk's rows stream to the server (PostgreSQL), else DEFAULT_CHUNK_SIZE."""
+    return STREAMED_CHUNK_SIZE if database.streams_rows() else DEFAULT_CHUNK_SIZE
 
 
 def _drain(

@@ -116,6 +116,25 @@ def test_chunks_handed_over_in_several_batches_store_every_message_once(
     assert metadata(run(kafka_for(topic), database, chunk_size=50))["rows inserted"] == 0
 
 
+def test_a_run_without_a_chunk_size_takes_its_database_s_default(
+    database: MetricsDatabase,
+    kafka_for: Callable[[str], KafkaResource],
+    new_topic: Callable[..., str],
+    kafka_bootstrap: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Streamed chunks (PostgreSQL) hold no rows on the client and get the larger size."""
+    monkeypatch.setattr(ingest, "STREAMED_CHUNK_SIZE", 40)
+    monkeypatch.setattr(ingest, "DEFAULT_CHUNK_SIZE", 25)
+    topic = new_topic()
+    produce(kafka_bootstrap, topic, [good(n) for n in range(100)])
+    found = metadata(run(kafka_for(topic), database))
+    streamed = database.engine().dialect.name == "postgresql"
+    assert (found["rows inserted"], found["chunks"], found["messages per chunk"]) == (
+        (100, 3, 40) if streamed else (100, 4, 25)
+    )
+
+
 def test_a_run_learns_the_partitions_with_the_topic_id_and_asks_no_topic_metadata(
     database: MetricsDatabase,
     kafka_for: Callable[[str], KafkaResource],

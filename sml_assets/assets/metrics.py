@@ -29,6 +29,7 @@ from sml_assets.ingest import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_CONSUMER,
     DEFAULT_MAX_MESSAGES,
+    STREAMED_CHUNK_SIZE,
     IngestReport,
     ingest_metrics,
 )
@@ -64,7 +65,12 @@ class IngestConfig(Config):
     max_messages: int = Field(
         default=DEFAULT_MAX_MESSAGES, ge=1, description="Cap per run; the rest waits for the next run."
     )
-    chunk_size: int = Field(default=DEFAULT_CHUNK_SIZE, ge=1, description="Messages per transaction.")
+    chunk_size: int | None = Field(
+        default=None,
+        ge=1,
+        description=f"Messages per transaction; by default {STREAMED_CHUNK_SIZE:,} on PostgreSQL (rows stream "
+        f"to the server, none held) and {DEFAULT_CHUNK_SIZE:,} elsewhere (rows held until the commit).",
+    )
     consumer_name: str = Field(
         default=DEFAULT_CONSUMER, description="Whose stored offsets in sml_offsets to read and advance."
     )
@@ -111,6 +117,8 @@ def report_metadata(report: IngestReport, metrics_db: MetricsDatabase) -> dict[s
         "lag left": MetadataValue.int(sum(report.lag_left.values())),
         "skipped by retention": MetadataValue.int(sum(run.skipped_by_retention for run in report.partitions)),
         "capped": MetadataValue.bool(report.capped),
+        "chunks": MetadataValue.int(report.chunks),
+        "messages per chunk": MetadataValue.int(report.chunk_size),
         "duration (s)": MetadataValue.float(round(report.duration_s, 3)),
         "rows/s": MetadataValue.float(round(report.rows_per_s, 1)),
         "topic": MetadataValue.text(report.topic),
@@ -137,7 +145,7 @@ class CheckScope:
     topic id, same table) added, from where the one before it ended (so rows a killed run committed
     in between are covered too).
 
-    Each range is a slice of the table's unique (topic, topic id, partition, offset) key, so a check
+    Each range is a slice of the table's unique (partition, offset, topic, topic id) key, so a check
     costs what the run added, not what the table holds.
     """
 
