@@ -8,6 +8,12 @@ sml's own chunk transactions on one thread, no Kafka: what bounds sml from above
 Every contender reads the same topic from offset 0 into a table of its own, in alternating order,
 after one plain loop over the topic that is not counted: the first read of a new topic was the
 slowest of a run (290,000 rows/s against 424,000-432,000 for the plain loop's later repeats).
+Each contender starts after a full garbage collection, so none inherits the previous one's
+garbage: the plain loop spends about half its time in Python's cyclic collector (passes over every
+object of the process), and without it its figure swung with whichever contender ran before
+(336,000-494,000 rows/s). Beside it, the same plain loop with the collector frozen
+(`plain_frozen`, as sml's drain runs, `ingest._old_objects_frozen`): what the consume-and-parse
+costs without it.
 
     python benchmarks/bench_ingest.py [--messages 200000] [--repeats 3]
 """
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import re
 import sys
 import tempfile
@@ -58,6 +65,7 @@ PLAIN_BATCH = 5_000
 PLAIN_LINE = re.compile(rb"id: (\d+), cpu: ([\d.]+), mem: ([\d.]+), disk: ([\d.]+)(?:, ts: (\d+))?")
 CONTENDERS = (
     "plain",
+    "plain_frozen",
     "sml_sqlite",
     "sml_postgres",
     "original_sqlite",
@@ -102,6 +110,15 @@ def plain_loop(topic: str, messages: int) -> float:
     elapsed = time.perf_counter() - started
     _expect(seen, parsed, messages, "plain loop")
     return messages / elapsed
+
+
+def frozen_plain_loop(topic: str, messages: int) -> float:
+    """`plain_loop` with the objects that exist before it frozen out of the garbage collector."""
+    gc.freeze()
+    try:
+        return plain_loop(topic, messages)
+    finally:
+        gc.unfreeze()
 
 
 def sml_ingest(topic: str, url: str, messages: int) -> float:
@@ -225,8 +242,11 @@ def run(messages: int, repeats: int) -> dict[str, Stat]:
             for name in order:
                 sqlite_url = f"sqlite:///{tmp}/{name}-{index}.db"
                 url = pg_url if name.endswith("postgres") else sqlite_url
+                gc.collect()
                 if name == "plain":
                     rate = plain_loop(topic, messages)
+                elif name == "plain_frozen":
+                    rate = frozen_plain_loop(topic, messages)
                 elif name.startswith("write"):
                     rate = write_alone(pg_chunks if name.endswith("postgres") else sqlite_chunks, url)
                 elif name.startswith("sml"):

@@ -72,8 +72,8 @@ FULL = Sizes(
     connect_messages=200_000,
     connect_repeats=2,
 )
-"""Five ingest repeats: the five contenders that read Kafka take turns in the first place
-(`bench_ingest.run` rotates all seven, the two write-alone ones included), and the median of five
+"""Five ingest repeats: the six contenders that read Kafka take turns in the first place
+(`bench_ingest.run` rotates all eight, the two write-alone ones included), and the median of five
 steadies the plain loop, the most variable figure (290,000 to 459,000 rows/s over two runs of three
 repeats)."""
 QUICK = Sizes(
@@ -168,6 +168,21 @@ def rows(results: dict[str, Any], sizes: Sizes) -> list[Row]:
         table.append(
             Row(section, "plain Python loop: batched consume, regex, tuple per row, no writes", "rows/s", r["plain"])
         )
+        frozen = r.get("plain_frozen")
+        if frozen:
+            sml_to_frozen = ", ".join(
+                f"{name} {r[f'sml_{db}']['median'] / frozen['median']:.2f}x"
+                for db, name in (("sqlite", "SQLite"), ("postgres", "PostgreSQL"))
+            )
+            table.append(
+                Row(
+                    section,
+                    "  same loop, garbage collector frozen (as sml's drain runs)",
+                    "rows/s",
+                    frozen,
+                    f"{frozen['median'] / plain:.2f}x plain loop; sml {sml_to_frozen} it",
+                )
+            )
         for db, name in (("sqlite", "SQLite"), ("postgres", "PostgreSQL")):
             sml, original = r[f"sml_{db}"], r[f"original_{db}"]
             to_plain = sml["median"] / plain
