@@ -11,7 +11,7 @@ slowest of a run (290,000 rows/s against 424,000-432,000 for the plain loop's la
 Each contender starts after a full garbage collection, so none inherits the previous one's
 garbage: the plain loop spends about half its time in Python's cyclic collector (passes over every
 object of the process), and without it its figure swung with whichever contender ran before
-(336,000-494,000 rows/s). Beside it, the same plain loop with the collector frozen
+(349,000-495,000 rows/s in one process). Beside it, the same plain loop with the collector frozen
 (`plain_frozen`, as sml's drain runs, `ingest._old_objects_frozen`): what the consume-and-parse
 costs without it.
 
