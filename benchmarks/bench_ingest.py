@@ -113,7 +113,9 @@ def plain_loop(topic: str, messages: int) -> float:
 
 
 def frozen_plain_loop(topic: str, messages: int) -> float:
-    """`plain_loop` with the objects that exist before it frozen out of the garbage collector."""
+    """`plain_loop` with the objects that exist before it frozen out of the garbage collector, as
+    `ingest._old_objects_frozen` does for sml's drain (not called: that one also warms sml's parse
+    up, and the plain loop shares no code with sml)."""
     gc.freeze()
     try:
         return plain_loop(topic, messages)

@@ -100,10 +100,17 @@ def write_encoded(
 
 def write_metrics(connection: Connection, table: Table, rows: MetricColumns, stamps: Mapping[str, Any]) -> None:
     """Insert `rows` into `table` with the same `stamps` on every row, in the connection's open transaction."""
-    if streams_copy(connection.dialect):
-        _copy_binary(connection, table, rows, stamps)
-    else:
-        write_encoded(connection, table, [encode_metrics(connection.dialect, table, rows, stamps)], stamps)
+    encoded = encode_metrics(connection.dialect, table, rows, stamps)
+    if encoded.copy is None:
+        write_encoded(connection, table, [encoded], stamps)
+        return
+    stream = CopyStream(connection, table)
+    try:
+        stream.send(encoded)
+        stream.finish()
+    except BaseException as error:
+        stream.abort(error)
+        raise
 
 
 @cache
@@ -148,16 +155,6 @@ UTF-8 bytes) or a timestamptz (int8)."""
 _PG_FLOAT8 = ">f8"
 
 
-def _copy_binary(connection: Connection, table: Table, rows: MetricColumns, stamps: Mapping[str, Any]) -> None:
-    stream = CopyStream(connection, table, stamps)
-    try:
-        stream.write(rows)
-        stream.finish()
-    except BaseException as error:
-        stream.abort(error)
-        raise
-
-
 def streams_copy(dialect: Dialect) -> bool:
     """Whether `CopyStream` can write on connections of `dialect`: PostgreSQL through psycopg 3."""
     return dialect.name == "postgresql" and dialect.driver == "psycopg"
@@ -171,21 +168,16 @@ class CopyStream:
     Driver errors come out as SQLAlchemy's (IntegrityError for a duplicate key, found by the server
     as it inserts, or at `finish`)."""
 
-    def __init__(self, connection: Connection, table: Table, stamps: Mapping[str, Any]) -> None:
+    def __init__(self, connection: Connection, table: Table) -> None:
         self._connection = connection
         self._table = table
-        self._stamps = {name: _pg_constant(value) for name, value in stamps.items()}
         self._open: ExitStack | None = None
         self._copy: Any = None
         self._statement = ""
 
-    def write(self, rows: MetricColumns) -> None:
-        """Send `rows` (all of the chunk's topic); the first call starts the `COPY`."""
-        if len(rows):
-            self.send(EncodedRows(len(rows), copy=_pg_records(rows, self._stamps)))
-
     def send(self, rows: EncodedRows) -> None:
-        """Send rows encoded for a `COPY` (`encode_metrics`) with this stream's stamps."""
+        """Send rows encoded for a `COPY` (`encode_metrics`, the chunk's stamps in every row); the
+        first call starts the `COPY`."""
         if rows.copy is None:
             raise ValueError("CopyStream.send takes rows encoded for a COPY")
         columns, body = rows.copy

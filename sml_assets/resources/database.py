@@ -204,9 +204,7 @@ class ChunkTransaction:
         self._connection = connection
         self._transaction = connection.begin()
         self._stamps = chunk_stamps(self.opened_at, topic_id)
-        self._stream = (
-            CopyStream(connection, database.tables.metrics, self._stamps) if streams_copy(connection.dialect) else None
-        )
+        self._stream = CopyStream(connection, database.tables.metrics) if streams_copy(connection.dialect) else None
         self._kept: list[EncodedRows] = []
 
     @property
