@@ -32,6 +32,7 @@ from sml_assets.resources.database import (
 from sml_assets.resources.kafka import (
     METRICS_TOPIC_VARIABLE,
     KafkaResource,
+    KafkaSession,
     KafkaUnavailableError,
     Watermarks,
 )
@@ -191,7 +192,8 @@ def ingest_metrics(
     started = time.monotonic()
     database.ensure_tables()
     chunk_size = chunk_size or default_chunk_size(database)
-    topic_id, watermarks, stored = _read_positions(kafka, database, topic, consumer_name)
+    session = kafka.session()
+    topic_id, watermarks, stored = _read_positions(kafka, session, database, topic, consumer_name)
     table = database.tables.metrics.name
     plan = [_plan_partition(topic, marks, stored.get(marks.partition), log) for marks in watermarks.values()]
     _refuse_positions_past_end(topic, table, consumer_name, watermarks, plan)
@@ -218,7 +220,7 @@ def ingest_metrics(
         with _old_objects_frozen():
             _drain(kafka, database, log, report, pending, max_messages, chunk_size)
     report.duration_s = time.monotonic() - started
-    report.lag_left = _lag_left(kafka, topic, plan, log)
+    report.lag_left = _lag_left(kafka, session, topic, plan, log)
     log.info(
         f"{topic}: {report.rows:,} rows and {report.dead_letters:,} dead letters in {report.chunks} chunks, "
         f"{report.duration_s:.1f}s ({report.rows_per_s:,.0f} rows/s); "
@@ -253,18 +255,18 @@ def _old_objects_frozen() -> Iterator[None]:
 
 
 def _read_positions(
-    kafka: KafkaResource, database: MetricsDatabase, topic: str, consumer: str
+    kafka: KafkaResource, session: KafkaSession, database: MetricsDatabase, topic: str, consumer: str
 ) -> tuple[str, dict[int, Watermarks], dict[int, int]]:
     """The topic's id, its watermarks and this table's stored offsets, all of the same topic.
 
     The id is read before and after, so a topic recreated meanwhile cannot pair new watermarks
     with old positions.
     """
-    described = kafka.describe_topic(topic)
+    described = kafka.describe_topic(topic, session)
     topic_id = described.topic_id
-    watermarks = kafka.watermarks(topic, described.partitions)
-    positions = database.stored_positions(consumer, topic)
-    if kafka.topic_id(topic) != topic_id:
+    watermarks = kafka.watermarks(topic, described.partitions, session)
+    positions = database.stored_positions(consumer, topic, tables_ensured=True)
+    if kafka.topic_id(topic, session) != topic_id:
         raise TopicRecreatedError(
             f"{METRICS_TOPIC_VARIABLE}={topic} was deleted and created again while this run was "
             "planning; nothing was read. Run again: it then reports what to do."
@@ -506,10 +508,13 @@ def _report_commits(report: IngestReport, chunks: list[CommittedChunk], log: log
         )
 
 
-def _lag_left(kafka: KafkaResource, topic: str, plan: list[PartitionRun], log: logging.Logger) -> dict[int, int]:
+def _lag_left(
+    kafka: KafkaResource, session: KafkaSession, topic: str, plan: list[PartitionRun], log: logging.Logger
+) -> dict[int, int]:
     """Lag against the end offsets now (new messages may have arrived during the run)."""
     try:
-        ends = {p: marks.high for p, marks in kafka.watermarks(topic, [run.partition for run in plan]).items()}
+        marks = kafka.watermarks(topic, [run.partition for run in plan], session)
+        ends = {p: mark.high for p, mark in marks.items()}
     except KafkaUnavailableError as error:
         log.warning(f"lag left is computed from the end offsets at the start of the run: {error}")
         ends = {run.partition: run.target for run in plan}

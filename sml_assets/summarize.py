@@ -161,9 +161,10 @@ def _summarize(
     paths = stream_paths(storage)
     state = state_path(storage)
     before = load_summary(state)
-    described = kafka.describe_topic(kafka.logs_topic)
+    session = kafka.session()
+    described = kafka.describe_topic(kafka.logs_topic, session)
     topic_id = described.topic_id
-    marks = kafka.watermarks(kafka.logs_topic, described.partitions)
+    marks = kafka.watermarks(kafka.logs_topic, described.partitions, session)
     checkpoint = open_checkpoint(paths, expected_id=before.query_id)
     check_checkpoint_topic(paths, checkpoint, kafka.logs_topic, topic_id)
     rebuilt = checkpoint.fresh and before.query_id is not None

