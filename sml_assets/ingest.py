@@ -336,7 +336,7 @@ def _drain(
                 chunk = _Chunk(topic)
                 stalled = _fill(consumer, kafka, writer, chunk, pending, min(chunk_size, budget), client_errors)
                 budget -= len(chunk)
-                if len(chunk):
+                if len(chunk) or chunk.next_offsets:
                     advances = [
                         OffsetAdvance(p, committed[p], offset) for p, offset in sorted(chunk.next_offsets.items())
                     ]
@@ -382,7 +382,8 @@ def _fill(
             if client_errors:
                 raise kafka.unavailable(f"consuming {chunk.topic}", client_errors[-1])
             return True
-        _add_batch(consumer, chunk, writer, pending, messages, size - len(chunk), kafka)
+        _add_batch(consumer, chunk, writer, pending, messages, kafka)
+        _pass_records_without_messages(consumer, chunk, pending)
     return False
 
 
@@ -392,15 +393,15 @@ def _add_batch(
     writer: ChunkWriter,
     pending: dict[int, PartitionRun],
     messages: list[Message],
-    budget: int,
     kafka: KafkaResource,
 ) -> None:
     """Parse the messages of one `consume()` that belong to the run, as one batch: their rows go to
     the `writer`, their dead letters and positions to `chunk`.
 
-    A message counts if its partition is pending and its offset lies in [next offset, target);
-    at most `budget` of them, in order. Partitions that reach their target are paused and leave
-    `pending`; `chunk` counts the messages taken.
+    A message counts if its partition is pending and its offset lies in [next offset, target), and
+    every such message is taken (`consume` returned no more than the chunk has room for).
+    Partitions that reach their target are paused and leave `pending`; `chunk` counts the messages
+    taken.
     """
     import numpy as np
 
@@ -415,8 +416,6 @@ def _add_batch(
     take = np.zeros(len(messages), bool)
     for partition, run in pending.items():
         take |= (partitions == partition) & (offsets >= run.next_offset) & (offsets < run.target)
-    if take.sum() > budget:
-        take[np.flatnonzero(take)[budget:]] = False
     chosen = np.flatnonzero(take)
     if len(chosen) == 0:
         return
@@ -445,6 +444,29 @@ def _add_batch(
         if run.done:
             consumer.pause([TopicPartition(topic, partition)])
             del pending[partition]
+
+
+def _pass_records_without_messages(consumer: Consumer, chunk: _Chunk, pending: dict[int, PartitionRun]) -> None:
+    """Move pending partitions past the records the consumer went by without returning a message:
+    transaction markers (a transactional producer's commit or abort takes an offset of its own) and
+    the messages of aborted transactions, which a read-committed consumer never returns. Otherwise a
+    topic whose last record is a marker kept every run waiting `timeout_s` for an offset that never
+    comes, with a lag of 1 forever.
+
+    Sound because `_add_batch` takes every message returned in [next offset, target): a consumer
+    position (the offset after the last record it went by) past the next offset means that the
+    records between held nothing to read. The move is committed with the chunk, like any other."""
+    if not pending:
+        return
+    topic = chunk.topic
+    for position in consumer.position([TopicPartition(topic, partition) for partition in pending]):
+        run = pending[position.partition]
+        if position.offset > run.next_offset:
+            run.next_offset = min(position.offset, run.target)
+            chunk.next_offsets[run.partition] = run.next_offset
+            if run.done:
+                consumer.pause([TopicPartition(topic, run.partition)])
+                del pending[run.partition]
 
 
 def _positions(numbers: list[int | None]) -> np.ndarray:

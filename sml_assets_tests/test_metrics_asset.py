@@ -208,6 +208,44 @@ def test_end_offsets_are_a_read_committed_consumer_s_the_oldest_kept_and_the_las
     producer.abort_transaction(30)
 
 
+def test_transaction_markers_and_aborted_messages_are_read_past_and_the_lag_reaches_zero(
+    database: MetricsDatabase,
+    kafka_for: Callable[[str], KafkaResource],
+    new_topic: Callable[..., str],
+    kafka_bootstrap: str,
+) -> None:
+    """A transactional producer's commit or abort takes an offset of its own, and a read-committed
+    consumer returns neither it nor an aborted transaction's messages: a run moves its stored offset
+    past them, or else every run waited `timeout_s` for an offset that never comes, with a lag of 1."""
+    topic = new_topic(partitions=1)
+    kafka = kafka_for(topic)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "transactional.id": f"{topic}-tx"})
+    producer.init_transactions(30)
+
+    def transaction(count: int, commit: bool, end: int) -> None:
+        producer.begin_transaction()
+        for n in range(count):
+            producer.produce(topic, good(n), partition=0)
+        assert producer.flush(30) == 0  # in the log: an abort drops what was not sent yet
+        (producer.commit_transaction if commit else producer.abort_transaction)(30)
+        wait_until(lambda: kafka.watermarks(topic)[0].high == end, 30, f"{topic}'s marker written, end offset {end}")
+
+    transaction(5, commit=True, end=6)  # offsets 0-4, the commit at 5
+    first = metadata(run(kafka, database))
+    assert (first["rows inserted"], first["lag left"]) == (5, 0)
+    assert database.stored_offsets(DEFAULT_CONSUMER, topic) == {0: 6}
+
+    transaction(4, commit=False, end=11)  # 6-9 aborted, the abort at 10
+    produce(kafka_bootstrap, topic, [good(n) for n in range(3)])  # 11-13
+    transaction(2, commit=False, end=17)  # 14-15 aborted, the abort at 16
+    second = metadata(run(kafka, database))
+    assert (second["rows inserted"], second["lag left"]) == (3, 0)
+    assert database.stored_offsets(DEFAULT_CONSUMER, topic) == {0: 17}
+    assert table_count(database, topic) == 8
+    third = metadata(run(kafka, database))
+    assert (third["rows inserted"], third["lag left"]) == (0, 0)
+
+
 def test_the_cap_limits_one_run_and_the_next_run_continues_where_it_stopped(
     database: MetricsDatabase,
     kafka_for: Callable[[str], KafkaResource],
