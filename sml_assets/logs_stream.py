@@ -292,6 +292,8 @@ def kafka_lines(spark: SparkSession, kafka_options: Mapping[str, str], topic: st
 
     `minPartitions` splits each Kafka partition's offset range over every core Spark has, so a
     one-partition topic is parsed in parallel too (about 2x on 2 cores, benchmarks/bench_logs.py).
+    Committed lines only (`kafka.isolation.level`), as `server_metrics` reads: the lines of a
+    transaction its producer aborted never happened (Spark's default, read_uncommitted, counted them).
     """
     from pyspark.sql import functions as F
 
@@ -302,6 +304,7 @@ def kafka_lines(spark: SparkSession, kafka_options: Mapping[str, str], topic: st
         .options(**kafka_options)
         .option("subscribe", topic)
         .option("startingOffsets", "earliest")
+        .option("kafka.isolation.level", "read_committed")
         .option("minPartitions", str(parallelism(spark)))
         .load()
         .select(

@@ -32,7 +32,7 @@ from sml_assets.resources.kafka import KafkaResource
 from sml_assets.resources.spark import SparkResource
 from sml_assets.resources.storage import LocalStorage
 from sml_assets.windows import CATEGORIES, Counts, parse_iso
-from sml_assets_tests.faults import printed_command, recreate_topic, run_command
+from sml_assets_tests.faults import printed_command, recreate_topic, run_command, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -315,6 +315,31 @@ def test_a_clock_a_year_ahead_erases_nothing_and_is_named(pipeline: Pipeline) ->
     assert "10.9.9.0 (1)" in check.description and "10.0.0." not in check.description
     assert check.metadata["refused for clock skew"].value == 4
     assert check.metadata["events"].value == 254
+
+
+def test_aborted_transactions_are_not_counted_and_their_markers_end_no_run_early(
+    pipeline: Pipeline, kafka_bootstrap: str
+) -> None:
+    """Lines of a transaction its producer aborted never happened: the summary reads committed
+    lines only, as `server_metrics` does, across the offsets the commit and abort markers take."""
+    rng = random.Random(17)
+    committed = events(rng, T0, T0 + timedelta(minutes=9), 120)
+    aborted = events(rng, T0, T0 + timedelta(minutes=9), 80)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "transactional.id": f"{pipeline.topic}-tx"})
+    producer.init_transactions(30)
+    for lines, commit in ((committed[:60], True), (aborted, False), (committed[60:], True)):
+        producer.begin_transaction()
+        for line in lines:
+            producer.produce(pipeline.topic, line)
+        assert producer.flush(30) == 0  # in the log: an abort drops what was not sent yet
+        (producer.commit_transaction if commit else producer.abort_transaction)(30)
+    kafka = KafkaResource(bootstrap_servers=kafka_bootstrap)
+    end = 60 + 1 + 80 + 1 + 60 + 1
+    wait_until(lambda: kafka.watermarks(pipeline.topic)[0].high == end, 30, f"the last marker, end offset {end}")
+    pipeline.runs[-1].extend(committed)
+    found = pipeline.materialize()
+    expected = pipeline.assert_matches_recount()
+    assert int(expected.frame["total"].sum()) == 120 and found["rejects"] == 0
 
 
 def test_summary_matches_recount_across_runs_final_late_rejects_and_idle_run(pipeline: Pipeline) -> None:
