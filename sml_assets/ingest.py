@@ -382,13 +382,12 @@ def _fill(
             if client_errors:
                 raise kafka.unavailable(f"consuming {chunk.topic}", client_errors[-1])
             return True
-        _add_batch(consumer, chunk, writer, pending, messages, kafka)
-        _pass_records_without_messages(consumer, chunk, pending)
+        _add_batch(chunk, writer, pending, messages, kafka)
+        _advance_partitions(consumer, chunk, pending)
     return False
 
 
 def _add_batch(
-    consumer: Consumer,
     chunk: _Chunk,
     writer: ChunkWriter,
     pending: dict[int, PartitionRun],
@@ -396,12 +395,11 @@ def _add_batch(
     kafka: KafkaResource,
 ) -> None:
     """Parse the messages of one `consume()` that belong to the run, as one batch: their rows go to
-    the `writer`, their dead letters and positions to `chunk`.
+    the `writer`, their dead letters to `chunk`, which counts them.
 
     A message counts if its partition is pending and its offset lies in [next offset, target), and
-    every such message is taken (`consume` returned no more than the chunk has room for).
-    Partitions that reach their target are paused and leave `pending`; `chunk` counts the messages
-    taken.
+    every such message is taken (`consume` returned no more than the chunk has room for), which is
+    what lets `_advance_partitions` move each partition to the consumer's position.
     """
     import numpy as np
 
@@ -437,25 +435,19 @@ def _add_batch(
             _dead_letter(topic, int(partitions[index]), int(offsets[index]), values[index], reason)
         )
     chunk.messages += len(messages)
-    for partition in np.unique(partitions).tolist():
-        run = pending[partition]
-        run.next_offset = int(offsets[partitions == partition].max()) + 1
-        chunk.next_offsets[partition] = run.next_offset
-        if run.done:
-            consumer.pause([TopicPartition(topic, partition)])
-            del pending[partition]
 
 
-def _pass_records_without_messages(consumer: Consumer, chunk: _Chunk, pending: dict[int, PartitionRun]) -> None:
-    """Move pending partitions past the records the consumer went by without returning a message:
-    transaction markers (a transactional producer's commit or abort takes an offset of its own) and
-    the messages of aborted transactions, which a read-committed consumer never returns. Otherwise a
-    topic whose last record is a marker kept every run waiting `timeout_s` for an offset that never
-    comes, with a lag of 1 forever.
+def _advance_partitions(consumer: Consumer, chunk: _Chunk, pending: dict[int, PartitionRun]) -> None:
+    """Move each pending partition to the consumer's position, capped at its target: the offset
+    after the last record the consumer went by, which is the last message it returned or, past it,
+    records it never returns to a read-committed reader (the marker a transactional producer's
+    commit or abort takes, an aborted transaction's messages). Counting from the messages alone left
+    a topic whose last record is a marker waiting for an offset that never comes: every run waited
+    `timeout_s` and reported a lag of 1. Partitions that reach their target are paused and leave
+    `pending`; the chunk commits the new offsets with its rows.
 
-    Sound because `_add_batch` takes every message returned in [next offset, target): a consumer
-    position (the offset after the last record it went by) past the next offset means that the
-    records between held nothing to read. The move is committed with the chunk, like any other."""
+    Sound because `_add_batch` takes every message returned in [next offset, target): nothing the
+    consumer went by before its position is left unread."""
     if not pending:
         return
     topic = chunk.topic
