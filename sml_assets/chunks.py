@@ -148,6 +148,17 @@ class MetricColumns:
             np.array([datetime_to_us(row["event_time"]) for row in rows], np.int64),
         )
 
+    def take(self, keep: np.ndarray) -> MetricColumns:
+        """The rows where `keep` (a boolean array), in order."""
+        return MetricColumns(
+            self.topic,
+            self.partition[keep],
+            self.offset[keep],
+            self.server_id[keep],
+            {key: values[keep] for key, values in self.metrics.items()},
+            self.event_time_us[keep],
+        )
+
     def event_times(self) -> list[datetime]:
         """Aware UTC datetimes, for writers that bind Python objects."""
         return [EPOCH + timedelta(microseconds=us) for us in self.event_time_us.tolist()]

@@ -1,5 +1,5 @@
-"""The bulk writers (PostgreSQL binary COPY, SQLite tuples) store exactly what SQLAlchemy's
-per-value bind processors store: both paths write the same columns and are read back."""
+"""The bulk writers (PostgreSQL binary COPY, SQLite column texts and tuples) store exactly what
+SQLAlchemy's per-value bind processors store: both paths write the same columns and are read back."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, create_engine, select, text
 
 from sml_assets.chunks import MetricColumns, datetime_to_us
@@ -18,6 +20,7 @@ from sml_assets.resources.bulk import (
     _insert_many,
     _row_dicts,
     _sqlite_inserts,
+    _sqlite_times,
     write_metrics,
 )
 from sml_assets.resources.database import LEGACY_TOPIC_ID
@@ -126,9 +129,11 @@ def test_sqlite_statements_of_many_rows_store_every_row(tmp_path: Path) -> None:
 
 
 def test_sqlite_statements_stay_within_an_older_sqlite_s_999_parameters(tmp_path: Path) -> None:
-    """SQLite before 3.32 takes at most 999 parameters a statement: the statements get fewer rows."""
+    """SQLite before 3.32 takes at most 999 parameters a statement: the statements of bound values
+    (here every row's: a cpu of 1e-300 is no scaled integer) get fewer rows."""
     engine = create_engine(f"sqlite:///{tmp_path / 'bulk.db'}")
     rows = many_columns("metrics-bulk", 250)
+    rows.metrics["cpu"][:] = 1e-300
     fast, generic = metrics_schema("fast").metrics, metrics_schema("generic").metrics
     for table in (fast, generic):
         table.metadata.create_all(engine)
@@ -136,9 +141,8 @@ def test_sqlite_statements_stay_within_an_older_sqlite_s_999_parameters(tmp_path
     assert max(len(parameters) for _, sets in inserts for parameters in sets) <= 999
     assert sum(statement.count("), (") + 1 for statement, sets in inserts for _ in sets) == 250
     with engine.begin() as connection:
-        cursor = connection.connection.dbapi_connection.cursor()
         for statement, sets in inserts:
-            cursor.executemany(statement, sets)
+            connection.exec_driver_sql(statement, sets)
         _insert_many(connection, generic, _row_dicts(rows), stamps(TOPIC_ID))
     assert stored(engine, "fast") == stored(engine, "generic")
     engine.dispose()
@@ -173,3 +177,108 @@ def test_postgres_copy_is_part_of_the_transaction(postgres_engine: Engine, uniqu
         assert stored(postgres_engine, name) == []
     finally:
         schema.metrics.drop(postgres_engine)
+
+
+def write_sqlite_both(engine: Engine, rows: MetricColumns) -> list[tuple[str, list[tuple[object, ...]]]]:
+    """`rows` into a table through `_sqlite_inserts` and into another through the bind processors;
+    the statements it ran."""
+    fast, generic = metrics_schema("fast").metrics, metrics_schema("generic").metrics
+    with engine.begin() as connection:
+        for table in (fast, generic):
+            table.metadata.drop_all(connection)
+            table.metadata.create_all(connection)
+        inserts = _sqlite_inserts(engine.dialect, fast, rows, stamps(TOPIC_ID), 32_766)
+        for statement, sets in inserts:
+            connection.exec_driver_sql(statement, sets)
+        _insert_many(connection, generic, _row_dicts(rows), stamps(TOPIC_ID))
+    return list(inserts)
+
+
+def sqlite_texts(engine: Engine, table_name: str) -> list[tuple[object, ...]]:
+    """Every row as SQLite stores it: each value's storage class and its text or float."""
+    with engine.connect() as connection:
+        names = ", ".join(f"typeof({c}), {c}" for c in metrics_schema(table_name).metrics.c.keys())
+        query = text(f"SELECT {names} FROM {table_name} ORDER BY kafka_offset")
+        return [tuple(row) for row in connection.execute(query)]
+
+
+decimal_percents = st.builds(
+    lambda whole, fraction, decimals: min(100.0, float(f"{whole}.{fraction:06d}"[: len(str(whole)) + 1 + decimals])),
+    st.integers(0, 100),
+    st.integers(0, 999_999),
+    st.integers(0, 6),
+)
+"""Percentages as the seed line and JSON carry them: up to six decimals."""
+any_percents = st.one_of(
+    decimal_percents,
+    st.floats(0.0, 100.0),
+    st.sampled_from([0.0, -0.0, 1e-300, 5e-324, 99.99999999999999, 0.1 + 0.2, 100.0, 2.0**-30]),
+)
+"""Any percentage `parse_metric` accepts: many decimals, subnormals, a negative zero."""
+
+
+@st.composite
+def metric_rows(draw: st.DrawFn, percents: st.SearchStrategy[float]) -> MetricColumns:
+    count = draw(st.integers(1, 40))
+    ints = st.lists(st.integers(0, 2**62), min_size=count, max_size=count)
+    times = st.lists(st.integers(100_000_000_000_000, 253_402_300_799_999_999), min_size=count, max_size=count)
+    return MetricColumns(
+        "metrics-bulk",
+        np.array(draw(st.lists(st.integers(0, 2**31 - 1), min_size=count, max_size=count)), np.int64),
+        np.array(sorted(set(draw(ints)) | set(range(count)))[:count], np.int64),
+        np.array(draw(st.lists(st.integers(1, 2**31 - 1), min_size=count, max_size=count)), np.int64),
+        {key: np.array(draw(st.lists(percents, min_size=count, max_size=count)), np.float64) for key in METRIC_FIELDS},
+        np.array(draw(times), np.int64),
+    )
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=metric_rows(any_percents))
+def test_sqlite_column_texts_store_exactly_what_bound_values_store(tmp_path: Path, rows: MetricColumns) -> None:
+    """Every value, bit for bit (storage class, the float's exact value and sign), whether its row
+    went as column texts or bound: SQLite rebuilds a percentage from a scaled integer only where that
+    gives the same double."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'bulk.db'}")
+    write_sqlite_both(engine, rows)
+    fast, generic = sqlite_texts(engine, "fast"), sqlite_texts(engine, "generic")
+    assert [tuple(map(repr, row)) for row in fast] == [tuple(map(repr, row)) for row in generic]
+    engine.dispose()
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=metric_rows(decimal_percents))
+def test_sqlite_rows_of_up_to_six_decimals_go_as_one_statement_of_column_texts(
+    tmp_path: Path, rows: MetricColumns
+) -> None:
+    """The fast path's values (any percentage of up to six decimals, any offset, id, partition and
+    epoch-window time) all go as the one statement whose values SQLite cuts from a text per column."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'bulk.db'}")
+    inserts = write_sqlite_both(engine, rows)
+    assert len(inserts) == 1 and len(inserts[0][1]) == 1 and "substr(" in inserts[0][0]
+    assert len(inserts[0][1][0]) < 40
+    assert sqlite_texts(engine, "fast") == sqlite_texts(engine, "generic")
+    engine.dispose()
+
+
+def test_sqlite_column_texts_are_part_of_the_transaction(tmp_path: Path) -> None:
+    """The INSERT ... WITH ... SELECT opens the transaction as any INSERT does: rolled back, it leaves nothing."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'bulk.db'}")
+    table = metrics_schema("rolled_back").metrics
+    table.metadata.create_all(engine)
+    rows = many_columns("metrics-bulk", 100)
+    rows.metrics["cpu"][:] = 12.5
+    encoded = _sqlite_inserts(engine.dialect, table, rows, stamps(TOPIC_ID), 32_766)
+    assert len(encoded) == 1 and "substr(" in encoded[0][0]
+    with pytest.raises(RuntimeError, match="abort"), engine.begin() as connection:
+        write_metrics(connection, table, rows, stamps(TOPIC_ID))
+        assert len(stored(engine, "rolled_back")) == 0
+        raise RuntimeError("abort after the insert")
+    assert stored(engine, "rolled_back") == []
+    engine.dispose()
+
+
+def test_sqlite_times_are_26_characters_across_the_epoch_window() -> None:
+    """The column text of event times cuts every 26 characters: the first and last microsecond of
+    parsing's window (1973-03-03 and 9999-12-31) both format to that width."""
+    texts = _sqlite_times(np.array([100_000_000_000_000, 253_402_300_799_999_999], np.int64)).to_pylist()
+    assert texts == ["1973-03-03 09:46:40.000000", "9999-12-31 23:59:59.999999"]

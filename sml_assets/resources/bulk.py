@@ -6,9 +6,11 @@ transaction only sends (`sml_assets.chunk_writer`).
 
 - PostgreSQL (psycopg 3): one binary `COPY ... FROM STDIN`, its bytes built column by column with
   numpy (every row has the same width: the topic and its id are the chunk's), on the transaction's connection.
-- SQLite: one `executemany` of multi-row INSERTs (SQLITE_ROWS_PER_STATEMENT rows each, the chunk's
-  constants bound once per statement) on the transaction's DBAPI cursor; timestamps are formatted
-  as arrays in SQLAlchemy's own SQLite storage format, so reads see no difference.
+- SQLite: one INSERT ... SELECT whose values come as one fixed-width text per column, cut apart by
+  SQLite (`_sqlite_column_texts`: a dozen parameters bound, then the whole insert stepped without
+  the GIL), on the transaction's DBAPI cursor; the rare rows whose percentages SQLite could not
+  rebuild exactly that way go as multi-row INSERTs of bound values. Timestamps are formatted as
+  arrays in SQLAlchemy's own SQLite storage format, so reads see no difference.
 - Anything else (SQL Server through pyodbc with `fast_executemany`, psycopg2): one SQLAlchemy
   executemany with each column's bind processor, as before.
 
@@ -43,13 +45,26 @@ _PG_EPOCH_US = 946_684_800_000_000
 _PG_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 _PG_TRAILER = b"\xff\xff"
 SQLITE_ROWS_PER_STATEMENT = 500
-"""Rows in one SQLite INSERT: each statement step and each row's Python tuple cost more than a row's
-B-tree work, so a chunk goes as few statements of many rows (about 2x the write speed of one row
-per statement). The constants of a chunk (topic, topic id, ingestion time) are bound once per
-statement, not once per row. On the writer thread each statement's step lets the GIL go and takes
-it back: 500 rows a statement wrote a 200,000-message run at 458k rows/s, 100 rows at 407k, 1,000 at
-435k, 2,500 at 280k (the statement's compile grows with it; medians of 3-4 interleaved runs,
-2026-11-29). SQLite's variable limit (32,766 since 3.32, 999 before) lowers it where needed."""
+"""Rows in one SQLite INSERT of bound values (`_sqlite_bound_rows`, the rows column texts cannot
+carry): each statement step and each row's Python tuple cost more than a row's B-tree work, so they
+go as few statements of many rows (about 2x the write speed of one row per statement). The
+constants of a chunk (topic, topic id, ingestion time) are bound once per statement, not once per
+row. When every row went this way, 500 rows a statement wrote a 200,000-message run at 458k rows/s,
+100 rows at 407k, 1,000 at 435k, 2,500 at 280k (the statement's compile grows with it; medians of
+3-4 interleaved runs, 2026-11-29). SQLite's variable limit (32,766 since 3.32, 999 before) lowers
+it where needed."""
+SQLITE_MAX_DECIMALS = 6
+"""The most decimals a percentage may have to go as a scaled integer (`_sqlite_text_rows`):
+the seed line's and the JSON fast path's limit; a value with more is bound as it is."""
+_EXACT_INTEGERS = 2.0**53
+"""Integers from 0 below this are exact in an IEEE double."""
+_SQLITE_TIME_WIDTH = 26
+"""Characters of SQLAlchemy's SQLite DateTime text, '2026-11-25 16:00:03.250000', for years 1000-9999
+(parsing's epoch window is 1973-9999)."""
+_YEAR_1000_US = -30_610_224_000_000_000
+"""1000-01-01T00:00:00Z in Unix epoch microseconds."""
+_YEAR_10000_US = 253_402_300_800_000_000
+"""10000-01-01T00:00:00Z in Unix epoch microseconds: SQLAlchemy cannot store it either."""
 _SQLITE_SECOND_FORMAT = "%Y-%m-%d %H:%M:%S."
 """On second timestamps Arrow's %S has no fraction; the six digits of microseconds follow the dot,
 which is exactly what SQLAlchemy's SQLite DateTime stores."""
@@ -257,26 +272,126 @@ def _pg_constant(value: Any) -> Any:
 def _sqlite_inserts(
     dialect: Dialect, table: Table, rows: MetricColumns, stamps: Mapping[str, Any], variables: int
 ) -> tuple[tuple[str, list[tuple[Any, ...]]], ...]:
-    """Multi-row INSERTs of `rows` and their parameter sets, as plain tuples (what pysqlite binds fastest)."""
+    """`rows` as SQLite statements and their parameter sets: one `_sqlite_column_texts` INSERT for
+    the rows whose percentages SQLite rebuilds exactly from scaled integers (all the seed line's and
+    JSON's up to six decimals), multi-row INSERTs of bound values for the rest (`_sqlite_bound_rows`)."""
     constants: dict[str, Any] = {"kafka_topic": rows.topic}
     for name, value in stamps.items():
         process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
         constants[name] = process(value) if process else value
-    fields = {**_fields(rows), "event_time": _sqlite_times(rows.event_time_us)}
+    exact, scales = _sqlite_text_rows(rows)
+    inserts: list[tuple[str, list[tuple[Any, ...]]]] = []
+    if exact.all():
+        return (_sqlite_column_texts(dialect, table, rows, constants, scales),)
+    if exact.any():
+        inserts.append(_sqlite_column_texts(dialect, table, rows.take(exact), constants, scales))
+    inserts.extend(_sqlite_bound_rows(dialect, table, rows.take(~exact), constants, variables))
+    return tuple(inserts)
+
+
+def _sqlite_text_rows(rows: MetricColumns) -> tuple[np.ndarray, dict[str, int]]:
+    """Which rows SQLite rebuilds exactly from column texts (`_sqlite_column_texts`), and each
+    percentage field's number of decimals k: the rows whose event time has a four-digit year and
+    whose every percentage x equals S / 10**k for an integer 0 <= S < 2**53, k the smallest in
+    0..SQLITE_MAX_DECIMALS that holds for all rows.
+
+    SQLite then stores exactly x: it reads S as an integer and divides by 10.0**k in IEEE double,
+    the same correctly rounded division numpy does here to check it (its own text-to-real
+    conversion rounds twice through a long double, so the decimal text is not sent)."""
+    exact = (rows.event_time_us >= _YEAR_1000_US) & (rows.event_time_us < _YEAR_10000_US)
+    scales: dict[str, int] = {}
+    for name in parsing.METRIC_FIELDS:
+        values = rows.metrics[name]
+        for decimals in range(SQLITE_MAX_DECIMALS + 1):
+            scaled = np.rint(values * 10.0**decimals)
+            fits = (scaled / 10.0**decimals == values) & (scaled < _EXACT_INTEGERS)
+            if fits.all():
+                break
+        scales[name] = decimals
+        exact &= fits
+    return exact, scales
+
+
+def _sqlite_column_texts(
+    dialect: Dialect, table: Table, rows: MetricColumns, constants: Mapping[str, Any], scales: Mapping[str, int]
+) -> tuple[str, list[tuple[Any, ...]]]:
+    """One INSERT ... SELECT of all `rows` whose values come as one text per column, fixed-width,
+    cut apart by SQLite itself: Python's `sqlite3` binds a dozen parameters and then steps the whole
+    insert without the GIL, where binding each value (11 a row) held it while the parsing thread
+    waited. A number is `base + digits` (`base` the column's least value, the digits padded to the
+    column's widest), a percentage that divided by 10**k (`_sqlite_text_rows`), the event time
+    SQLAlchemy's 26-character SQLite text (`_sqlite_times`). The statement starts with INSERT, not
+    with its WITH: Python's `sqlite3` opens the transaction it is part of only before a statement
+    that starts with INSERT, UPDATE, DELETE or REPLACE, and would have committed a WITH at once."""
+    parameters: list[Any] = [*constants.values(), len(rows)]
+    values: list[str] = []
+
+    def number(column: np.ndarray, divisor: float | None) -> str:
+        base = int(column.min())
+        digits, width = _fixed_width_digits(column - base)
+        parameters.extend((base, digits, width))
+        at = len(parameters)
+        read = f"(?{at - 2} + CAST(substr(?{at - 1}, n * ?{at} + 1, ?{at}) AS INTEGER))"
+        if divisor is None:
+            return read
+        parameters.append(divisor)
+        return f"{read} / ?{at + 1}"
+
+    values.append(number(rows.server_id, None))
+    for name in parsing.METRIC_FIELDS:
+        scale = 10 ** scales[name]
+        values.append(number(np.rint(rows.metrics[name] * scale).astype(np.int64), float(scale)))
+    parameters.append(_fixed_width_text(_sqlite_times(rows.event_time_us), _SQLITE_TIME_WIDTH))
+    values.append(f"CAST(substr(?{len(parameters)}, n * {_SQLITE_TIME_WIDTH} + 1, {_SQLITE_TIME_WIDTH}) AS TEXT)")
+    values.append(number(rows.partition, None))
+    values.append(number(rows.offset, None))
+    names = ["server_id", *parsing.METRIC_FIELDS, "event_time", "kafka_partition", "kafka_offset"]
+    preparer = dialect.identifier_preparer
+    columns = ", ".join(preparer.quote(name) for name in [*constants, *names])
+    shared = ", ".join(f"?{position}" for position in range(1, len(constants) + 1))
+    count = len(constants) + 1
+    statement = (
+        f"INSERT INTO {preparer.format_table(table)} ({columns}) "
+        f"WITH RECURSIVE row_numbers(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM row_numbers WHERE n + 1 < ?{count}) "
+        f"SELECT {shared}, {', '.join(values)} FROM row_numbers"
+    )
+    return statement, [tuple(parameters)]
+
+
+def _fixed_width_digits(values: np.ndarray) -> tuple[bytes, int]:
+    """Non-negative integers as one ASCII text, each zero-padded to the widest's digits."""
+    width = len(str(int(values.max())))
+    return _fixed_width_text(pc.utf8_lpad(arrow_ints(values).cast(pa.string()), width, "0"), width), width
+
+
+def _fixed_width_text(texts: pa.Array, width: int) -> bytes:
+    """The bytes of an Arrow string array whose every value is `width` bytes long, back to back."""
+    ends = np.frombuffer(texts.buffers()[1], np.int32, len(texts) + 1, texts.offset * 4)
+    start, end = int(ends[0]), int(ends[-1])
+    if end - start != width * len(texts) or np.any(np.diff(ends) != width):
+        raise AssertionError(f"{len(texts)} texts of {end - start} bytes in all, expected {width} bytes each")
+    return texts.buffers()[2].to_pybytes()[start:end]
+
+
+def _sqlite_bound_rows(
+    dialect: Dialect, table: Table, rows: MetricColumns, constants: Mapping[str, Any], variables: int
+) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """Multi-row INSERTs of `rows` and their parameter sets, as plain tuples (what pysqlite binds fastest)."""
+    fields = {**_fields(rows), "event_time": _sqlite_times(rows.event_time_us).to_pylist()}
     names = [name for name in fields if name not in constants]
     flat = list(chain.from_iterable(zip(*(_as_list(fields[name], len(rows)) for name in names), strict=True)))
     per_statement = max(1, min(SQLITE_ROWS_PER_STATEMENT, (variables - len(constants)) // len(names)))
     full, rest = divmod(len(rows), per_statement)
     width = per_statement * len(names)
     head = tuple(constants.values())
-    inserts = []
+    inserts: list[tuple[str, list[tuple[Any, ...]]]] = []
     if full:
         statement = _sqlite_insert(dialect, table, list(constants), names, per_statement)
         inserts.append((statement, [head + tuple(flat[i : i + width]) for i in range(0, full * width, width)]))
     if rest:
         statement = _sqlite_insert(dialect, table, list(constants), names, rest)
         inserts.append((statement, [head + tuple(flat[full * width :])]))
-    return tuple(inserts)
+    return inserts
 
 
 def _sqlite_insert(dialect: Dialect, table: Table, constants: list[str], names: list[str], count: int) -> str:
@@ -300,7 +415,7 @@ def _sqlite_insert_text(table: str, columns: tuple[str, ...], shared: int, count
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES {tuples}"
 
 
-def _sqlite_times(event_time_us: np.ndarray) -> list[str]:
+def _sqlite_times(event_time_us: np.ndarray) -> pa.Array:
     """Epoch microseconds as SQLAlchemy's SQLite DateTime text, '2026-11-25 16:00:03.250000'.
 
     Arrow's strftime costs about 2 us a value, a fifth of a SQLite chunk's write; a chunk spans a
@@ -310,7 +425,7 @@ def _sqlite_times(event_time_us: np.ndarray) -> list[str]:
     distinct, which = np.unique(seconds, return_inverse=True)
     heads = pc.strftime(arrow_ints(distinct).cast(pa.timestamp("s")), _SQLITE_SECOND_FORMAT)
     fractions = pc.utf8_lpad(arrow_ints(micros).cast(pa.string()), 6, "0")
-    return pc.binary_join_element_wise(pc.take(heads, arrow_ints(which)), fractions, _EMPTY_TEXT).to_pylist()
+    return pc.binary_join_element_wise(pc.take(heads, arrow_ints(which)), fractions, _EMPTY_TEXT)
 
 
 _EMPTY_TEXT = pa.Array.from_buffers(pa.string(), 1, [None, pa.py_buffer(np.zeros(2, np.int32)), pa.py_buffer(b"")])[0]
