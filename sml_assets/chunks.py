@@ -185,14 +185,7 @@ class ParsedValues:
 
     def columns(self, topic: str, partition: np.ndarray, offset: np.ndarray, keep: np.ndarray) -> MetricColumns:
         """The rows where `keep`, with their Kafka positions, as a chunk's columns."""
-        return MetricColumns(
-            topic,
-            partition[keep],
-            offset[keep],
-            self.server_id[keep],
-            {key: values[keep] for key, values in self.metrics.items()},
-            self.event_time_us[keep],
-        )
+        return MetricColumns(topic, partition, offset, self.server_id, self.metrics, self.event_time_us).take(keep)
 
 
 def datetime_to_us(moment: datetime) -> int:

@@ -7,7 +7,7 @@ transaction only sends (`sml_assets.chunk_writer`).
 - PostgreSQL (psycopg 3): one binary `COPY ... FROM STDIN`, its bytes built column by column with
   numpy (every row has the same width: the topic and its id are the chunk's), on the transaction's connection.
 - SQLite: one INSERT ... SELECT whose values come as one fixed-width text per column, cut apart by
-  SQLite (`_sqlite_column_texts`: a dozen parameters bound, then the whole insert stepped without
+  SQLite (`_sqlite_column_texts`: about 25 parameters bound, then the whole insert stepped without
   the GIL), on the transaction's DBAPI cursor; the rare rows whose percentages SQLite could not
   rebuild exactly that way go as multi-row INSERTs of bound values. Timestamps are formatted as
   arrays in SQLAlchemy's own SQLite storage format, so reads see no difference.
@@ -280,13 +280,10 @@ def _sqlite_inserts(
         process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
         constants[name] = process(value) if process else value
     exact, scales = _sqlite_text_rows(rows)
-    inserts: list[tuple[str, list[tuple[Any, ...]]]] = []
     if exact.all():
         return (_sqlite_column_texts(dialect, table, rows, constants, scales),)
-    if exact.any():
-        inserts.append(_sqlite_column_texts(dialect, table, rows.take(exact), constants, scales))
-    inserts.extend(_sqlite_bound_rows(dialect, table, rows.take(~exact), constants, variables))
-    return tuple(inserts)
+    texts = [_sqlite_column_texts(dialect, table, rows.take(exact), constants, scales)] if exact.any() else []
+    return (*texts, *_sqlite_bound_rows(dialect, table, rows.take(~exact), constants, variables))
 
 
 def _sqlite_text_rows(rows: MetricColumns) -> tuple[np.ndarray, dict[str, int]]:
@@ -316,7 +313,7 @@ def _sqlite_column_texts(
     dialect: Dialect, table: Table, rows: MetricColumns, constants: Mapping[str, Any], scales: Mapping[str, int]
 ) -> tuple[str, list[tuple[Any, ...]]]:
     """One INSERT ... SELECT of all `rows` whose values come as one text per column, fixed-width,
-    cut apart by SQLite itself: Python's `sqlite3` binds a dozen parameters and then steps the whole
+    cut apart by SQLite itself: Python's `sqlite3` binds about 25 parameters and then steps the whole
     insert without the GIL, where binding each value (11 a row) held it while the parsing thread
     waited. A number is `base + digits` (`base` the column's least value, the digits padded to the
     column's widest), a percentage that divided by 10**k (`_sqlite_text_rows`), the event time
@@ -366,11 +363,11 @@ def _fixed_width_digits(values: np.ndarray) -> tuple[bytes, int]:
 
 def _fixed_width_text(texts: pa.Array, width: int) -> bytes:
     """The bytes of an Arrow string array whose every value is `width` bytes long, back to back."""
-    ends = np.frombuffer(texts.buffers()[1], np.int32, len(texts) + 1, texts.offset * 4)
-    start, end = int(ends[0]), int(ends[-1])
-    if end - start != width * len(texts) or np.any(np.diff(ends) != width):
-        raise AssertionError(f"{len(texts)} texts of {end - start} bytes in all, expected {width} bytes each")
-    return texts.buffers()[2].to_pybytes()[start:end]
+    _, offsets, data = texts.buffers()
+    ends = np.frombuffer(offsets, np.int32, len(texts) + 1, texts.offset * 4)
+    if np.any(np.diff(ends) != width):
+        raise AssertionError(f"texts of {sorted(set(np.diff(ends).tolist()))} bytes, expected {width} bytes each")
+    return data.to_pybytes()[int(ends[0]) : int(ends[-1])]
 
 
 def _sqlite_bound_rows(
